@@ -1,0 +1,52 @@
+"""triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
+
+from triolette.core.errors import StateNotJSONError as StateNotJSONError
+from triolette.core.errors import StoreLockedError as StoreLockedError
+from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
+from triolette.core.errors import StoreWriteError as StoreWriteError
+from triolette.core.errors import TrioletteError as TrioletteError
+from triolette.core.policies import AllSavePolicy as AllSavePolicy
+from triolette.core.policies import AnySavePolicy as AnySavePolicy
+from triolette.core.policies import PersistPolicy as PersistPolicy
+from triolette.core.policies import SaveAtMostEvery as SaveAtMostEvery
+from triolette.core.policies import SaveOnChange as SaveOnChange
+from triolette.core.policies import SaveOnPublish as SaveOnPublish
+from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
+from triolette.stores.devicestore import DeviceStore as DeviceStore
+from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
+from triolette.stores.memory import MemoryStore as MemoryStore
+from triolette.stores.null import NullStore as NullStore
+from triolette.stores.protocol import Store as Store
+from triolette.stores.sqlite import SqliteStore as SqliteStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AllSavePolicy",
+    "AnySavePolicy",
+    "DeviceStore",
+    "JsonFileStore",
+    "MemoryStore",
+    "NullStore",
+    "PersistPolicy",
+    "SaveAtMostEvery",
+    "SaveOnChange",
+    "SaveOnPublish",
+    "SaveOnShutdown",
+    "SqliteStore",
+    "StateNotJSONError",
+    "Store",
+    "StoreLockedError",
+    "StoreNotLoadedError",
+    "StoreWriteError",
+    "TrioletteError",
+]
+
+
+def _fix_module_names() -> None:
+    """Show public classes as ``triolette.X`` in reprs and tracebacks, their one public home."""
+    for name in __all__:
+        globals()[name].__module__ = __name__
+
+
+_fix_module_names()

@@ -1,0 +1,74 @@
+"""The exceptions triolette raises.
+
+::
+
+    TrioletteError
+    ├── StateNotJSONError      (also TypeError)   a device's state cannot round-trip through JSON
+    ├── StoreNotLoadedError    (also RuntimeError) a DeviceStore was used before it was loaded
+    ├── StoreLockedError                           another process holds the store's lock
+    └── StoreWriteError        (also OSError)      a backend could not make a write durable
+
+Each error names its offender (device, path, holder) in its message and carries it as attributes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TrioletteError(Exception):
+    """Base class of every error triolette raises on purpose."""
+
+
+class StateNotJSONError(TrioletteError, TypeError):
+    """A device's state holds a value that does not survive a strict JSON round trip.
+
+    ``str(error)`` reads like ``sensor: ["calib"]["when"] is a datetime``.
+    """
+
+    def __init__(self, device: str, path: str, problem: str) -> None:
+        self.device = device
+        self.path = path
+        self.problem = problem
+        where = f" {path}" if path else ""
+        super().__init__(f"{device}:{where} {problem}")
+
+
+class StoreNotLoadedError(TrioletteError, RuntimeError):
+    """A :class:`~triolette.DeviceStore` was read or written before it was loaded."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        super().__init__(
+            f"{device}: the DeviceStore was used before it was loaded (call load() first)"
+        )
+
+
+class StoreLockedError(TrioletteError):
+    """The store file is locked by another process (or by another store object)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.path = path
+        self.holder = holder
+        super().__init__(f"{path} is already in use by {holder}; one process owns a store file")
+
+
+class StoreWriteError(TrioletteError, OSError):
+    """A backend failed to write; what was persisted before is intact.
+
+    The failing ``OSError`` (or ``sqlite3.Error``) is the ``__cause__``; ``errno`` is copied
+    from it when it has one.
+    """
+
+    def __init__(self, path: Path, keys: list[str], cause: BaseException) -> None:
+        self.path = path
+        self.keys = keys
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        message = f"could not save {shown} to {path}: {cause}"
+        if isinstance(cause, OSError) and cause.errno is not None:
+            super().__init__(cause.errno, message)
+        else:
+            super().__init__(message)
+
+    def __str__(self) -> str:
+        return str(self.args[-1])

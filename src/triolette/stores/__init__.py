@@ -1,0 +1,11 @@
+"""Storage backends for device state.
+
+The backends themselves (``JsonFileStore``, ``SqliteStore``, ``MemoryStore``, ``NullStore``)
+and the ``Store`` protocol are imported from ``triolette``; this package is the home of what a
+backend author or operator needs beyond them.
+"""
+
+from triolette.stores._encoded import QuarantineReport as QuarantineReport
+from triolette.stores.protocol import BatchStore as BatchStore
+
+__all__ = ["BatchStore", "QuarantineReport"]

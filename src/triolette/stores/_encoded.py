@@ -1,0 +1,108 @@
+"""The common engine of the built-in backends: each key's state kept as canonical JSON text.
+
+Holding the encoded text gives deep-copy isolation both ways, strict JSON checks before anything
+is written, and cheap change detection: a save whose text equals the stored one costs no I/O.
+Subclasses only say how to open (return the stored texts) and how to make a batch durable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from triolette.core.jsonstate import decode_state, encode_state
+
+logger = logging.getLogger("triolette.stores")
+
+
+@attrs.frozen
+class QuarantineReport:
+    """A damaged file or record that a store moved aside instead of overwriting.
+
+    ``moved_to`` is where the bytes now are; ``restored_from`` names the last good copy the
+    store fell back on, or is ``None`` when it started without that data.
+    """
+
+    path: Path
+    reason: str
+    moved_to: Path | str
+    restored_from: Path | None = None
+
+
+class EncodedStore:
+    """Base class: ``load``/``save``/``save_many``/``load_all``/``close`` over encoded texts."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] | None = None
+        self.quarantined: list[QuarantineReport] = []
+
+    # -- for subclasses -------------------------------------------------------------------
+
+    def _open(self) -> dict[str, str]:
+        """Acquire resources and return the stored ``{key: canonical JSON text}``."""
+        return {}
+
+    def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
+        """Make ``changed`` durable on top of ``current``; raise and change nothing on failure."""
+
+    def _release(self) -> None:
+        """Release what ``_open`` acquired."""
+
+    def _report(self, report: QuarantineReport) -> None:
+        self.quarantined.append(report)
+        logger.error(
+            "store file %s was damaged (%s): moved aside to %s; %s",
+            report.path,
+            report.reason,
+            report.moved_to,
+            f"restored the last good copy {report.restored_from}"
+            if report.restored_from
+            else "starting without that data",
+        )
+
+    # -- the Store protocol ---------------------------------------------------------------
+
+    def _stored(self) -> dict[str, str]:
+        if self._texts is None:
+            self._texts = self._open()
+        return self._texts
+
+    def load(self, key: str) -> dict[str, object] | None:
+        """Return a fresh copy of ``key``'s state, or ``None`` when it was never saved."""
+        text = self._stored().get(key)
+        return None if text is None else decode_state(text)
+
+    def load_all(self) -> dict[str, dict[str, object]]:
+        """Return a fresh copy of every stored state, keyed by device."""
+        return {key: decode_state(text) for key, text in self._stored().items()}
+
+    def save(self, key: str, data: dict[str, object]) -> None:
+        """Store ``data`` under ``key``; see :meth:`save_many`."""
+        self.save_many({key: data})
+
+    def save_many(self, states: Mapping[str, dict[str, object]]) -> None:
+        """Store every entry of ``states`` in one durable step, or none of them.
+
+        Raises :class:`~triolette.StateNotJSONError` (naming key and path) before any I/O
+        when a state is not strict JSON, and :class:`~triolette.StoreWriteError` when the
+        backend fails; either way what was stored before is unchanged.
+        """
+        encoded = {}
+        for key, data in states.items():
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"store keys are non-empty strings, got {key!r}")
+            encoded[key] = encode_state(key, data)
+        current = self._stored()
+        changed = {key: text for key, text in encoded.items() if current.get(key) != text}
+        if changed:
+            self._write(changed, current)
+            current.update(changed)
+
+    def close(self) -> None:
+        """Release files and locks; the next call opens the store again."""
+        if self._texts is not None:
+            self._texts = None
+            self._release()

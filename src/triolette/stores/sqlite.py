@@ -1,0 +1,168 @@
+"""SqliteStore: device state as rows of one SQLite database in WAL mode."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import sqlite3
+from pathlib import Path
+from typing import Literal
+
+from triolette.core.errors import StoreWriteError
+from triolette.core.jsonstate import decode_state, encode_state
+from triolette.stores._encoded import EncodedStore, QuarantineReport
+from triolette.stores._files import FileLock, quarantine
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS store_quarantine (
+    key TEXT NOT NULL, data TEXT, reason TEXT NOT NULL, moved_at TEXT NOT NULL
+);
+"""
+_UPSERT = (
+    "INSERT INTO store (key, data) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET data = excluded.data"
+)
+_DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
+
+
+class _DamagedDatabase(Exception):
+    """The file is not a usable SQLite database: quarantine it and start a new one."""
+
+
+class SqliteStore(EncodedStore):
+    """Rows ``store(key TEXT PRIMARY KEY, data TEXT NOT NULL)``, the table cosalette uses.
+
+    Opened on first use: exclusive lock on ``<name>.lock``, ``journal_mode=WAL``,
+    ``synchronous=FULL`` (every committed batch survives a power cut; ``"NORMAL"`` trades the
+    last commits for speed), ``quick_check``, and one read of every row. A database that is
+    not SQLite or fails the check is moved aside with its ``-wal`` and ``-shm`` files; a row
+    that is not a JSON object is moved to the ``store_quarantine`` table. Both are reported in
+    :attr:`quarantined`. One connection, used by one thread at a time; each batch is one
+    ``BEGIN IMMEDIATE`` transaction. :meth:`close` checkpoints the WAL and closes.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
+    ) -> None:
+        super().__init__()
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+        self.path = Path(path).absolute()
+        self.synchronous = synchronous
+        self._lock = FileLock(self.path)
+        self._db: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    def _open(self) -> dict[str, str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._lock.acquire()
+        try:
+            try:
+                rows = self._read()
+            except _DamagedDatabase as exc:
+                self._quarantine_database(str(exc))
+                rows = self._read()
+            return self._check_rows(rows)
+        except BaseException:
+            self._disconnect()
+            self._lock.release()
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            # Created owner-only before SQLite opens it; SQLite gives -wal and -shm the same mode.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={self.synchronous}")
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _read(self) -> list[tuple[str, str]]:
+        try:
+            db = self._connection()
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode in _DAMAGED:
+                raise _DamagedDatabase(str(exc)) from exc
+            raise
+        if verdict != "ok":
+            raise _DamagedDatabase(f"quick_check failed: {verdict}")
+        db.executescript(_SCHEMA)
+        return db.execute("SELECT key, data FROM store").fetchall()
+
+    def _quarantine_database(self, reason: str) -> None:
+        self._disconnect()
+        moved_to = quarantine(self.path)
+        for suffix in ("-wal", "-shm"):
+            companion = Path(f"{self.path}{suffix}")
+            if companion.exists():
+                os.replace(companion, f"{moved_to}{suffix}")
+        self._report(QuarantineReport(self.path, reason, moved_to))
+
+    def _check_rows(self, rows: list[tuple[str, str]]) -> dict[str, str]:
+        texts, damaged = {}, []
+        for key, data in rows:
+            try:
+                texts[key] = encode_state(key, decode_state(data))
+            except (TypeError, ValueError) as exc:
+                damaged.append((key, data, str(exc)))
+        if damaged:
+            now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT INTO store_quarantine VALUES (?, ?, ?, ?)",
+                [(key, data, reason, now) for key, data, reason in damaged],
+            )
+            db.executemany("DELETE FROM store WHERE key = ?", [(key,) for key, *_ in damaged])
+            db.execute("COMMIT")
+            for key, _, reason in damaged:
+                self._report(
+                    QuarantineReport(self.path, f"row {key!r}: {reason}", "table store_quarantine")
+                )
+        return texts
+
+    def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_UPSERT, changed.items())
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            # After an I/O error the connection's view of the file is not trusted again.
+            self._disconnect()
+            raise StoreWriteError(self.path, list(changed), exc) from exc
+
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    def _release(self) -> None:
+        try:
+            if self._db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._disconnect()
+            self._lock.release()
