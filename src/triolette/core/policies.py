@@ -9,7 +9,7 @@ flattened, so ``a | b | c`` is ``AnySavePolicy(a, b, c)``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -24,9 +24,13 @@ class SaveState(Protocol):
 
 
 class PersistPolicy(Protocol):
-    """The protocol every save policy satisfies, including users' own."""
+    """The protocol every save policy satisfies, including users' own.
 
-    def should_save(self, store: SaveState, published: bool) -> bool: ...
+    ``store`` is the device's :class:`~triolette.DeviceStore` (typed loosely here so that a
+    user policy annotated with ``DeviceStore`` satisfies the protocol).
+    """
+
+    def should_save(self, store: Any, published: bool) -> bool: ...
 
 
 class _Composable:

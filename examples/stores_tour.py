@@ -1,0 +1,51 @@
+"""A tour of triolette's persistence: run it twice and the counters continue.
+
+    python examples/stores_tour.py [STATE_FOLDER]
+
+It keeps a gas meter's impulse count and calibration in ``STATE_FOLDER/state.json`` (default
+``./data``) and a second copy in SQLite, then shows what a save refuses.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+from pathlib import Path
+
+from triolette import (
+    DeviceStore,
+    JsonFileStore,
+    SaveAtMostEvery,
+    SaveOnChange,
+    SqliteStore,
+    StateNotJSONError,
+)
+
+
+def main(folder: Path) -> None:
+    policy = SaveOnChange() & SaveAtMostEvery(60)  # SD-card friendly: one write a minute at most
+    for backend in (JsonFileStore(folder / "state.json"), SqliteStore(folder / "state.db")):
+        meter = DeviceStore(backend, "gas-meter")
+        meter.load()
+        meter["impulses"] = meter.get("impulses", 0) + 10
+        meter.setdefault("calibration", {"m3_per_impulse": 0.01})
+        total = meter["impulses"] * meter["calibration"]["m3_per_impulse"]
+        due = policy.should_save(meter, published=False)
+        if due:
+            meter.save()
+        print(f"{backend!r}: {meter['impulses']} impulses = {total:.2f} m3", end="")
+        print(", saved" if due else ", not due yet")
+        backend.close()
+
+    probe = DeviceStore(JsonFileStore(folder / "probe.json"), "probe")
+    probe.load()
+    probe["calibrated"] = datetime.datetime.now()
+    try:
+        probe.save()
+    except StateNotJSONError as error:
+        print(f"refused, nothing written: {error}")
+    print(f"state lives in {folder.absolute()}; run again and the counts go on")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "data"))

@@ -1,0 +1,5 @@
+"""Helpers for testing triolette apps and backends."""
+
+from triolette.testing.conformance import check_store as check_store
+
+__all__ = ["check_store"]
