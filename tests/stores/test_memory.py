@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 import pytest
 
@@ -10,7 +11,7 @@ from triolette import MemoryStore, NullStore, StateNotJSONError
 
 
 def test_memory_store_is_seeded_by_a_copy_checked_like_a_save():
-    seed = {"sensor": {"count": 99, "history": [1, 2]}}
+    seed: dict[str, dict[str, Any]] = {"sensor": {"count": 99, "history": [1, 2]}}
     store = MemoryStore(seed)
     seed["sensor"]["history"].append(3)
     assert store.load("sensor") == {"count": 99, "history": [1, 2]}
@@ -27,8 +28,9 @@ def test_memory_store_keeps_its_data_across_close():
 
 
 def test_memory_store_rejects_bad_keys():
-    with pytest.raises(TypeError, match="non-empty strings"):
-        MemoryStore().save("", {})
+    for key in ["", "\ud800", 7]:
+        with pytest.raises(TypeError, match="non-empty Unicode strings"):
+            MemoryStore().save(key, {})  # type: ignore[arg-type]
 
 
 def test_null_store_keeps_nothing_and_never_fails():

@@ -32,6 +32,16 @@ class QuarantineReport:
     restored_from: Path | None = None
 
 
+def _valid_key(key: object) -> bool:
+    if not isinstance(key, str) or not key:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class EncodedStore:
     """Base class: ``load``/``save``/``save_many``/``load_all``/``close`` over encoded texts."""
 
@@ -92,8 +102,8 @@ class EncodedStore:
         """
         encoded = {}
         for key, data in states.items():
-            if not isinstance(key, str) or not key:
-                raise TypeError(f"store keys are non-empty strings, got {key!r}")
+            if not _valid_key(key):
+                raise TypeError(f"store keys are non-empty Unicode strings, got {key!r}")
             encoded[key] = encode_state(key, data)
         current = self._stored()
         changed = {key: text for key, text in encoded.items() if current.get(key) != text}

@@ -65,6 +65,7 @@ def replace_durably(path: Path, data: bytes, *, keep_previous: Path | None = Non
             link_name = f"{temp_name}-prev"
             os.link(path, link_name)
             temps.append(link_name)
+            os.chmod(link_name, 0o600)  # a file from elsewhere may have been world-readable
             os.replace(link_name, keep_previous)
         os.replace(temp_name, path)
         temps.clear()
@@ -81,7 +82,7 @@ def sweep_temps(path: Path) -> list[Path]:
     removed = []
     with os.scandir(path.parent) as entries:
         for entry in entries:
-            if entry.name.startswith(prefix):
+            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
                     removed.append(Path(entry.path))

@@ -57,7 +57,7 @@ class JsonFileStore(EncodedStore):
         if good is not None:
             replace_durably(self.path, _render(good))
         self._report(
-            QuarantineReport(self.path, problem, moved_to, self.last_good if good else None)
+            QuarantineReport(self.path, problem, moved_to, None if good is None else self.last_good)
         )
         return good or {}
 
@@ -96,10 +96,14 @@ def _parse(raw: bytes) -> dict[str, str]:
         document = decode_document(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"the file is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("the file nests too deeply to decode") from None
     try:
         return {key: encode_state(key, state) for key, state in document.items()}
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("the file nests too deeply to decode") from None
 
 
 def _render(texts: dict[str, str]) -> bytes:
