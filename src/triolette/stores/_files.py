@@ -68,7 +68,7 @@ def replace_durably(path: Path, data: bytes, *, keep_previous: Path | None = Non
             os.chmod(link_name, 0o600)  # a file from elsewhere may have been world-readable
             os.replace(link_name, keep_previous)
         os.replace(temp_name, path)
-        temps.clear()
+        temps.remove(temp_name)
         fsync_folder(folder)
     finally:
         for name in temps:
