@@ -12,7 +12,7 @@ from typing import Literal
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_state, encode_state
 from triolette.stores._encoded import EncodedStore, QuarantineReport
-from triolette.stores._files import FileLock, quarantine
+from triolette.stores._files import FileLock, fsync_folder, quarantine
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -79,16 +79,13 @@ class SqliteStore(EncodedStore):
         if self._db is None:
             # Created owner-only before SQLite opens it; SQLite gives -wal and -shm the same mode.
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-            db = sqlite3.connect(
+            self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
             )
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA synchronous={self.synchronous}")
-            except BaseException:
-                db.close()
-                raise
-            self._db = db
+            # On failure the connection stays open: every caller disconnects on error, and a
+            # damaged database must be moved aside before closing (see _quarantine_database).
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         return self._db
 
     def _read(self) -> list[tuple[str, str]]:
@@ -105,12 +102,18 @@ class SqliteStore(EncodedStore):
         return db.execute("SELECT key, data FROM store").fetchall()
 
     def _quarantine_database(self, reason: str) -> None:
-        self._disconnect()
-        moved_to = quarantine(self.path)
-        for suffix in ("-wal", "-shm"):
-            companion = Path(f"{self.path}{suffix}")
-            if companion.exists():
-                os.replace(companion, f"{moved_to}{suffix}")
+        # Move the files while the connection is still open: closing the last connection to a
+        # database that is still in place checkpoints its WAL and deletes the -wal and -shm
+        # files, while a moved database is left alone.
+        try:
+            moved_to = quarantine(self.path)
+            for suffix in ("-wal", "-shm"):
+                companion = Path(f"{self.path}{suffix}")
+                if companion.exists():
+                    os.replace(companion, f"{moved_to}{suffix}")
+            fsync_folder(self.path.parent)
+        finally:
+            self._disconnect()
         self._report(QuarantineReport(self.path, reason, moved_to))
 
     def _check_rows(self, rows: list[tuple[str, str]]) -> dict[str, str]:
