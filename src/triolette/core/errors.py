@@ -56,17 +56,22 @@ class StoreLockedError(TrioletteError):
 class StoreWriteError(TrioletteError, OSError):
     """A backend failed to write; what was persisted before is intact.
 
-    The failing ``OSError`` (or ``sqlite3.Error``) is the ``__cause__``; ``errno`` is copied
-    from it when it has one.
+    The failing ``OSError`` (or ``sqlite3.Error``) is the ``__cause__``; ``errno`` is the
+    cause's, or the one the backend names for it (SQLite's "database or disk is full" is
+    ``ENOSPC``), so callers check one attribute whatever the backend.
     """
 
-    def __init__(self, path: Path, keys: list[str], cause: BaseException) -> None:
+    def __init__(
+        self, path: Path, keys: list[str], cause: BaseException, *, errno: int | None = None
+    ) -> None:
         self.path = path
         self.keys = keys
         shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
         message = f"could not save {shown} to {path}: {cause}"
-        if isinstance(cause, OSError) and cause.errno is not None:
-            super().__init__(cause.errno, message)
+        if errno is None and isinstance(cause, OSError):
+            errno = cause.errno
+        if errno is not None:
+            super().__init__(errno, message)
         else:
             super().__init__(message)
 

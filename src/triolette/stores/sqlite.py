@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import os
 import sqlite3
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Literal
 
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_state, encode_state
-from triolette.stores._encoded import EncodedStore, QuarantineReport
+from triolette.stores._encoded import EncodedStore, QuarantineReport, logger
 from triolette.stores._files import FileLock, fsync_folder, quarantine
 
 _SCHEMA = """
@@ -25,6 +26,23 @@ _UPSERT = (
     "ON CONFLICT (key) DO UPDATE SET data = excluded.data"
 )
 _DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
+
+
+# SQLite's primary result codes that have an errno twin, so both file stores report alike.
+_ERRNO = {
+    sqlite3.SQLITE_FULL: errno.ENOSPC,
+    sqlite3.SQLITE_IOERR: errno.EIO,
+    sqlite3.SQLITE_BUSY: errno.EBUSY,
+    sqlite3.SQLITE_LOCKED: errno.EBUSY,
+    sqlite3.SQLITE_READONLY: errno.EROFS,
+}
+
+
+def _errno_of(error: BaseException) -> int | None:
+    if isinstance(error, OSError):
+        return error.errno
+    code = getattr(error, "sqlite_errorcode", None)
+    return None if code is None else _ERRNO.get(code & 0xFF)
 
 
 class _DamagedDatabase(Exception):
@@ -153,7 +171,7 @@ class SqliteStore(EncodedStore):
         except (sqlite3.Error, OSError) as exc:
             # After an I/O error the connection's view of the file is not trusted again.
             self._disconnect()
-            raise StoreWriteError(self.path, list(changed), exc) from exc
+            raise StoreWriteError(self.path, list(changed), exc, errno=_errno_of(exc)) from exc
 
     def _disconnect(self) -> None:
         if self._db is not None:
@@ -164,8 +182,11 @@ class SqliteStore(EncodedStore):
     def _release(self) -> None:
         try:
             if self._db is not None:
-                with contextlib.suppress(sqlite3.Error):
+                try:
                     self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    # Harmless for the data (the WAL is replayed on the next open); worth a line.
+                    logger.warning("could not checkpoint %s at close: %s", self.path, exc)
         finally:
             self._disconnect()
             self._lock.release()
