@@ -14,8 +14,6 @@ import logging
 import os
 import re
 import stat
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from triolette import JsonFileStore, StoreLockedError
+from triolette import JsonFileStore
 from triolette.stores._encoded import QuarantineReport
 from triolette.stores._files import temp_prefix
 
@@ -362,76 +360,6 @@ def test_existing_world_readable_file_becomes_owner_only_after_first_save(tmp_pa
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     store.close()
-
-
-LOCK_HOLDER = """
-import sys
-from triolette import JsonFileStore
-
-store = JsonFileStore(sys.argv[1])
-store.save("child", {"alive": True})
-print("ready", flush=True)
-sys.stdin.read()
-store.close()
-"""
-
-
-def test_second_process_is_refused_with_path_and_holder_pid(tmp_path):
-    path = tmp_path / "state.json"
-    child = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None
-    assert child.stdout is not None
-    store = JsonFileStore(path)
-    try:
-        assert child.stdout.readline() == "ready\n"
-        in_flight = tmp_path / f"{temp_prefix(path)}child-writing"
-        in_flight.write_bytes(b"{")
-
-        with pytest.raises(StoreLockedError) as refused:
-            store.load("child")
-
-        message = str(refused.value)
-        assert str(path) in message
-        assert re.search(rf"\bprocess {child.pid}\b", message), message
-        assert refused.value.path == path
-        assert str(child.pid) in refused.value.holder
-        assert str(os.getpid()) not in message
-        # The refused opener touched nothing: not even the holder's temp files.
-        assert in_flight.exists()
-        assert json.loads(path.read_bytes()) == {"child": {"alive": True}}
-    finally:
-        child.stdin.close()
-        returncode = child.wait(timeout=10)
-        child.stdout.close()
-    assert returncode == 0
-
-    assert store.load("child") == {"alive": True}
-    store.close()
-
-
-def test_second_store_object_in_one_process_is_refused_until_first_closes(tmp_path):
-    path = tmp_path / "state.json"
-    first = JsonFileStore(path)
-    second = JsonFileStore(str(path))
-    first.save("sensor", {"count": 1})
-
-    with pytest.raises(StoreLockedError) as refused:
-        second.load("sensor")
-    assert str(path) in str(refused.value)
-    assert re.search(rf"\bprocess {os.getpid()}\b", str(refused.value))
-
-    first.close()
-    assert second.load("sensor") == {"count": 1}
-    with pytest.raises(StoreLockedError):
-        first.load("sensor")
-    second.close()
-    assert first.load("sensor") == {"count": 1}
-    first.close()
 
 
 def _record_fsync_and_replace(monkeypatch) -> list[tuple[str, ...]]:

@@ -10,15 +10,12 @@ import os
 import re
 import shutil
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from triolette import SqliteStore, StoreLockedError
+from triolette import SqliteStore
 
 STATES: dict[str, dict[str, Any]] = {
     "sensor": {"count": 41, "calib": {"offset": -0.25, "when": "2024-05-01T10:00:00Z"}},
@@ -295,56 +292,6 @@ def test_the_database_is_owner_only(tmp_path):
     finally:
         os.umask(previous)
     assert path.stat().st_mode & 0o777 == 0o600
-
-
-# -- lock -----------------------------------------------------------------------------------
-
-_HOLDER = textwrap.dedent(
-    """
-    import sys
-    from triolette import SqliteStore
-
-    store = SqliteStore(sys.argv[1])
-    store.save("child", {"owner": True})
-    print("ready", flush=True)
-    sys.stdin.read()
-    store.close()
-    """
-)
-
-
-def test_a_second_process_is_refused_while_the_first_holds_the_store(tmp_path):
-    path = tmp_path / "state.db"
-    child = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdin is not None
-        assert child.stdout.readline() == "ready\n"
-
-        with pytest.raises(StoreLockedError) as refused:
-            SqliteStore(path).load_all()
-        assert refused.value.path == path
-        assert str(path) in str(refused.value)
-        assert f"process {child.pid} " in str(refused.value)
-
-        child.stdin.close()
-        assert child.wait(timeout=30) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
-
-    store = SqliteStore(path)
-    assert store.load_all() == {"child": {"owner": True}}
-    store.save("parent", {"owner": True})
-    store.close()
 
 
 # -- close ----------------------------------------------------------------------------------

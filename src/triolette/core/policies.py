@@ -111,35 +111,30 @@ def _flatten(kind: type, children: tuple[PersistPolicy, ...]) -> tuple[PersistPo
     return tuple(flat)
 
 
-@attrs.frozen(init=False)
-class AnySavePolicy(_Composable):
-    """Save when any child policy says so (``a | b``). Every child is asked, in order."""
+@attrs.frozen(init=False, repr=False)
+class _Composite(_Composable):
+    """Children flattened at construction; equal only to a composite of the same kind."""
 
     children: tuple[PersistPolicy, ...]
 
     def __init__(self, *children: PersistPolicy) -> None:
-        self.__attrs_init__(_flatten(AnySavePolicy, children))
+        self.__attrs_init__(_flatten(type(self), children))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(map(repr, self.children))})"
+
+
+class AnySavePolicy(_Composite):
+    """Save when any child policy says so (``a | b``). Every child is asked, in order."""
 
     def should_save(self, store: SaveState, published: bool) -> bool:
         # A list, not a generator: every child sees every cycle, so stateful user policies
         # are not starved by an earlier "yes".
         return any([child.should_save(store, published) for child in self.children])  # noqa: C419
 
-    def __repr__(self) -> str:
-        return f"AnySavePolicy({', '.join(map(repr, self.children))})"
 
-
-@attrs.frozen(init=False)
-class AllSavePolicy(_Composable):
+class AllSavePolicy(_Composite):
     """Save only when every child policy agrees (``a & b``). Every child is asked, in order."""
-
-    children: tuple[PersistPolicy, ...]
-
-    def __init__(self, *children: PersistPolicy) -> None:
-        self.__attrs_init__(_flatten(AllSavePolicy, children))
 
     def should_save(self, store: SaveState, published: bool) -> bool:
         return all([child.should_save(store, published) for child in self.children])  # noqa: C419
-
-    def __repr__(self) -> str:
-        return f"AllSavePolicy({', '.join(map(repr, self.children))})"

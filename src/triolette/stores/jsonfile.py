@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_document, encode_state
-from triolette.stores._encoded import EncodedStore, QuarantineReport
-from triolette.stores._files import FileLock, quarantine, replace_durably, sweep_temps
+from triolette.stores._encoded import QuarantineReport
+from triolette.stores._files import quarantine, replace_durably, sweep_temps
+from triolette.stores._filestore import LockedFileStore
 
 
-class JsonFileStore(EncodedStore):
+class JsonFileStore(LockedFileStore):
     """One JSON object ``{device: state}`` in one file, cosalette's format.
 
     The file is opened on first use, which takes an exclusive lock (a second process gets
@@ -25,23 +25,12 @@ class JsonFileStore(EncodedStore):
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__()
-        self.path = Path(path).absolute()
+        super().__init__(path)
         self.last_good = self.path.with_name(f"{self.path.name}.last-good")
-        self._lock = FileLock(self.path)
 
-    def __repr__(self) -> str:
-        return f"JsonFileStore({str(self.path)!r})"
-
-    def _open(self) -> dict[str, str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock.acquire()
-        try:
-            sweep_temps(self.path)
-            return self._read()
-        except BaseException:
-            self._lock.release()
-            raise
+    def _open_locked(self) -> dict[str, str]:
+        sweep_temps(self.path)
+        return self._read()
 
     def _read(self) -> dict[str, str]:
         try:
@@ -77,9 +66,6 @@ class JsonFileStore(EncodedStore):
             )
         except OSError as exc:
             raise StoreWriteError(self.path, list(changed), exc) from exc
-
-    def _release(self) -> None:
-        self._lock.release()
 
 
 def _parse(raw: bytes) -> dict[str, str]:

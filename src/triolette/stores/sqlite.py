@@ -12,8 +12,9 @@ from typing import Literal
 
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_state, encode_state
-from triolette.stores._encoded import EncodedStore, QuarantineReport, logger
-from triolette.stores._files import FileLock, fsync_folder, quarantine
+from triolette.stores._encoded import QuarantineReport, logger
+from triolette.stores._files import fsync_folder, quarantine
+from triolette.stores._filestore import LockedFileStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -49,7 +50,7 @@ class _DamagedDatabase(Exception):
     """The file is not a usable SQLite database: quarantine it and start a new one."""
 
 
-class SqliteStore(EncodedStore):
+class SqliteStore(LockedFileStore):
     """Rows ``store(key TEXT PRIMARY KEY, data TEXT NOT NULL)``, the table cosalette uses.
 
     Opened on first use: exclusive lock on ``<name>.lock``, ``journal_mode=WAL``,
@@ -67,20 +68,13 @@ class SqliteStore(EncodedStore):
         *,
         synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
     ) -> None:
-        super().__init__()
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        self.path = Path(path).absolute()
+        super().__init__(path)
         self.synchronous = synchronous
-        self._lock = FileLock(self.path)
         self._db: sqlite3.Connection | None = None
 
-    def __repr__(self) -> str:
-        return f"SqliteStore({str(self.path)!r})"
-
-    def _open(self) -> dict[str, str]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._lock.acquire()
+    def _open_locked(self) -> dict[str, str]:
         try:
             try:
                 rows = self._read()
@@ -90,7 +84,6 @@ class SqliteStore(EncodedStore):
             return self._check_rows(rows)
         except BaseException:
             self._disconnect()
-            self._lock.release()
             raise
 
     def _connection(self) -> sqlite3.Connection:
@@ -179,14 +172,12 @@ class SqliteStore(EncodedStore):
                 self._db.close()
             self._db = None
 
-    def _release(self) -> None:
+    def _close_locked(self) -> None:
         try:
             if self._db is not None:
-                try:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except sqlite3.Error as exc:
-                    # Harmless for the data (the WAL is replayed on the next open); worth a line.
-                    logger.warning("could not checkpoint %s at close: %s", self.path, exc)
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # Harmless for the data (the WAL is replayed on the next open); worth a line.
+            logger.warning("could not checkpoint %s at close: %s", self.path, exc)
         finally:
             self._disconnect()
-            self._lock.release()
