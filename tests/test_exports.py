@@ -57,9 +57,11 @@ def test_each_public_name_has_exactly_one_home():
             seen[id(obj)] = f"{home}.{name}"
 
 
-def test_top_level_classes_report_their_public_module():
-    for name in triolette.__all__:
-        assert getattr(triolette, name).__module__ == "triolette", name
+@pytest.mark.parametrize("home", PUBLIC_HOMES)
+def test_public_names_report_their_public_home(home):
+    module = importlib.import_module(home)
+    for name in module.__all__:
+        assert getattr(module, name).__module__ == home, name
 
 
 @pytest.mark.parametrize("internal", ["core", "stores", "testing"])

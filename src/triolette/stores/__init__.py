@@ -9,3 +9,7 @@ from triolette.stores._encoded import QuarantineReport as QuarantineReport
 from triolette.stores.protocol import BatchStore as BatchStore
 
 __all__ = ["BatchStore", "QuarantineReport"]
+
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

@@ -80,13 +80,10 @@ def _parse(raw: bytes) -> dict[str, str]:
         raise ValueError(f"the file is not UTF-8 ({exc.reason} at offset {exc.start})") from None
     try:
         document = decode_document(text)
+        return {key: encode_state(key, state) for key, state in document.items()}
     except json.JSONDecodeError as exc:
         raise ValueError(f"the file is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise ValueError("the file nests too deeply to decode") from None
-    try:
-        return {key: encode_state(key, state) for key, state in document.items()}
-    except TypeError as exc:
+    except TypeError as exc:  # decoded, but JSON would not give it back (a lone surrogate)
         raise ValueError(str(exc)) from None
     except RecursionError:
         raise ValueError("the file nests too deeply to decode") from None
