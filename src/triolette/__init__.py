@@ -5,6 +5,7 @@ from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreWriteError as StoreWriteError
 from triolette.core.errors import TrioletteError as TrioletteError
+from triolette.core.exports import claim_public_names
 from triolette.core.policies import AllSavePolicy as AllSavePolicy
 from triolette.core.policies import AnySavePolicy as AnySavePolicy
 from triolette.core.policies import PersistPolicy as PersistPolicy
@@ -42,11 +43,5 @@ __all__ = [
     "TrioletteError",
 ]
 
-
-def _fix_module_names() -> None:
-    """Show public classes as ``triolette.X`` in reprs and tracebacks, their one public home."""
-    for name in __all__:
-        globals()[name].__module__ = __name__
-
-
-_fix_module_names()
+claim_public_names(globals())
+del claim_public_names

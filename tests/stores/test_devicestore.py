@@ -201,9 +201,9 @@ def test_repr_shows_key_state_and_dirtiness():
     assert repr(store) == "DeviceStore('sensor', {'n': 1}, dirty=True)"
 
 
-@pytest.mark.parametrize("key", ["", None, 3])
+@pytest.mark.parametrize("key", ["", None, 3, "\ud800"])
 def test_a_device_store_needs_a_non_empty_string_key(key):
-    with pytest.raises(TypeError, match="non-empty string"):
+    with pytest.raises(TypeError, match="non-empty Unicode strings"):
         DeviceStore(MemoryStore(), key)
 
 

@@ -125,6 +125,19 @@ def _check_quarantined(
     return moved
 
 
+def _save_leaves_quarantine_alone(
+    store: JsonFileStore, key: str, state: dict[str, object], moved: Path, raw: bytes
+) -> None:
+    """A save, then close: the quarantined file keeps its bytes, inode and mtime."""
+    identity = moved.stat()
+    store.save(key, state)
+    store.close()
+    assert _corrupt_files(store.path) == [moved]
+    assert moved.read_bytes() == raw
+    assert moved.stat().st_ino == identity.st_ino
+    assert moved.stat().st_mtime_ns == identity.st_mtime_ns
+
+
 @pytest.mark.usefixtures("far_timezone")
 @pytest.mark.parametrize(("raw", "reason"), CORRUPT)
 def test_corrupt_file_without_last_good_is_moved_aside_and_store_starts_empty(
@@ -144,15 +157,7 @@ def test_corrupt_file_without_last_good_is_moved_aside_and_store_starts_empty(
     assert store.quarantined[0].restored_from is None
     assert "starting without that data" in _error_records(caplog)[0].getMessage()
     assert not path.exists()
-    identity = moved.stat()
-
-    store.save("sensor", {"count": 4})
-    store.close()
-
-    assert _corrupt_files(path) == [moved]
-    assert moved.read_bytes() == raw
-    assert moved.stat().st_ino == identity.st_ino
-    assert moved.stat().st_mtime_ns == identity.st_mtime_ns
+    _save_leaves_quarantine_alone(store, "sensor", {"count": 4}, moved, raw)
     assert json.loads(path.read_bytes()) == {"sensor": {"count": 4}}
     # The damaged bytes never become the "last good" copy.
     assert not store.last_good.exists()
@@ -188,15 +193,7 @@ def test_corrupt_file_with_last_good_is_moved_aside_and_last_good_restored(
     assert path.stat().st_ino != damaged_inode
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert last_good.read_bytes() == LAST_GOOD_BYTES  # the damage never became "last good"
-    identity = moved.stat()
-
-    store.save("counter", {"n": 5})
-    store.close()
-
-    assert _corrupt_files(path) == [moved]
-    assert moved.read_bytes() == raw
-    assert moved.stat().st_ino == identity.st_ino
-    assert moved.stat().st_mtime_ns == identity.st_mtime_ns
+    _save_leaves_quarantine_alone(store, "counter", {"n": 5}, moved, raw)
     assert json.loads(path.read_bytes()) == {**LAST_GOOD, "counter": {"n": 5}}
     assert json.loads(last_good.read_bytes()) == LAST_GOOD
 

@@ -42,6 +42,21 @@ def encode_state(device: str, state: object) -> str:
     return text
 
 
+def check_key(key: object) -> str:
+    """Return ``key`` if it can name a device in every backend; raise ``TypeError`` if not.
+
+    A key is a non-empty string that encodes as UTF-8 (no lone surrogates).
+    """
+    if isinstance(key, str) and key:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            pass
+        else:
+            return key
+    raise TypeError(f"store keys are non-empty Unicode strings, got {key!r}")
+
+
 def decode_state(text: str) -> dict[str, Any]:
     """Parse one device's state; raise ``ValueError`` unless it is a strict JSON object."""
     value = _decoder.decode(text)

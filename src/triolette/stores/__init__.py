@@ -5,11 +5,11 @@ and the ``Store`` protocol are imported from ``triolette``; this package is the 
 backend author or operator needs beyond them.
 """
 
+from triolette.core.exports import claim_public_names
 from triolette.stores._encoded import QuarantineReport as QuarantineReport
 from triolette.stores.protocol import BatchStore as BatchStore
 
 __all__ = ["BatchStore", "QuarantineReport"]
 
-for _name in __all__:
-    globals()[_name].__module__ = __name__
-del _name
+claim_public_names(globals())
+del claim_public_names

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from triolette.core.jsonstate import decode_state, encode_state
+from triolette.core.jsonstate import check_key, decode_state, encode_state
 
 logger = logging.getLogger("triolette.stores")
 
@@ -30,16 +30,6 @@ class QuarantineReport:
     reason: str
     moved_to: Path | str
     restored_from: Path | None = None
-
-
-def _valid_key(key: object) -> bool:
-    if not isinstance(key, str) or not key:
-        return False
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class EncodedStore:
@@ -102,9 +92,7 @@ class EncodedStore:
         """
         encoded = {}
         for key, data in states.items():
-            if not _valid_key(key):
-                raise TypeError(f"store keys are non-empty Unicode strings, got {key!r}")
-            encoded[key] = encode_state(key, data)
+            encoded[check_key(key)] = encode_state(key, data)
         current = self._stored()
         changed = {key: text for key, text in encoded.items() if current.get(key) != text}
         if changed:

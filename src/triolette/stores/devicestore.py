@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
 from triolette.core.errors import StoreNotLoadedError
-from triolette.core.jsonstate import decode_state, encode_state
+from triolette.core.jsonstate import check_key, decode_state, encode_state
 from triolette.stores.protocol import Store
 
 _EMPTY = "{}"
@@ -29,10 +29,8 @@ class DeviceStore(MutableMapping[str, Any]):
     def __init__(
         self, backend: Store, key: str, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"a DeviceStore key is a non-empty string, got {key!r}")
         self._backend = backend
-        self._key = key
+        self._key = check_key(key)
         self._clock = clock
         self._data: dict[str, Any] | None = None
         self._persisted = _EMPTY

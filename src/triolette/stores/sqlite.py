@@ -40,8 +40,6 @@ _ERRNO = {
 
 
 def _errno_of(error: BaseException) -> int | None:
-    if isinstance(error, OSError):
-        return error.errno
     code = getattr(error, "sqlite_errorcode", None)
     return None if code is None else _ERRNO.get(code & 0xFF)
 
