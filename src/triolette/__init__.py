@@ -1,11 +1,17 @@
 """triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
 
+from triolette.actors.device import DeviceContext as DeviceContext
+from triolette.actors.mqtt import Transport as Transport
+from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
+from triolette.core.errors import PublishError as PublishError
+from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreWriteError as StoreWriteError
 from triolette.core.errors import TrioletteError as TrioletteError
 from triolette.core.exports import claim_public_names
+from triolette.core.messages import Message as Message
 from triolette.core.policies import AllSavePolicy as AllSavePolicy
 from triolette.core.policies import AnySavePolicy as AnySavePolicy
 from triolette.core.policies import PersistPolicy as PersistPolicy
@@ -13,6 +19,8 @@ from triolette.core.policies import SaveAtMostEvery as SaveAtMostEvery
 from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
+from triolette.runtime.app import App as App
+from triolette.runtime.supervisor import Backoff as Backoff
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
 from triolette.stores.memory import MemoryStore as MemoryStore
@@ -25,11 +33,18 @@ __version__ = "0.1.0"
 __all__ = [
     "AllSavePolicy",
     "AnySavePolicy",
+    "App",
+    "Backoff",
+    "DeviceContext",
     "DeviceStore",
+    "FlushIncompleteError",
     "JsonFileStore",
     "MemoryStore",
+    "Message",
     "NullStore",
     "PersistPolicy",
+    "PublishError",
+    "RegistrationError",
     "SaveAtMostEvery",
     "SaveOnChange",
     "SaveOnPublish",
@@ -40,6 +55,7 @@ __all__ = [
     "StoreLockedError",
     "StoreNotLoadedError",
     "StoreWriteError",
+    "Transport",
     "TrioletteError",
 ]
 

@@ -6,7 +6,10 @@
     ├── StateNotJSONError      (also TypeError)   a device's state cannot round-trip through JSON
     ├── StoreNotLoadedError    (also RuntimeError) a DeviceStore was used before it was loaded
     ├── StoreLockedError                           another process holds the store's lock
-    └── StoreWriteError        (also OSError)      a backend could not make a write durable
+    ├── StoreWriteError        (also OSError)      a backend could not make a write durable
+    ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
+    ├── PublishError                               the broker did not confirm a publish
+    └── FlushIncompleteError                       shutdown ended with snapshots not durable
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
 """
@@ -77,3 +80,25 @@ class StoreWriteError(TrioletteError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[-1])
+
+
+class RegistrationError(TrioletteError, ValueError):
+    """A device, handler or setting was declared wrongly; raised when it is declared."""
+
+
+class PublishError(TrioletteError):
+    """A publish was not confirmed by the broker (disconnected, refused or timed out)."""
+
+    def __init__(self, topic: str, reason: str) -> None:
+        self.topic = topic
+        self.reason = reason
+        super().__init__(f"publish to {topic} was not confirmed: {reason}")
+
+
+class FlushIncompleteError(TrioletteError):
+    """Shutdown finished with device state that is not durable; ``keys`` names those devices."""
+
+    def __init__(self, keys: list[str], reason: str) -> None:
+        self.keys = sorted(keys)
+        self.reason = reason
+        super().__init__(f"state of {', '.join(self.keys)} was not saved: {reason}")

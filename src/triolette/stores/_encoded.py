@@ -93,8 +93,16 @@ class EncodedStore:
         encoded = {}
         for key, data in states.items():
             encoded[check_key(key)] = encode_state(key, data)
+        self.save_encoded(encoded)
+
+    def save_encoded(self, texts: Mapping[str, str]) -> None:
+        """:meth:`save_many` for states already in canonical form (``encode_state`` output).
+
+        The persistence actor uses it so a snapshot encoded once by its device store is not
+        encoded again. Keys and texts are trusted to be valid.
+        """
         current = self._stored()
-        changed = {key: text for key, text in encoded.items() if current.get(key) != text}
+        changed = {key: text for key, text in texts.items() if current.get(key) != text}
         if changed:
             self._write(changed, current)
             current.update(changed)

@@ -1,9 +1,12 @@
 """Helpers for testing triolette apps and backends."""
 
 from triolette.core.exports import claim_public_names
+from triolette.testing.broker import MemoryBroker as MemoryBroker
+from triolette.testing.broker import MemoryTransport as MemoryTransport
 from triolette.testing.conformance import check_store as check_store
+from triolette.testing.harness import AppHarness as AppHarness
 
-__all__ = ["check_store"]
+__all__ = ["AppHarness", "MemoryBroker", "MemoryTransport", "check_store"]
 
 claim_public_names(globals())
 del claim_public_names

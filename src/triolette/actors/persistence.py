@@ -1,0 +1,488 @@
+"""The persistence actor: the one owner of the Store backend.
+
+Device stores hand it encoded snapshots (``submit``, synchronous, never blocking). It keeps the
+newest snapshot per key in a pending table, so a burst of saves of one device costs one write
+and memory stays bounded by the number of devices however slow the disk is. Each time it wakes
+it writes *every* pending key in one backend call on a worker thread (group commit), then wakes
+whoever waits in ``flush``. Loads are answered from the newest snapshot it knows: pending, being
+written, or durable (read-your-writes).
+
+The actor runs shielded: cancelling the app does not stop it, so a write that has started is
+never torn and the final drain always runs. It ends when every handle on its mailbox is closed
+(end-of-channel), after writing what is pending. Only :meth:`PersistenceActor.abandon`, the last
+resort once the shutdown deadline has passed, stops it early; the keys not yet durable are then
+reported by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+import outcome
+import trio
+import trio.testing
+
+from triolette.core.errors import FlushIncompleteError
+from triolette.core.jsonstate import decode_state, encode_state
+from triolette.stores.devicestore import DeviceStore
+from triolette.stores.protocol import Store
+
+logger = logging.getLogger("triolette.persistence")
+
+_WAKE = "wake"
+
+
+@attrs.define
+class _Load:
+    keys: tuple[str, ...]
+    done: trio.Event = attrs.Factory(trio.Event)
+    error: BaseException | None = None
+
+
+@attrs.frozen
+class PersistenceStatistics:
+    """A snapshot of the persistence actor's counters."""
+
+    mailbox_depth: int
+    """Requests waiting in the mailbox now."""
+    mailbox_peak: int
+    """The most requests that ever waited in the mailbox at once."""
+    mailbox_senders: int
+    """Open mailbox handles (one per running device, plus the runtime's own)."""
+    pending_keys: int
+    """Devices whose newest snapshot is not yet being written."""
+    pending_peak: int
+    """The most devices that ever waited for a write at once."""
+    saves: int
+    """Snapshots submitted."""
+    coalesced: int
+    """Snapshots replaced by a newer one of the same device before they were written."""
+    skipped_identical: int
+    """Snapshots equal to what the backend already holds, so not written."""
+    batches: int
+    """Successful backend writes (one per group commit)."""
+    keys_written: int
+    """Device states written in those batches."""
+    max_keys_per_batch: int
+    bytes_written: int
+    """Bytes of encoded state handed to the backend."""
+    failures: int
+    """Backend writes that raised (each is retried)."""
+    last_error: str | None
+
+    @property
+    def keys_per_batch(self) -> float:
+        return self.keys_written / self.batches if self.batches else 0.0
+
+
+@attrs.define
+class _Counters:
+    saves: int = 0
+    coalesced: int = 0
+    skipped_identical: int = 0
+    batches: int = 0
+    keys_written: int = 0
+    max_keys_per_batch: int = 0
+    bytes_written: int = 0
+    failures: int = 0
+    pending_peak: int = 0
+    last_error: str | None = None
+
+
+class KeyInUseError(RuntimeError):
+    """A second owner asked for a device key that a running device store already owns."""
+
+
+class PersistenceActor:
+    """Owns ``backend``; every load and save of a running app goes through it.
+
+    Start it with ``await nursery.start(actor.run, keys)``: it loads ``keys`` in one batch
+    before it reports started. Producers get a :class:`PersistenceClient` each from
+    :meth:`client` and close it when they are done; the actor drains, commits and closes the
+    backend once every client and the runtime's own handle (:meth:`close`) are closed.
+    """
+
+    def __init__(
+        self,
+        backend: Store,
+        *,
+        mailbox_size: int = 256,
+        retry_initial: float = 0.1,
+        retry_max: float = 5.0,
+        on_error: Callable[[list[str], BaseException], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self._send, self._receive = trio.open_memory_channel[object](mailbox_size)
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._on_error = on_error
+        self._known: dict[str, str | None] = {}  # durable text per key; None: known absent
+        self._pending: dict[str, tuple[str, int]] = {}  # newest unwritten (text, seq) per key
+        self._writing: dict[str, tuple[str, int]] = {}
+        self._submitted: dict[str, int] = {}
+        self._durable: dict[str, int] = {}
+        self._waiters: list[tuple[str, int, trio.Event]] = []
+        self._owners: set[str] = set()
+        self._seq = 0
+        self._retry_delay = 0.0
+        self._retry_at = -math.inf
+        self._counters = _Counters()
+        self._scope = trio.CancelScope(shield=True)
+        self.stopped = trio.Event()
+        self._stopped_flag = threading.Event()
+        self._limiter = trio.CapacityLimiter(1)
+
+    # -- the producers' side (trio thread, synchronous) ------------------------------------
+
+    def client(self, key: str) -> PersistenceClient:
+        """A handle for the one device store of ``key``; raises :class:`KeyInUseError` if taken."""
+        if key in self._owners:
+            raise KeyInUseError(f"{key}: another running device store already owns this key")
+        self._owners.add(key)
+        return PersistenceClient(self, key, self._send.clone())
+
+    def close(self) -> None:
+        """Close the runtime's own handle; the actor finishes once every client is closed too."""
+        self._send.close()
+
+    def _submit(self, key: str, text: str, sender: trio.MemorySendChannel[object]) -> None:
+        self._seq += 1
+        self._submitted[key] = self._seq
+        self._counters.saves += 1
+        if key in self._pending:
+            self._counters.coalesced += 1
+        self._pending[key] = (text, self._seq)
+        self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
+        # One wake-up per batch is enough: every pass writes the whole pending table, so a
+        # full mailbox (the actor has work queued already) can drop the notice safely.
+        with contextlib.suppress(trio.WouldBlock):
+            sender.send_nowait(_WAKE)
+
+    def view(self, key: str) -> str | None:
+        """The newest text of ``key``: pending, being written, or durable (read-your-writes)."""
+        for table in (self._pending, self._writing):
+            if key in table:
+                return table[key][0]
+        return self._known.get(key)
+
+    def is_loaded(self, key: str) -> bool:
+        return key in self._known or key in self._pending or key in self._writing
+
+    async def flush(self, key: str | None = None) -> None:
+        """Wait until every snapshot submitted so far (of ``key``, or of all keys) is durable.
+
+        Cancelling the wait does not cancel the write.
+        Raises :class:`~triolette.FlushIncompleteError` if the actor was abandoned first.
+        """
+        keys = [key] if key is not None else list(self._submitted)
+        for each in keys:
+            target = self._submitted.get(each, 0)
+            if self._durable.get(each, 0) >= target:
+                continue
+            if not self.stopped.is_set():
+                done = trio.Event()
+                self._waiters.append((each, target, done))
+                await done.wait()
+            if self._durable.get(each, 0) < target:
+                raise FlushIncompleteError([each], "the persistence actor stopped first")
+
+    async def load(self, keys: Iterable[str], sender: trio.MemorySendChannel[object]) -> None:
+        """Make sure ``keys`` are in the actor's view, reading the backend for unknown ones."""
+        missing = tuple(key for key in keys if not self.is_loaded(key))
+        if missing:
+            request = _Load(missing)
+            await sender.send(request)
+            await request.done.wait()
+            if request.error is not None:
+                raise request.error
+
+    # -- the actor -------------------------------------------------------------------------
+
+    async def run(
+        self,
+        keys: Iterable[str] = (),
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Load ``keys`` in one batch, report started, then serve until every handle is closed.
+
+        At the end the pending table is written (retrying errors) and the backend closed.
+        Cancellation from outside is shielded; only :meth:`abandon` stops it early.
+        A backend error while loading ``keys`` propagates before ``started``.
+        """
+        try:
+            with self._scope:
+                await self._read(tuple(keys))
+                task_status.started()
+                async with self._receive:
+                    await self._serve()
+                while self._pending:
+                    if not await self._commit():
+                        await trio.sleep(self._retry_delay)
+                await self._in_thread(getattr(self.backend, "close", _nothing))
+        finally:
+            self.stopped.set()
+            self._stopped_flag.set()
+            for _, _, done in self._waiters:
+                done.set()
+
+    async def wait_stopped(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` of *wall-clock* time for the actor to end; return whether it did.
+
+        Wall-clock on purpose: this bounds a shutdown for the service manager, and under trio's
+        autojump clock virtual time would leap past it while a backend call runs in a thread.
+        Not cancellable (it is bounded), so it can run in a ``finally``.
+        """
+        if self.stopped.is_set():
+            return True
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._stopped_flag.wait, seconds, abandon_on_cancel=True)
+        return self._stopped_flag.is_set()
+
+    def abandon(self) -> list[str]:
+        """Stop now, even inside a backend call; return the keys not known to be durable.
+
+        The last resort of a shutdown deadline. A write already in the worker thread goes on
+        there, but nobody waits for it.
+        """
+        unsaved = sorted(set(self._pending) | set(self._writing))
+        self._scope.cancel()
+        return unsaved
+
+    def statistics(self) -> PersistenceStatistics:
+        channel = self._send.statistics()
+        counters = self._counters
+        return PersistenceStatistics(
+            mailbox_depth=channel.current_buffer_used,
+            mailbox_peak=channel.peak_buffer_used,
+            mailbox_senders=channel.open_send_channels,
+            pending_keys=len(self._pending),
+            pending_peak=counters.pending_peak,
+            saves=counters.saves,
+            coalesced=counters.coalesced,
+            skipped_identical=counters.skipped_identical,
+            batches=counters.batches,
+            keys_written=counters.keys_written,
+            max_keys_per_batch=counters.max_keys_per_batch,
+            bytes_written=counters.bytes_written,
+            failures=counters.failures,
+            last_error=counters.last_error,
+        )
+
+    async def _serve(self) -> None:
+        ended = False
+        while not ended:
+            loads: list[_Load] = []
+            deadline = self._retry_at if self._pending else math.inf
+            with trio.move_on_at(deadline):
+                try:
+                    self._take(await self._receive.receive(), loads)
+                except trio.EndOfChannel:
+                    ended = True
+            while not ended:
+                try:
+                    self._take(self._receive.receive_nowait(), loads)
+                except trio.WouldBlock:
+                    break
+                except trio.EndOfChannel:
+                    ended = True
+            if loads:
+                await self._answer(loads)
+            if self._pending and trio.current_time() >= self._retry_at:
+                await self._commit()
+
+    @staticmethod
+    def _take(request: object, loads: list[_Load]) -> None:
+        if isinstance(request, _Load):
+            loads.append(request)
+
+    async def _answer(self, loads: list[_Load]) -> None:
+        try:
+            await self._read(tuple(key for load in loads for key in load.keys))
+        except Exception as error:
+            logger.error("could not load %s: %s", [load.keys for load in loads], error)
+            for load in loads:
+                load.error = error
+        for load in loads:
+            load.done.set()
+
+    async def _read(self, keys: tuple[str, ...]) -> None:
+        missing = [key for key in dict.fromkeys(keys) if not self.is_loaded(key)]
+        if not missing:
+            return
+        states = await self._in_thread(self._read_backend, missing)
+        for key in missing:
+            if not self.is_loaded(key):
+                data = states.get(key)
+                self._known[key] = None if data is None else encode_state(key, data)
+
+    def _read_backend(self, keys: list[str]) -> Mapping[str, Any]:
+        load_all = getattr(self.backend, "load_all", None)
+        if load_all is not None and len(keys) > 1:
+            return load_all()  # type: ignore[no-any-return]
+        return {key: self.backend.load(key) for key in keys}
+
+    async def _commit(self) -> bool:
+        """Write the whole pending table once; return whether it is now durable."""
+        batch = {
+            key: (text, seq)
+            for key, (text, seq) in self._pending.items()
+            if not self._skip_identical(key, text, seq)
+        }
+        self._pending.clear()
+        if not batch:
+            return True
+        self._writing = batch
+        texts = {key: text for key, (text, _) in batch.items()}
+        try:
+            await self._in_thread(self._write_backend, texts)
+        except Exception as error:
+            self._writing = {}
+            self._failed(batch, error)
+            return False
+        self._writing = {}
+        for key, (text, seq) in batch.items():
+            self._known[key] = text
+            self._mark_durable(key, seq)
+        counters = self._counters
+        counters.batches += 1
+        counters.keys_written += len(batch)
+        counters.max_keys_per_batch = max(counters.max_keys_per_batch, len(batch))
+        counters.bytes_written += sum(len(text) for text in texts.values())
+        self._retry_delay = 0.0
+        self._retry_at = -math.inf
+        self._wake_waiters()
+        return True
+
+    def _skip_identical(self, key: str, text: str, seq: int) -> bool:
+        if self._known.get(key) != text:
+            return False
+        self._counters.skipped_identical += 1
+        self._mark_durable(key, seq)
+        self._wake_waiters()
+        return True
+
+    def _mark_durable(self, key: str, seq: int) -> None:
+        if seq > self._durable.get(key, 0):
+            self._durable[key] = seq
+
+    def _wake_waiters(self) -> None:
+        still = []
+        for key, target, done in self._waiters:
+            if self._durable.get(key, 0) >= target:
+                done.set()
+            else:
+                still.append((key, target, done))
+        self._waiters = still
+
+    def _failed(self, batch: dict[str, tuple[str, int]], error: Exception) -> None:
+        for key, snapshot in batch.items():
+            self._pending.setdefault(key, snapshot)  # a newer snapshot, if any, wins
+        counters = self._counters
+        counters.failures += 1
+        counters.last_error = f"{type(error).__name__}: {error}"
+        self._retry_delay = min(self._retry_max, max(self._retry_initial, self._retry_delay * 2))
+        self._retry_at = trio.current_time() + self._retry_delay
+        keys = sorted(batch)
+        logger.error(
+            "could not save %s (%s); kept in memory, retrying in %.1f s",
+            ", ".join(keys),
+            counters.last_error,
+            self._retry_delay,
+        )
+        if self._on_error is not None:
+            self._on_error(keys, error)
+
+    def _write_backend(self, texts: dict[str, str]) -> None:
+        save_encoded = getattr(self.backend, "save_encoded", None)
+        if save_encoded is not None:
+            save_encoded(texts)
+            return
+        states = {key: decode_state(text) for key, text in texts.items()}
+        save_many = getattr(self.backend, "save_many", None)
+        if save_many is not None:
+            save_many(states)
+            return
+        for key, data in states.items():
+            self.backend.save(key, data)
+
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # Only abandon() can cancel inside the shielded actor; then nobody waits for the thread.
+        if not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+            return await trio.to_thread.run_sync(
+                fn, *args, limiter=self._limiter, abandon_on_cancel=True
+            )
+        # Under a mock clock this task stays runnable while the thread works, so an autojump
+        # clock cannot leap virtual time past real disk I/O: tests see the same order of
+        # events as production, with the write taking no virtual time.
+        finished = threading.Event()
+        result: list[outcome.Outcome[Any]] = []
+
+        def work() -> None:
+            try:
+                result.append(outcome.capture(fn, *args))
+            finally:
+                finished.set()
+
+        trio.lowlevel.start_thread_soon(work, lambda _: None)
+        while not finished.is_set():  # noqa: ASYNC110 (busy on purpose: see above)
+            await trio.lowlevel.checkpoint()
+        return result[0].unwrap()
+
+
+def _nothing() -> None:
+    return None
+
+
+class PersistenceClient:
+    """One device's handle on the persistence actor: the :class:`StateSink` of its store.
+
+    Owns a clone of the actor's mailbox; :meth:`close` (or leaving ``with``) releases it and the
+    device key, so a restarted device can take the key again.
+    """
+
+    def __init__(
+        self, actor: PersistenceActor, key: str, sender: trio.MemorySendChannel[object]
+    ) -> None:
+        self._actor = actor
+        self.key = key
+        self._sender = sender
+        self._closed = False
+
+    async def open_store(
+        self, *, clock: Callable[[], float], on_change: Callable[[], None] | None = None
+    ) -> DeviceStore:
+        """Load the key through the actor and return its loaded :class:`DeviceStore`."""
+        await self._actor.load([self.key], self._sender)
+        store = DeviceStore.over(self, self.key, clock=clock, on_change=on_change)
+        store.load()
+        return store
+
+    def load_text(self, key: str) -> str | None:
+        return self._actor.view(key)
+
+    def submit(self, key: str, text: str) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError(f"{key}: this device store's device has stopped")
+        self._actor._submit(key, text, self._sender)
+
+    async def flush(self, key: str) -> None:
+        await self._actor.flush(key)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._sender.close()
+            self._actor._owners.discard(self.key)
+
+    def __enter__(self) -> PersistenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,4 @@
+"""The trio machinery that runs an app: App, supervisor, dependency injection, signals.
+
+Internal: import public names from ``triolette``.
+"""

@@ -1,0 +1,349 @@
+"""App: the declared devices, and the composition root that runs them.
+
+``serve()`` starts, in order: the persistence actor (which loads every device's state in one
+batch), the MQTT actor, then the device supervisor. Shutdown is cancellation of the supervisor
+only. Each device actor hands its final snapshot over as it stops; then the runtime closes its
+own mailbox handles, and the persistence actor (which outside cancellation cannot reach) writes
+what is pending, closes the backend and ends. ``serve()`` returns once that happened, or raises
+:class:`~triolette.FlushIncompleteError` naming the devices whose state is not durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, DeviceSpec
+from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
+from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
+from triolette.core.errors import FlushIncompleteError, RegistrationError
+from triolette.core.messages import Message
+from triolette.core.policies import PersistPolicy
+from triolette.core.topics import Topics, check_name
+from triolette.runtime.injection import bind
+from triolette.runtime.supervisor import Backoff, Supervisor
+from triolette.stores.protocol import Store
+
+logger = logging.getLogger("triolette.app")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
+
+
+@attrs.frozen
+class AppStatistics:
+    """Counters of a running (or finished) app, for logs, tests and benchmarks."""
+
+    persistence: PersistenceStatistics | None
+    mqtt: MqttStatistics | None
+    cycles: dict[str, int]
+    restarts: dict[str, int]
+
+
+class App:
+    """An IoT-to-MQTT bridge: devices declared with decorators, run by :meth:`serve`.
+
+    ``store`` is the backend for device state (``None``: devices cannot take a
+    ``DeviceStore``). ``transport`` is the broker connection; without one, publishes are only
+    logged. ``shutdown_timeout`` bounds the final flush after the devices stopped.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "0.0.0",
+        *,
+        store: Store | None = None,
+        transport: Transport | None = None,
+        topic_prefix: str | None = None,
+        shutdown_timeout: float = 10.0,
+        publish_timeout: float = 5.0,
+        restart_backoff: Backoff | None = None,
+        mailbox_size: int = 256,
+    ) -> None:
+        self.name = check_name(name, "app name")
+        self.version = version
+        self.store = store
+        self.transport = transport
+        self.topics = Topics(check_name(topic_prefix or name, "topic prefix"))
+        self.shutdown_timeout = shutdown_timeout
+        self.publish_timeout = publish_timeout
+        self.restart_backoff = restart_backoff or Backoff()
+        self.mailbox_size = mailbox_size
+        self._specs: dict[str, DeviceSpec] = {}
+        self._state = _NEW
+        self._shutdown_requested = False
+        self._supervisor: Supervisor | None = None
+        self._persistence: PersistenceActor | None = None
+        self._mqtt: MqttActor | None = None
+        self._unsaved: dict[str, str] = {}
+        self._cycles: dict[str, int] = {}
+        self._cycle_event = trio.Event()
+        self._devices_returned = trio.Event()
+
+    # -- declaring devices -------------------------------------------------------------------
+
+    def telemetry(
+        self, name: str, *, interval: float, persist: PersistPolicy | None = None
+    ) -> Callable[[F], F]:
+        """Declare a polled device: the handler runs every ``interval`` seconds.
+
+        Its returned dict is published as the device state (``None``: nothing this cycle);
+        then ``persist`` decides whether the store is saved. Exceptions are reported and the
+        loop goes on.
+        """
+        if not (isinstance(interval, int | float) and 0 < interval < math.inf):
+            raise RegistrationError(f"{name}: interval must be a positive number of seconds")
+        return self._decorator(TELEMETRY, name, float(interval), persist)
+
+    def device(self, name: str, *, persist: PersistPolicy | None = None) -> Callable[[F], F]:
+        """Declare a device that runs its own loop; restarted with backoff if it crashes.
+
+        With ``persist``, the policy is asked after each store mutation and each
+        ``ctx.publish_state``. Inbound commands arrive through ``ctx.commands()``.
+        """
+        return self._decorator(DEVICE, name, None, persist)
+
+    def command(self, name: str, *, persist: PersistPolicy | None = None) -> Callable[[F], F]:
+        """Declare a device driven by messages on ``{prefix}/{name}/set``.
+
+        The handler gets each message (``payload: str``, ``topic: str``); a returned dict is
+        published as state. Exceptions are reported and the next message is handled.
+        """
+        return self._decorator(COMMAND, name, None, persist)
+
+    @property
+    def device_names(self) -> list[str]:
+        return list(self._specs)
+
+    def _decorator(
+        self, kind: str, name: str, interval: float | None, persist: PersistPolicy | None
+    ) -> Callable[[F], F]:
+        check_name(name)
+        if name in self._specs:
+            raise RegistrationError(f"{name}: a device of that name is already registered")
+        if persist is not None:
+            if not callable(getattr(persist, "should_save", None)):
+                raise RegistrationError(f"{name}: persist={persist!r} is not a save policy")
+            if self.store is None:
+                raise RegistrationError(f"{name}: persist= needs a store; pass App(store=...)")
+
+        def register(function: F) -> F:
+            if self._state != _NEW:
+                raise RegistrationError(f"{name}: devices must be declared before the app runs")
+            call, uses_store = bind(name, kind, function)
+            if uses_store and self.store is None:
+                raise RegistrationError(
+                    f"{name}: the handler takes a DeviceStore but the App has no store"
+                )
+            if kind == TELEMETRY:
+                self._cycles[name] = 0
+            self._specs[name] = DeviceSpec(
+                name=name,
+                kind=kind,
+                call=call,
+                interval=interval,
+                persist=persist,
+                uses_store=uses_store,
+                accepts_commands=kind in (DEVICE, COMMAND),
+            )
+            return function
+
+        return register
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run every device until :meth:`shutdown` (or cancellation), then flush and return.
+
+        Raises :class:`~triolette.FlushIncompleteError` naming the devices whose final state
+        is not durable (the backend kept failing, or ``shutdown_timeout`` passed). Errors while
+        starting (a store locked by another process, a broker that refuses us) propagate.
+        An App serves once.
+        """
+        if self._state != _NEW:
+            raise RuntimeError(f"App {self.name!r} has already run; an App serves once")
+        self._state = _RUNNING
+        specs = list(self._specs.values())
+        mqtt = self._mqtt = MqttActor(
+            self.transport or LogTransport(), self.topics, publish_timeout=self.publish_timeout
+        )
+        persistence = self._persistence = (
+            PersistenceActor(
+                self.store, mailbox_size=self.mailbox_size, on_error=self._backend_failed
+            )
+            if self.store is not None
+            else None
+        )
+        inboxes = {
+            spec.name: self._open_inbox(mqtt, spec.name) for spec in specs if spec.accepts_commands
+        }
+        supervisor = self._supervisor = Supervisor(
+            specs,
+            lambda spec: DeviceActor(
+                spec, persistence=persistence, mqtt=mqtt, hooks=self, inbox=inboxes.get(spec.name)
+            ),
+            flush=persistence.flush if persistence else _nothing_to_flush,
+            report=self.report,
+            backoff=self.restart_backoff,
+            all_returned=self._devices_returned,
+        )
+        if self._shutdown_requested:
+            supervisor.scope.cancel()
+        failure: Exception | None = None
+        try:
+            async with trio.open_nursery() as root:
+                try:
+                    if persistence is not None:
+                        keys = [spec.name for spec in specs if spec.uses_store]
+                        await root.start(persistence.run, keys)
+                    await root.start(mqtt.run)
+                    task_status.started()
+                    await supervisor.run()
+                except Exception as error:
+                    failure = error
+                finally:
+                    await self._finish(persistence, mqtt)
+        finally:
+            self._state = _STOPPED
+        if failure is not None:
+            raise failure
+        if self._unsaved:
+            raise FlushIncompleteError(
+                list(self._unsaved), "; ".join(sorted(set(self._unsaved.values())))
+            )
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown: stop every device, then flush. Safe to call any time."""
+        self._shutdown_requested = True
+        if self._supervisor is not None:
+            self._supervisor.scope.cancel()
+
+    def run(self) -> None:
+        """Serve in a new trio run until SIGINT or SIGTERM, then shut down gracefully.
+
+        A second signal stops at once: writes in progress still complete, but what is still
+        pending is reported by name. Exits with status 1 if state could not be saved.
+        """
+        try:
+            trio.run(self._serve_until_signalled)
+        except FlushIncompleteError as error:
+            logger.critical("%s", error)
+            raise SystemExit(1) from error
+
+    async def _serve_until_signalled(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_signals, signals)
+                await self.serve()
+                nursery.cancel_scope.cancel()
+
+    async def _watch_signals(self, signals: Any) -> None:
+        count = 0
+        async for signum in signals:
+            count += 1
+            if count == 1:
+                logger.info("%s: stopping (flushing device state)", signal.Signals(signum).name)
+                self.shutdown()
+            else:
+                logger.warning("second signal: stopping without waiting for the flush")
+                self._abandon()
+
+    def statistics(self) -> AppStatistics:
+        return AppStatistics(
+            persistence=self._persistence.statistics() if self._persistence else None,
+            mqtt=self._mqtt.statistics() if self._mqtt else None,
+            cycles=dict(self._cycles),
+            restarts=dict(self._supervisor.restarts) if self._supervisor else {},
+        )
+
+    # -- what actors tell the app (the device Hooks) -----------------------------------------
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown_requested
+
+    def cycle_done(self, device: str) -> None:
+        self._cycles[device] += 1
+        self._cycle_event.set()
+        self._cycle_event = trio.Event()
+
+    async def wait_for_cycles(self, cycles: int) -> None:
+        """Wait until every telemetry device has completed ``cycles`` cycles."""
+        while any(count < cycles for count in self._cycles.values()):
+            await self._cycle_event.wait()
+
+    async def wait_for_devices_to_return(self) -> None:
+        """Wait until every device handler has returned (telemetry handlers never do)."""
+        await self._devices_returned.wait()
+
+    @property
+    def has_telemetry(self) -> bool:
+        return bool(self._cycles)
+
+    def report(self, device: str, error: BaseException) -> None:
+        """Log ``error`` of ``device`` and publish it on the error topics (repeats skipped)."""
+        logger.error("%s: %s: %s", device, type(error).__name__, error, exc_info=error)
+        if self._mqtt is not None:
+            self._mqtt.report_error(device, error)
+
+    def unsaved(self, device: str, error: BaseException) -> None:
+        self._unsaved[device] = str(error)
+        self.report(device, error)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _backend_failed(self, keys: list[str], error: BaseException) -> None:
+        if self._mqtt is not None:
+            self._mqtt.report_error(None, error)
+
+    def _open_inbox(self, mqtt: MqttActor, device: str) -> trio.MemoryReceiveChannel[Message]:
+        send, receive = trio.open_memory_channel[Message](16)
+
+        def deliver(message: Message) -> bool:
+            try:
+                send.send_nowait(message)
+            except trio.WouldBlock:
+                return False
+            return True
+
+        mqtt.route(device, deliver)
+        return receive
+
+    async def _finish(self, persistence: PersistenceActor | None, mqtt: MqttActor) -> None:
+        """After the devices: close our handles and wait, within the deadline, for the actors."""
+        if persistence is not None:
+            persistence.close()
+        mqtt.close()
+        flushed = persistence is None or await persistence.wait_stopped(self.shutdown_timeout)
+        with trio.move_on_after(self.publish_timeout, shield=True):
+            await mqtt.stopped.wait()
+        if not flushed or not mqtt.stopped.is_set():
+            self._abandon()
+
+    def _abandon(self) -> None:
+        if self._persistence is not None and not self._persistence.stopped.is_set():
+            senders = self._persistence.statistics().mailbox_senders
+            for key in self._persistence.abandon():
+                self._unsaved.setdefault(key, "not durable when the shutdown deadline passed")
+            if senders:
+                logger.error(
+                    "shutdown deadline passed with %d persistence mailbox handle(s) still open "
+                    "(a leaked handle or a hung backend)",
+                    senders,
+                )
+        if self._mqtt is not None:
+            self._mqtt.abandon()
+        if self._supervisor is not None:
+            self._supervisor.scope.cancel()
+
+
+async def _nothing_to_flush(key: str) -> None:
+    return None

@@ -1,0 +1,93 @@
+"""Dependency injection by annotation, resolved once when a handler is registered.
+
+A handler asks for what it needs by annotating its parameters: ``DeviceContext``, ``DeviceStore``
+(any parameter name) or ``logging.Logger``; a command handler may also take ``topic: str`` and
+``payload: str`` by name. Anything else is a :class:`~triolette.RegistrationError` naming the
+handler and the parameter, raised at registration, never at the first call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from triolette.actors.device import COMMAND, DeviceContext, Handler
+from triolette.core.errors import RegistrationError
+from triolette.core.messages import Message
+from triolette.stores.devicestore import DeviceStore
+
+Provider = Callable[[DeviceContext, DeviceStore | None, Message | None], Any]
+
+_BY_TYPE: dict[Any, Provider] = {
+    DeviceContext: lambda ctx, store, message: ctx,
+    DeviceStore: lambda ctx, store, message: store,
+    logging.Logger: lambda ctx, store, message: logging.getLogger(f"triolette.devices.{ctx.name}"),
+}
+_COMMAND_BY_NAME: dict[str, Provider] = {
+    "topic": lambda ctx, store, message: message.topic if message else "",
+    "payload": lambda ctx, store, message: message.text if message else "",
+}
+_WHAT = "DeviceContext, DeviceStore or logging.Logger"
+
+
+def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler, bool]:
+    """Return the handler called with injected arguments, and whether it uses a DeviceStore."""
+    where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
+    if not inspect.iscoroutinefunction(function):
+        raise RegistrationError(f"{where} must be an 'async def' function")
+    hints = _annotations(function, where)
+    positional: list[Provider] = []
+    keywords: dict[str, Provider] = {}
+    for parameter in inspect.signature(function).parameters.values():
+        provider = _provider(parameter, hints.get(parameter.name, parameter.annotation), kind)
+        if provider is None:
+            if parameter.default is not inspect.Parameter.empty:
+                continue
+            extra = "; a command handler may also take topic: str and payload: str" * (
+                kind == COMMAND
+            )
+            raise RegistrationError(
+                f"{where}: cannot inject parameter {parameter.name!r} "
+                f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{extra}"
+            )
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+            keywords[parameter.name] = provider
+        else:
+            positional.append(provider)
+    uses_store = any(p is _BY_TYPE[DeviceStore] for p in [*positional, *keywords.values()])
+
+    def call(ctx: DeviceContext, store: DeviceStore | None, message: Message | None) -> Any:
+        return function(
+            *[provide(ctx, store, message) for provide in positional],
+            **{name: provide(ctx, store, message) for name, provide in keywords.items()},
+        )
+
+    return call, uses_store
+
+
+def _provider(parameter: inspect.Parameter, annotation: Any, kind: str) -> Provider | None:
+    if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        return None
+    by_name = kind == COMMAND and parameter.name in _COMMAND_BY_NAME
+    if by_name and annotation in (str, inspect.Parameter.empty):
+        return _COMMAND_BY_NAME[parameter.name]
+    try:
+        return _BY_TYPE.get(annotation)
+    except TypeError:  # an unhashable annotation
+        return None
+
+
+def _annotations(function: Callable[..., Any], where: str) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except NameError as error:
+        raise RegistrationError(f"{where}: cannot resolve an annotation ({error})") from error
+
+
+def _shown(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty:
+        return "nothing"
+    return getattr(annotation, "__qualname__", None) or repr(annotation)

@@ -1,0 +1,149 @@
+"""An in-memory MQTT broker double: records every message, keeps retained ones, confirms publishes.
+
+It follows the broker rules a bridge relies on: retained messages replace the previous one of
+their topic (an empty retained payload clears it), subscribers get messages whose topic matches
+their filter (``+`` and ``#`` wildcards), a client's will is published when its connection dies
+without a clean disconnect, and a publish while the broker is down is not confirmed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from triolette.core.errors import PublishError
+from triolette.core.messages import Message
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """Whether ``topic`` matches the MQTT subscription ``topic_filter``."""
+    filter_levels = topic_filter.split("/")
+    levels = topic.split("/")
+    for index, pattern in enumerate(filter_levels):
+        if pattern == "#":
+            return True
+        if index >= len(levels) or pattern not in ("+", levels[index]):
+            return False
+    return len(levels) == len(filter_levels)
+
+
+class MemoryBroker:
+    """A broker in memory for tests. ``messages`` lists every message it accepted, in order.
+
+    Set :attr:`online` to false to make publishes fail (as during an outage); call
+    :meth:`fail_next` to refuse only the next few.
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+        self.retained: dict[str, Message] = {}
+        self.online = True
+        self._refuse = 0
+        self._clients: list[MemoryTransport] = []
+
+    def client(self) -> MemoryTransport:
+        """A new client connection, not yet connected."""
+        return MemoryTransport(self)
+
+    def fail_next(self, count: int = 1) -> None:
+        """Refuse the next ``count`` publishes (they are not confirmed and not delivered)."""
+        self._refuse += count
+
+    def on(self, topic: str) -> list[Message]:
+        """Every accepted message of ``topic``, oldest first."""
+        return [message for message in self.messages if message.topic == topic]
+
+    def payloads(self, topic: str) -> list[Any]:
+        """The JSON-decoded payloads of ``topic``, oldest first (text if it is not JSON)."""
+        return [_decode(message.payload) for message in self.on(topic)]
+
+    def inject(self, topic: str, payload: str | bytes) -> int:
+        """Deliver an inbound message to every matching subscriber; return how many got it."""
+        return self._fan_out(Message(topic, payload, qos=1, retain=False))
+
+    def _accept(self, message: Message) -> None:
+        if not self.online:
+            raise PublishError(message.topic, "broker is unreachable")
+        if self._refuse:
+            self._refuse -= 1
+            raise PublishError(message.topic, "refused by the broker")
+        self.messages.append(message)
+        if message.retain:
+            if message.payload:
+                self.retained[message.topic] = message
+            else:
+                self.retained.pop(message.topic, None)
+        self._fan_out(message)
+
+    def _fan_out(self, message: Message) -> int:
+        receivers = [
+            client
+            for client in self._clients
+            if any(topic_matches(f, message.topic) for f in client.subscriptions)
+        ]
+        for client in receivers:
+            client.deliver(message)
+        return len(receivers)
+
+
+class MemoryTransport:
+    """A client connection to a :class:`MemoryBroker`; satisfies the runtime's transport."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self.subscriptions: list[str] = []
+        self.connected = False
+        self._will: Message | None = None
+        self._on_message: Callable[[Message], None] | None = None
+
+    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> None:
+        await trio.lowlevel.checkpoint()
+        if not self.broker.online:
+            raise PublishError(will.topic, "broker is unreachable")
+        self._will = will
+        self._on_message = on_message
+        self.connected = True
+        self.broker._clients.append(self)
+
+    async def publish(self, message: Message) -> None:
+        await trio.lowlevel.checkpoint()
+        if not self.connected:
+            raise PublishError(message.topic, "not connected")
+        self.broker._accept(message)
+
+    async def subscribe(self, topic: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.subscriptions.append(topic)
+        for retained in list(self.broker.retained.values()):
+            if topic_matches(topic, retained.topic):
+                self.deliver(retained)
+
+    async def disconnect(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self._close()
+
+    def drop(self) -> None:
+        """End the connection uncleanly: the broker publishes the will."""
+        will = self._will
+        self._close()
+        if will is not None and self.broker.online:
+            self.broker._accept(will)
+
+    def deliver(self, message: Message) -> None:
+        if self._on_message is not None:
+            self._on_message(message)
+
+    def _close(self) -> None:
+        if self.connected:
+            self.connected = False
+            self.broker._clients.remove(self)
+
+
+def _decode(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload.decode("utf-8", errors="replace")
