@@ -431,7 +431,7 @@ class PersistenceActor:
                 finished.set()
 
         trio.lowlevel.start_thread_soon(work, lambda _: None)
-        while not finished.is_set():  # noqa: ASYNC110 (busy on purpose: see above)
+        while not finished.is_set():
             await trio.lowlevel.checkpoint()
         return result[0].unwrap()
 
