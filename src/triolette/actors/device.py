@@ -158,6 +158,9 @@ class Ticker:
 class DeviceActor:
     """Runs ``spec`` once: load the store, run the handler, hand over the final snapshot."""
 
+    OFFLINE_GRACE = 1.0
+    """Seconds a stopping device may wait for room in the MQTT outbox to say ``offline``."""
+
     def __init__(
         self,
         spec: DeviceSpec,
@@ -190,7 +193,7 @@ class DeviceActor:
                 self.store = await client.open_store(
                     clock=trio.current_time, on_change=self._note_change
                 )
-            self._announce(ONLINE)
+            await self._announce(ONLINE)
             ctx = DeviceContext(self)
             if spec.kind == TELEMETRY:
                 await self._run_telemetry(ctx)
@@ -200,9 +203,10 @@ class DeviceActor:
                 await self._run_device(ctx)
         finally:
             self._hand_over_final_snapshot()
-            self._announce(OFFLINE)
             if client is not None:
                 client.close()
+            with trio.move_on_after(self.OFFLINE_GRACE, shield=True):
+                await self._announce(OFFLINE)
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         if not isinstance(state, Mapping):
@@ -277,6 +281,6 @@ class DeviceActor:
         except Exception as error:
             self.hooks.unsaved(self.spec.name, error)
 
-    def _announce(self, availability: str) -> None:
+    async def _announce(self, availability: str) -> None:
         topic = self.mqtt.topics.availability(self.spec.name)
-        self.mqtt.publish_nowait(Message(topic, availability, retain=True))
+        await self.mqtt.enqueue(Message(topic, availability, retain=True))

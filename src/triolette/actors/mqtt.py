@@ -150,6 +150,13 @@ class MqttActor:
         await outgoing.done.wait()
         return outgoing.error is None
 
+    async def enqueue(self, message: Message) -> None:
+        """Queue ``message`` without waiting for confirmation; waits while the outbox is full."""
+        try:
+            await self._send.send(_Outgoing(message, None))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            self._counters.failed += 1
+
     def publish_nowait(self, message: Message) -> bool:
         """Queue ``message`` without waiting; return false when the outbox is full or closed."""
         try:

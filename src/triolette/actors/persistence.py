@@ -155,14 +155,16 @@ class PersistenceActor:
         self._seq += 1
         self._submitted[key] = self._seq
         self._counters.saves += 1
-        if key in self._pending:
+        # A wake-up is needed only when the table goes from empty to not empty: the actor
+        # writes the whole table on every pass and comes back at once while it is not empty.
+        # A full mailbox means the actor has work queued already, so dropping is safe too.
+        if not self._pending:
+            with contextlib.suppress(trio.WouldBlock):
+                sender.send_nowait(_WAKE)
+        elif key in self._pending:
             self._counters.coalesced += 1
         self._pending[key] = (text, self._seq)
         self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
-        # One wake-up per batch is enough: every pass writes the whole pending table, so a
-        # full mailbox (the actor has work queued already) can drop the notice safely.
-        with contextlib.suppress(trio.WouldBlock):
-            sender.send_nowait(_WAKE)
 
     def view(self, key: str) -> str | None:
         """The newest text of ``key``: pending, being written, or durable (read-your-writes)."""
