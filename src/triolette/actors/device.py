@@ -1,10 +1,11 @@
 """The device actor: runs one device's handler and owns its DeviceStore.
 
 Three kinds share one actor. A *telemetry* device's loop belongs to the framework: one cycle
-per tick of a drift-free schedule, the result published as state, then the save policy asked.
-A *device* handler runs its own loop; its policy is asked after each mutation (coalesced: a
-burst between two checkpoints is one check) and after each ``ctx.publish_state``. A *command*
-device handles one inbound message at a time.
+per tick of a drift-free schedule (a :class:`Metronome` shared by every device of that
+interval), the result published as state, then the save policy asked. A *device* handler
+runs its own loop; its policy is asked after each mutation (coalesced: a burst between two
+checkpoints is one check) and after each ``ctx.publish_state``. A *command* device handles
+one inbound message at a time.
 
 Handler exceptions in telemetry and command handlers are reported and the loop goes on; the
 policy is still asked, so a broker outage or a flaky sensor never stops persistence. A device
@@ -16,7 +17,6 @@ be cancelled) and publishes ``offline``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Mapping
 from typing import Any, Protocol
 
@@ -29,6 +29,7 @@ from triolette.core.policies import PersistPolicy, SaveOnShutdown
 from triolette.core.topics import OFFLINE, ONLINE
 from triolette.stores.devicestore import DeviceStore
 
+from .metronome import Metronome
 from .mqtt import MqttActor
 from .persistence import PersistenceActor
 
@@ -125,36 +126,6 @@ class DeviceContext:
         self._actor.hooks.report(self.name, error)
 
 
-class Ticker:
-    """A drift-free schedule: tick N is due at ``start + N * interval``.
-
-    A cycle that overruns skips the ticks it missed instead of running them in a burst.
-    ``skipped`` counts them.
-    """
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.skipped = 0
-        self._start: float | None = None
-        self._next = 0
-
-    async def wait(self) -> int:
-        """Sleep until the next tick is due and return its number (the first is due at once)."""
-        now = trio.current_time()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._next * self.interval
-        if due < now:
-            late = math.ceil((now - self._start) / self.interval)
-            self.skipped += late - self._next
-            self._next = late
-            due = self._start + late * self.interval
-        await trio.sleep_until(due)
-        tick = self._next
-        self._next += 1
-        return tick
-
-
 class DeviceActor:
     """Runs ``spec`` once: load the store, run the handler, hand over the final snapshot."""
 
@@ -169,12 +140,15 @@ class DeviceActor:
         mqtt: MqttActor,
         hooks: Hooks,
         inbox: trio.MemoryReceiveChannel[Message] | None = None,
+        metronome: Metronome | None = None,
     ) -> None:
         self.spec = spec
         self.persistence = persistence
         self.mqtt = mqtt
         self.hooks = hooks
         self.inbox = inbox
+        self.metronome = metronome
+        self.skipped_ticks = 0
         self.store: DeviceStore | None = None
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
         self._changed = trio.Event()
@@ -227,12 +201,15 @@ class DeviceActor:
             self.hooks.report(self.spec.name, error)
 
     async def _run_telemetry(self, ctx: DeviceContext) -> None:
-        assert self.spec.interval is not None
-        ticker = Ticker(self.spec.interval)
-        while True:
-            await ticker.wait()
+        metronome = self.metronome
+        assert metronome is not None
+        current = metronome.tick
+        while True:  # the first cycle at once, then one per tick of the shared metronome
             await self._handle(ctx, None)
             self.hooks.cycle_done(self.spec.name)
+            tick = await metronome.wait()
+            self.skipped_ticks += tick - current - 1
+            current = tick
 
     async def _run_commands(self, ctx: DeviceContext) -> None:
         assert self.inbox is not None

@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, DeviceSpec
+from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
 from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
 from triolette.core.errors import FlushIncompleteError, RegistrationError
@@ -185,10 +186,18 @@ class App:
         inboxes = {
             spec.name: self._open_inbox(mqtt, spec.name) for spec in specs if spec.accepts_commands
         }
+        metronomes = {
+            spec.interval: Metronome(spec.interval) for spec in specs if spec.interval is not None
+        }
         supervisor = self._supervisor = Supervisor(
             specs,
             lambda spec: DeviceActor(
-                spec, persistence=persistence, mqtt=mqtt, hooks=self, inbox=inboxes.get(spec.name)
+                spec,
+                persistence=persistence,
+                mqtt=mqtt,
+                hooks=self,
+                inbox=inboxes.get(spec.name),
+                metronome=metronomes.get(spec.interval) if spec.interval else None,
             ),
             flush=persistence.flush if persistence else _nothing_to_flush,
             report=self.report,
@@ -206,7 +215,7 @@ class App:
                         await root.start(persistence.run, keys)
                     await root.start(mqtt.run)
                     task_status.started()
-                    await supervisor.run()
+                    await supervisor.run(list(metronomes.values()))
                 except Exception as error:
                     failure = error
                 finally:

@@ -18,6 +18,7 @@ import attrs
 import trio
 
 from triolette.actors.device import DeviceActor, DeviceSpec
+from triolette.actors.metronome import Metronome
 
 logger = logging.getLogger("triolette.supervisor")
 
@@ -67,10 +68,15 @@ class Supervisor:
         self.all_returned = all_returned
         self._running = len(specs)
 
-    async def run(self) -> None:
-        """Run until every device returned or :attr:`scope` is cancelled."""
+    async def run(self, metronomes: Sequence[Metronome] = ()) -> None:
+        """Run until every device returned or :attr:`scope` is cancelled.
+
+        The ``metronomes`` the telemetry devices follow start first, in the same nursery.
+        """
         with self.scope:
             async with trio.open_nursery() as nursery:
+                for metronome in metronomes:
+                    await nursery.start(metronome.run)
                 for spec in self.specs:
                     nursery.start_soon(self._supervise, spec, name=f"device:{spec.name}")
 
