@@ -26,7 +26,7 @@ import trio
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnShutdown
-from triolette.core.topics import OFFLINE, ONLINE
+from triolette.core.topics import OFFLINE, ONLINE, check_name
 from triolette.stores.devicestore import DeviceStore
 
 from .metronome import Metronome
@@ -107,6 +107,8 @@ class DeviceContext:
 
     async def publish(self, suffix: str, payload: str | bytes, *, retain: bool = False) -> bool:
         """Publish ``payload`` on ``{prefix}/{device}/{suffix}``; return whether confirmed."""
+        for level in suffix.split("/"):
+            check_name(level, "topic suffix level")
         topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
         return await self._actor.mqtt.publish(Message(topic, payload, retain=retain))
 
@@ -189,16 +191,18 @@ class DeviceActor:
         topic = self.mqtt.topics.state(self.spec.name)
         return await self.mqtt.publish(Message(topic, payload, retain=True))
 
-    def consult(self, published: bool) -> None:
-        """Ask the policy and save if it says so; errors are reported, never raised."""
+    def consult(self, published: bool) -> bool:
+        """Ask the policy and save if it says so; errors are reported (returning false)."""
         store = self.store
         if store is None:
-            return
+            return True
         try:
             if self._policy.should_save(store, published):
                 store.save()
         except Exception as error:
             self.hooks.report(self.spec.name, error)
+            return False
+        return True
 
     async def _run_telemetry(self, ctx: DeviceContext) -> None:
         metronome = self.metronome
@@ -219,13 +223,16 @@ class DeviceActor:
     async def _handle(self, ctx: DeviceContext, message: Message | None) -> None:
         """One telemetry cycle or command: call, publish a returned dict, ask the policy."""
         published = False
+        ok = True
         try:
             result = await self.spec.call(ctx, self.store, message)
             if result is not None:
                 published = await self.publish_state(result)
         except Exception as error:
             self.hooks.report(self.spec.name, error)
-        self.consult(published)
+            ok = False
+        if self.consult(published) and ok:
+            self.mqtt.clear_error(self.spec.name)  # a clean cycle: the next error is news
 
     async def _run_device(self, ctx: DeviceContext) -> None:
         failure: Exception | None = None

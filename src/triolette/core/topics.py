@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 import attrs
 
+from triolette.core.errors import RegistrationError
+
 ONLINE = "online"
 OFFLINE = "offline"
 
@@ -23,16 +25,19 @@ _FORBIDDEN = {"+": "an MQTT wildcard", "#": "an MQTT wildcard", "\0": "a NUL cha
 
 
 def check_name(name: object, what: str = "device name") -> str:
-    """Return ``name`` if it can be one MQTT topic level, else raise ``ValueError`` naming it."""
+    """Return ``name`` if it can be one MQTT topic level, else raise ``RegistrationError``.
+
+    The error (also a ``ValueError``) names the offender; a non-``str`` is a ``TypeError``.
+    """
     if not isinstance(name, str):
         raise TypeError(f"{what} must be a str, got {name!r}")
     if not name or name != name.strip():
-        raise ValueError(f"{what} {name!r} is empty or has surrounding spaces")
+        raise RegistrationError(f"{what} {name!r} is empty or has surrounding spaces")
     for char, reason in _FORBIDDEN.items():
         if char in name:
-            raise ValueError(f"{what} {name!r} contains {char!r}, {reason}")
+            raise RegistrationError(f"{what} {name!r} contains {char!r}, {reason}")
     if "/" in name:
-        raise ValueError(f"{what} {name!r} contains '/', which would add a topic level")
+        raise RegistrationError(f"{what} {name!r} contains '/', which would add a topic level")
     return name
 
 

@@ -238,8 +238,10 @@ class App:
     def run(self) -> None:
         """Serve in a new trio run until SIGINT or SIGTERM, then shut down gracefully.
 
-        A second signal stops at once: writes in progress still complete, but what is still
-        pending is reported by name. Exits with status 1 if state could not be saved.
+        A second signal stops at once without waiting for the flush: a write already in a
+        worker thread is not interrupted, but nothing waits for it either, and every device
+        whose state is not known to be durable is reported by name. Exits with status 1 if
+        state could not be saved.
         """
         try:
             trio.run(self._serve_until_signalled)
@@ -328,14 +330,17 @@ class App:
 
     async def _finish(self, persistence: PersistenceActor | None, mqtt: MqttActor) -> None:
         """After the devices: close our handles and wait, within the deadline, for the actors."""
+        # Persistence first, so errors of the final flush still reach the error topic.
         if persistence is not None:
             persistence.close()
-        mqtt.close()
         flushed = persistence is None or await persistence.wait_stopped(self.shutdown_timeout)
+        if not flushed:
+            self._abandon()
+        mqtt.close()
         with trio.move_on_after(self.publish_timeout, shield=True):
             await mqtt.stopped.wait()
-        if not flushed or not mqtt.stopped.is_set():
-            self._abandon()
+        if not mqtt.stopped.is_set():
+            mqtt.abandon()
 
     def _abandon(self) -> None:
         if self._persistence is not None and not self._persistence.stopped.is_set():

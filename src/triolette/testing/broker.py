@@ -1,9 +1,11 @@
 """An in-memory MQTT broker double: records every message, keeps retained ones, confirms publishes.
 
 It follows the broker rules a bridge relies on: retained messages replace the previous one of
-their topic (an empty retained payload clears it), subscribers get messages whose topic matches
-their filter (``+`` and ``#`` wildcards), a client's will is published when its connection dies
-without a clean disconnect, and a publish while the broker is down is not confirmed.
+their topic (an empty retained payload clears it) and reach late subscribers with the retain
+flag, while live subscribers get the flag cleared; filters match with ``+`` and ``#`` but never
+match ``$`` topics through a leading wildcard; a client's will is published when its connection
+dies without a clean disconnect and discarded by a clean one; sessions are clean (subscriptions
+end with the connection); a publish to a wildcard topic, or while the broker is down, fails.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import trio
 
 from triolette.core.errors import PublishError
@@ -22,6 +25,8 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
     """Whether ``topic`` matches the MQTT subscription ``topic_filter``."""
     filter_levels = topic_filter.split("/")
     levels = topic.split("/")
+    if topic.startswith("$") and filter_levels[0] in ("+", "#"):
+        return False
     for index, pattern in enumerate(filter_levels):
         if pattern == "#":
             return True
@@ -61,13 +66,20 @@ class MemoryBroker:
         return [_decode(message.payload) for message in self.on(topic)]
 
     def inject(self, topic: str, payload: str | bytes) -> int:
-        """Deliver an inbound message to every matching subscriber; return how many got it."""
+        """Deliver an inbound message to every matching subscriber; return how many got it.
+
+        Nothing is delivered while the broker is down.
+        """
+        if not self.online:
+            return 0
         return self._fan_out(Message(topic, payload, qos=1, retain=False))
 
-    def _accept(self, message: Message) -> None:
+    def _accept(self, message: Message, *, will: bool = False) -> None:
+        if "+" in message.topic or "#" in message.topic:
+            raise PublishError(message.topic, "a topic name cannot hold a wildcard")
         if not self.online:
             raise PublishError(message.topic, "broker is unreachable")
-        if self._refuse:
+        if self._refuse and not will:
             self._refuse -= 1
             raise PublishError(message.topic, "refused by the broker")
         self.messages.append(message)
@@ -76,7 +88,7 @@ class MemoryBroker:
                 self.retained[message.topic] = message
             else:
                 self.retained.pop(message.topic, None)
-        self._fan_out(message)
+        self._fan_out(attrs.evolve(message, retain=False))
 
     def _fan_out(self, message: Message) -> int:
         receivers = [
@@ -123,20 +135,23 @@ class MemoryTransport:
 
     async def disconnect(self) -> None:
         await trio.lowlevel.checkpoint()
+        self._will = None  # a clean disconnect discards the will
         self._close()
 
     def drop(self) -> None:
-        """End the connection uncleanly: the broker publishes the will."""
-        will = self._will
+        """End the connection uncleanly: the broker publishes the will (once)."""
+        will, self._will = self._will, None
+        was_connected = self.connected
         self._close()
-        if will is not None and self.broker.online:
-            self.broker._accept(will)
+        if will is not None and was_connected and self.broker.online:
+            self.broker._accept(will, will=True)
 
     def deliver(self, message: Message) -> None:
         if self._on_message is not None:
             self._on_message(message)
 
     def _close(self) -> None:
+        self.subscriptions = []  # clean session: subscriptions end with the connection
         if self.connected:
             self.connected = False
             self.broker._clients.remove(self)
