@@ -2,22 +2,61 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import re
+import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from triolette import MemoryStore
+from triolette.testing import AppHarness
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
+GAS_METER = [sys.executable, str(EXAMPLES / "gas_meter.py")]
+STATE_LOGGED = re.compile(r"publish gas2mqtt/gas-meter/state (\{.*\}) \(retained\)")
 
 
 def run_example(name: str, *args: str) -> str:
-    done = subprocess.run(
+    return _run(name, *args).stdout
+
+
+def _run(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return done.stdout
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{Path(name).stem}", EXAMPLES / name)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def logged_states(log: str) -> list[dict[str, Any]]:
+    """The gas meter's states as its log shows them, oldest first."""
+    return [json.loads(found) for found in STATE_LOGGED.findall(log)]
+
+
+def saved_meter(state_dir: Path) -> dict[str, Any]:
+    document = json.loads((state_dir / "state.json").read_text())
+    assert isinstance(document["gas-meter"], dict)
+    return document["gas-meter"]
 
 
 def test_the_stores_tour_continues_its_counters(tmp_path: Path):
@@ -29,3 +68,105 @@ def test_the_stores_tour_continues_its_counters(tmp_path: Path):
     assert 'refused, nothing written: probe: ["calibrated"] is a datetime' in second
     assert (tmp_path / "state.json").exists()
     assert (tmp_path / "state.db").exists()
+
+
+def test_the_gas_meter_counts_on_from_its_saved_total(tmp_path: Path):
+    # An interval that does not divide --seconds keeps the stop away from a tick, so the last
+    # logged state is the last change the run made.
+    args = ("--state-dir", str(tmp_path), "--seconds", "1", "--interval", "0.15")
+    first = _run("gas_meter.py", *args).stderr
+    after_first = saved_meter(tmp_path)
+    second = _run("gas_meter.py", *args).stderr
+    after_second = saved_meter(tmp_path)
+
+    assert f"state lives in {tmp_path / 'state.json'}" in first
+    first_states, second_states = logged_states(first), logged_states(second)
+    assert len(first_states) >= 3
+    assert len(second_states) >= 3
+    # The first run starts from nothing and its graceful stop saves what it published last.
+    assert first_states[0]["impulses"] == first_states[0]["new_impulses"]
+    last = first_states[-1]
+    assert after_first == {
+        "impulses": last["impulses"],
+        "m3": last["m3"],
+        "calibration": {"m3_per_impulse": 0.01},
+    }
+    # The second run continues from that file, then saves its own last state.
+    resumed = second_states[0]
+    assert resumed["impulses"] - resumed["new_impulses"] == after_first["impulses"]
+    assert resumed["m3"] == pytest.approx(after_first["m3"] + 0.01 * resumed["new_impulses"])
+    assert after_second["impulses"] == second_states[-1]["impulses"]
+    assert after_second["m3"] == second_states[-1]["m3"]
+
+
+async def test_the_gas_meter_saves_its_last_total_on_ctrl_c(tmp_path: Path):
+    process = await trio.lowlevel.open_process(
+        [*GAS_METER, "--state-dir", str(tmp_path), "--interval", "0.5"],
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    log = ""
+    try:
+        with trio.fail_after(30):
+            async for chunk in process.stderr:
+                log += chunk.decode()
+                if STATE_LOGGED.search(log):
+                    break
+            # The next reading is half a second away: the signal lands between two cycles.
+            process.send_signal(signal.SIGINT)
+            async for chunk in process.stderr:
+                log += chunk.decode()
+            assert await process.wait() == 0, log
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await process.stderr.aclose()
+
+    assert "SIGINT: stopping" in log
+    states = logged_states(log)
+    assert states
+    saved = saved_meter(tmp_path)
+    assert saved["impulses"] == states[-1]["impulses"]
+    assert saved["m3"] == states[-1]["m3"]
+
+
+async def test_a_calibration_command_changes_the_rate_and_is_saved_at_once(
+    autojump_clock: trio.testing.MockClock,
+):
+    gas_meter = load_example("gas_meter.py")
+    backend = MemoryStore({"gas-meter": {"impulses": 100, "m3": 1.0}})
+    harness = AppHarness.create(store=backend, name="gas2mqtt")
+    gas_meter.add_devices(harness.app, interval=10)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(partial(harness.run, cycles=3))
+        await harness.app.wait_for_cycles(1)
+        await harness.command("gas-meter-calibration", "not json")
+        await harness.command("gas-meter-calibration", '{"m3_per_impulse": 0.05}')
+        await harness.app.wait_for_cycles(2)
+        await trio.testing.wait_all_tasks_blocked()
+        # Saved by the handler when it took the calibration over, before the new impulses:
+        # the policy alone would not write again within a minute.
+        first = harness.states("gas-meter")[0]
+        assert backend.load("gas-meter") == {
+            "impulses": first["impulses"],
+            "m3": first["m3"],
+            "calibration": {"m3_per_impulse": 0.05},
+        }
+
+    states = harness.states("gas-meter")
+    assert [state["m3_per_impulse"] for state in states] == [0.01, 0.05, 0.05]
+    assert states[-1]["impulses"] == 100 + sum(state["new_impulses"] for state in states)
+    used = sum(state["new_impulses"] * state["m3_per_impulse"] for state in states)
+    assert states[-1]["m3"] == pytest.approx(1.0 + used)
+    assert harness.state("gas-meter-calibration") == {"m3_per_impulse": 0.05}
+    assert [error["type"] for error in harness.errors("gas-meter-calibration")] == [
+        "JSONDecodeError"
+    ]
+    assert backend.load("gas-meter") == {
+        "impulses": states[-1]["impulses"],
+        "m3": states[-1]["m3"],
+        "calibration": {"m3_per_impulse": 0.05},
+    }
