@@ -434,7 +434,9 @@ class PersistenceActor:
             result.append(done)
             finished.set()
             if not mock_clock:
-                token.run_sync_soon(resume)
+                # An abandoned call may end after the trio run did: nobody waits for it then.
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(resume)
 
         # trio.to_thread.run_sync would cost extra trips through a busy event loop (limiter,
         # checkpoints); this is its abandon-on-cancel path reduced to one wake-up.

@@ -86,7 +86,7 @@ class App:
         self._mqtt: MqttActor | None = None
         self._unsaved: dict[str, str] = {}
         self._cycles: dict[str, int] = {}
-        self._cycle_event = trio.Event()
+        self._cycle_event: trio.Event | None = None
         self._devices_returned = trio.Event()
 
     # -- declaring devices -------------------------------------------------------------------
@@ -283,12 +283,15 @@ class App:
 
     def cycle_done(self, device: str) -> None:
         self._cycles[device] += 1
-        self._cycle_event.set()
-        self._cycle_event = trio.Event()
+        if self._cycle_event is not None:  # only when someone waits: this runs every cycle
+            self._cycle_event.set()
+            self._cycle_event = None
 
     async def wait_for_cycles(self, cycles: int) -> None:
         """Wait until every telemetry device has completed ``cycles`` cycles."""
         while any(count < cycles for count in self._cycles.values()):
+            if self._cycle_event is None:
+                self._cycle_event = trio.Event()
             await self._cycle_event.wait()
 
     async def wait_for_devices_to_return(self) -> None:

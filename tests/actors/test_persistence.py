@@ -1,0 +1,596 @@
+"""The persistence actor on its own: coalescing, group commit, acks, read-your-writes, faults.
+
+Each test starts the actor in a nursery, takes one client per device key, and ends it by
+closing every client and the runtime's handle (``actor.close()``). Backends come from
+:mod:`tests.actors.backends`: they record every call, and a gated one blocks *inside* the worker
+thread, so a test can act while a write is really in progress.
+
+Most tests run twice (the ``either_clock`` fixture): under trio's autojump clock, where the
+actor polls its worker thread so virtual time cannot leap over real I/O, and under the real
+clock, where it sleeps until the worker thread reports back, as in production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+import trio
+import trio.testing
+
+from tests.actors.backends import (
+    FailingStore,
+    GatedStore,
+    PlainRecordingStore,
+    RecordingStore,
+    release_all,
+)
+from triolette import DeviceStore, FlushIncompleteError, MemoryStore
+from triolette.actors.persistence import KeyInUseError, PersistenceActor, PersistenceClient
+
+TIMEOUT = 10.0
+"""Bounds each test's actor (virtual seconds under the autojump clock, real ones otherwise)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_blocked_worker_threads() -> Iterable[None]:
+    yield
+    release_all()
+
+
+@pytest.fixture(params=["autojump", "real"])
+def either_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock | None:
+    """The autojump clock, or (``None``) trio's real clock; pytest-trio runs the test with it."""
+    return trio.testing.MockClock(autojump_threshold=0) if request.param == "autojump" else None
+
+
+@contextlib.asynccontextmanager
+async def running(actor: PersistenceActor, keys: Iterable[str] = ()) -> AsyncIterator[trio.Nursery]:
+    """Run ``actor`` (loading ``keys``) around the body, then close its handle and wait for it.
+
+    The body must close every client it took: the actor only ends once all are closed. If it
+    does not end within :data:`TIMEOUT`, or the body fails, the actor is abandoned, so a broken
+    test fails instead of hanging on a shielded actor.
+    """
+
+    async def watchdog() -> None:
+        await trio.sleep(TIMEOUT)
+        actor.abandon()
+        raise AssertionError(f"the actor did not end within {TIMEOUT} s (a handle left open?)")
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run, list(keys))
+        nursery.start_soon(watchdog)
+        try:
+            yield nursery
+        except BaseException:
+            actor.abandon()
+            raise
+        actor.close()
+        await actor.stopped.wait()
+        nursery.cancel_scope.cancel()
+
+
+async def open_store(actor: PersistenceActor, key: str) -> tuple[PersistenceClient, DeviceStore]:
+    client = actor.client(key)
+    return client, await client.open_store(clock=trio.current_time)
+
+
+async def settle() -> None:
+    """Let every other task run until it blocks.
+
+    Under the mock clock the actor polls its worker thread and never blocks while a write is
+    in progress, so ``wait_all_tasks_blocked`` would wait forever; there a few scheduling
+    rounds do, since every step a test waits for here takes one.
+    """
+    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
+        for _ in range(10):
+            await trio.lowlevel.checkpoint()
+    else:
+        await trio.testing.wait_all_tasks_blocked()
+
+
+def text(state: dict[str, object]) -> str:
+    return json.dumps(state, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- coalescing and group commit -------------------------------------------------------------
+
+
+async def test_saves_of_one_key_during_a_write_become_one_write_of_the_latest(either_clock):
+    backend = GatedStore()
+    actor = PersistenceActor(backend)
+    async with running(actor, ["meter"]):
+        client, store = await open_store(actor, "meter")
+        backend.close_gate()
+        store["n"] = 0
+        store.save()
+        await backend.wait_entered(1)  # n=0 is being written
+        for n in range(1, 11):
+            store["n"] = n
+            store.save()
+        backend.open_gate()
+        await store.flush()
+        client.close()
+
+    assert [call.states for call in backend.writes] == [{"meter": {"n": 0}}, {"meter": {"n": 10}}]
+    assert backend.stored("meter") == {"n": 10}
+    stats = actor.statistics()
+    assert (stats.saves, stats.coalesced, stats.batches) == (11, 9, 2)
+
+
+async def test_saves_of_many_keys_during_a_write_land_in_one_backend_call(either_clock):
+    keys = [f"dev{index:02d}" for index in range(50)]
+    backend = GatedStore()
+    actor = PersistenceActor(backend)
+    async with running(actor, ["first", *keys]):
+        first, first_store = await open_store(actor, "first")
+        opened = [await open_store(actor, key) for key in keys]
+        backend.close_gate()
+        first_store["n"] = 1
+        first_store.save()
+        await backend.wait_entered(1)
+        for index, (_, store) in enumerate(opened):
+            store["n"] = index
+            store.save()
+        backend.open_gate()
+        await actor.flush()
+        for client, _ in [(first, first_store), *opened]:
+            client.close()
+
+    writes = backend.writes
+    assert len(writes) == 2
+    assert writes[0].states == {"first": {"n": 1}}
+    assert sorted(writes[1].keys) == keys
+    assert writes[1].states == {key: {"n": index} for index, key in enumerate(keys)}
+    stats = actor.statistics()
+    assert (stats.batches, stats.keys_written, stats.max_keys_per_batch) == (2, 51, 50)
+    assert stats.keys_per_batch == pytest.approx(25.5)
+
+
+async def test_flush_returns_only_after_the_write_holding_the_snapshot_returned(either_clock):
+    events: list[str] = []
+    backend = GatedStore(events=events)
+    actor = PersistenceActor(backend)
+    async with running(actor, ["meter"]) as nursery:
+        client, store = await open_store(actor, "meter")
+        backend.close_gate()
+        store["n"] = 1
+        store.save()
+        await backend.wait_entered(1)
+        store["n"] = 2
+        store.save()  # pending behind the write in progress
+        late_flushed, second_flushed = trio.Event(), trio.Event()
+
+        async def flusher(done: trio.Event, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+            task_status.started()
+            await store.flush()
+            events.append("flushed")
+            done.set()
+
+        await nursery.start(flusher, second_flushed)  # waits for n=2, the newest save
+        await settle()
+        assert events == ["write-entered"]
+        assert not second_flushed.is_set()
+
+        backend.admit(1)  # n=1 lands; the write of n=2 enters and is held
+        await backend.wait_entered(2)
+        await settle()
+        assert events == ["write-entered", "write-returned", "write-entered"]
+        assert not second_flushed.is_set()
+        assert backend.stored("meter") == {"n": 1}
+
+        backend.open_gate()
+        await second_flushed.wait()
+        await nursery.start(flusher, late_flushed)  # nothing new saved: returns at once
+        await late_flushed.wait()
+        client.close()
+
+    assert events == [
+        "write-entered",
+        "write-returned",
+        "write-entered",
+        "write-returned",
+        "flushed",
+        "flushed",
+        "backend-closed",
+    ]
+
+
+async def test_a_reopened_store_loads_the_in_flight_then_the_pending_snapshot(either_clock):
+    backend = GatedStore({"meter": {"n": 0}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["meter"]):
+        client, store = await open_store(actor, "meter")
+        assert store.to_dict() == {"n": 0}
+        backend.close_gate()
+        store["n"] = 1
+        store.save()
+        await backend.wait_entered(1)
+        client.close()
+
+        client, store = await open_store(actor, "meter")
+        assert store.to_dict() == {"n": 1}  # being written, not the durable n=0
+        store["n"] = 2
+        store.save()
+        client.close()
+
+        client, store = await open_store(actor, "meter")
+        assert store.to_dict() == {"n": 2}  # pending, not the n=1 being written
+        assert backend.stored("meter") == {"n": 0}
+        backend.open_gate()
+        await store.flush()
+        client.close()
+
+        client, store = await open_store(actor, "meter")
+        assert store.to_dict() == {"n": 2}
+        assert not store.dirty
+        client.close()
+
+    assert backend.stored("meter") == {"n": 2}
+    assert [call.method for call in backend.reads] == ["load"]  # only at start-up
+
+
+@pytest.mark.parametrize("kind", [RecordingStore, PlainRecordingStore])
+async def test_start_up_reads_every_key_in_one_batch_and_opening_reads_nothing(either_clock, kind):
+    backend = kind({"a": {"n": 1}, "b": {"n": 2}, "late": {"n": 3}})
+    actor = PersistenceActor(backend)
+    keys = ["a", "b", "new"]
+    async with running(actor, keys):
+        reads = list(backend.reads)
+        if kind is RecordingStore:
+            assert [call.method for call in reads] == ["load_all"]
+        else:  # no load_all: one load per key, back to back in one worker thread
+            assert [(call.method, call.keys) for call in reads] == [
+                ("load", ("a",)),
+                ("load", ("b",)),
+                ("load", ("new",)),
+            ]
+            assert backend.calls[: len(reads)] == reads
+            assert len({call.thread for call in reads}) == 1
+
+        opened = [await open_store(actor, key) for key in keys]
+        assert [store.to_dict() for _, store in opened] == [{"n": 1}, {"n": 2}, {}]
+        assert backend.reads == reads  # known absent ("new") is known too
+
+        late_client, late = await open_store(actor, "late")  # not announced: read on demand
+        assert late.to_dict() == {"n": 3}
+        assert [(call.method, call.keys) for call in backend.reads[len(reads) :]] == [
+            ("load", ("late",))
+        ]
+        for client, _ in [*opened, (late_client, late)]:
+            client.close()
+
+
+class _ActorSteps(trio.abc.Instrument):
+    """Appends ``"actor step"`` to ``events`` each time the actor's task runs on the trio thread."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if getattr(task.coro, "cr_code", None) is PersistenceActor.run.__code__:
+            self.events.append("actor step")
+
+
+class _LoadLog(PlainRecordingStore):
+    def load(self, key: str) -> dict[str, object] | None:
+        self.events.append(f"load {key}")
+        return super().load(key)
+
+
+async def test_a_backend_without_load_all_is_read_key_by_key_in_one_worker_thread_call():
+    # Real clock: the actor's task then sleeps for the whole backend call, so any step of it
+    # between two loads means a second worker-thread round trip.
+    events: list[str] = []
+    backend = _LoadLog({"a": {"n": 1}}, events=events)
+    actor = PersistenceActor(backend)
+    instrument = _ActorSteps(events)
+    trio.lowlevel.add_instrument(instrument)
+    try:
+        async with running(actor, ["a", "b", "c"]):
+            trio.lowlevel.remove_instrument(instrument)
+            loads = [index for index, event in enumerate(events) if event.startswith("load")]
+            assert [events[index] for index in loads] == ["load a", "load b", "load c"]
+            assert loads == list(range(loads[0], loads[0] + 3))  # no actor step in between
+            assert "actor step" in events[: loads[0]]
+            assert "actor step" in events[loads[-1] :]
+    finally:
+        with contextlib.suppress(KeyError):
+            trio.lowlevel.remove_instrument(instrument)
+
+
+async def test_every_backend_call_runs_on_a_worker_thread(either_clock):
+    backend = RecordingStore({"a": {"n": 1}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b"]):
+        opened = [await open_store(actor, key) for key in ("a", "b", "c")]
+        for client, store in opened:
+            store["n"] = 7
+            store.save()
+            await store.flush()
+            client.close()
+
+    assert {call.method for call in backend.calls} == {"load_all", "load", "save_many", "close"}
+    trio_thread = threading.get_ident()
+    assert [call for call in backend.calls if call.thread == trio_thread] == []
+
+
+async def test_a_snapshot_equal_to_the_durable_state_is_not_written(either_clock):
+    backend = RecordingStore({"a": {"n": 1}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 2
+        store.save()
+        store["n"] = 1  # back to what is durable before n=2 was written
+        store.save()
+        await store.flush()
+        client.submit("a", text({"n": 1}))  # the durable text again, straight to the actor
+        await store.flush()
+        client.close()
+
+    assert backend.writes == []
+    stats = actor.statistics()
+    assert (stats.saves, stats.coalesced, stats.skipped_identical) == (3, 1, 2)
+    assert (stats.batches, stats.bytes_written) == (0, 0)
+
+
+# -- backend errors --------------------------------------------------------------------------
+
+
+async def test_a_failing_backend_keeps_the_snapshots_and_retries_with_backoff(autojump_clock):
+    backend = FailingStore(failures=2)
+    reported: list[tuple[list[str], BaseException, float, str | None]] = []
+
+    def on_error(keys: list[str], error: BaseException) -> None:
+        reported.append((keys, error, trio.current_time(), actor.view("a")))
+
+    actor = PersistenceActor(backend, retry_initial=0.1, retry_max=5.0, on_error=on_error)
+    async with running(actor, ["a", "b"]):
+        opened = [await open_store(actor, key) for key in ("a", "b")]
+        start = trio.current_time()
+        for _, store in opened:
+            store["n"] = 1
+            store.save()
+        await actor.flush()
+        durable_after = trio.current_time() - start
+        for client, _ in opened:
+            client.close()
+
+    assert [keys for keys, *_ in reported] == [["a", "b"], ["a", "b"]]
+    assert all(isinstance(error, OSError) for _, error, *_ in reported)
+    # Tried at once, again after 0.1 s, then after 0.2 s more: exponential backoff.
+    assert [when - start for _, _, when, _ in reported] == pytest.approx([0.0, 0.1])
+    assert durable_after == pytest.approx(0.3)
+    # While failing, the snapshot is kept and still what a load sees.
+    assert [seen for *_, seen in reported] == [text({"n": 1})] * 2
+    stats = actor.statistics()
+    assert (stats.failures, stats.batches, stats.keys_written) == (2, 1, 2)
+    assert stats.last_error is not None
+    assert "OSError" in stats.last_error
+    assert "injected I/O error" in stats.last_error
+    assert len(backend.writes) == 3
+    assert backend.stored("a") == backend.stored("b") == {"n": 1}
+
+
+async def test_a_snapshot_saved_during_a_failing_write_wins_over_the_failed_one(autojump_clock):
+    backend = GatedStore(failures=1)
+    actor = PersistenceActor(backend, retry_initial=0.1)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        backend.close_gate()
+        store["n"] = 1
+        store.save()
+        await backend.wait_entered(1)  # this write of n=1 will fail
+        store["n"] = 2
+        store.save()
+        backend.open_gate()
+        await store.flush()
+        client.close()
+
+    assert [call.states for call in backend.writes] == [{"a": {"n": 1}}, {"a": {"n": 2}}]
+    assert backend.stored("a") == {"n": 2}
+    assert actor.statistics().failures == 1
+
+
+# -- ownership and life cycle ----------------------------------------------------------------
+
+
+async def test_a_key_has_one_owner_until_its_client_is_closed():
+    actor = PersistenceActor(MemoryStore())
+    async with running(actor, ["a", "b"]):
+        first = actor.client("a")
+        with pytest.raises(KeyInUseError, match=r"^a: another running device store"):
+            actor.client("a")
+        other = actor.client("b")  # other keys are not affected
+        first.close()
+        with actor.client("a"):
+            first.close()  # closing again must not free the key its successor holds
+            with pytest.raises(KeyInUseError):
+                actor.client("a")
+        actor.client("a").close()  # leaving ``with`` freed it
+        other.close()
+
+
+async def test_saving_through_a_closed_client_is_a_clear_error_and_changes_nothing():
+    backend = RecordingStore({"a": {"n": 1}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]):
+        old_client, old = await open_store(actor, "a")
+        old_client.close()
+        new_client, new = await open_store(actor, "a")  # the device was restarted
+        new["n"] = 2
+        new.save()
+
+        old["n"] = 99
+        with pytest.raises(trio.ClosedResourceError, match=r"^a: .*stopped"):
+            old.save()
+        assert old.dirty  # not taken for saved
+        await new.flush()
+        new_client.close()
+
+    assert backend.stored("a") == {"n": 2}
+    assert actor.statistics().saves == 1
+
+
+async def test_a_started_write_survives_cancellation_of_the_enclosing_scope(either_clock):
+    events: list[str] = []
+    backend = GatedStore(events=events)
+    actor = PersistenceActor(backend)
+
+    async def check_then_release(client: PersistenceClient) -> None:
+        try:
+            await settle()
+            events.append("actor ended" if actor.stopped.is_set() else "actor still writing")
+        finally:  # whatever happened, let the actor finish
+            client.close()
+            actor.close()
+            backend.open_gate()
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as outer:
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(actor.run, ["a"])
+                    client, store = await open_store(actor, "a")
+                    backend.close_gate()
+                    store["n"] = 1
+                    store.save()
+                    await backend.wait_entered(1)
+                    outer.start_soon(check_then_release, client)
+                    scope.cancel()
+                    await trio.sleep_forever()
+            events.append("cancelled scope exited")
+
+    assert scope.cancelled_caught
+    assert events == [
+        "write-entered",
+        "actor still writing",
+        "write-returned",
+        "backend-closed",
+        "cancelled scope exited",
+    ]
+    assert backend.stored("a") == {"n": 1}
+
+
+async def test_abandon_ends_the_actor_at_once_and_names_the_keys_not_durable(either_clock):
+    backend = GatedStore()
+    actor = PersistenceActor(backend)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(actor.run, ["a", "b", "c"])
+            try:
+                stores = {key: (await open_store(actor, key))[1] for key in ("a", "b", "c")}
+                stores["c"]["n"] = 1
+                stores["c"].save()
+                await stores["c"].flush()  # c is durable before the disk hangs
+
+                backend.close_gate()
+                stores["a"]["n"] = 1
+                stores["a"].save()
+                await backend.wait_entered(2)  # a's write hangs in the worker thread
+                stores["b"]["n"] = 1
+                stores["b"].save()  # b waits behind it
+                waiter_failed = trio.Event()
+
+                async def waiter() -> None:
+                    with pytest.raises(FlushIncompleteError, match=r"^state of b was not saved"):
+                        await actor.flush("b")
+                    waiter_failed.set()
+
+                nursery.start_soon(waiter)
+                await settle()
+                assert actor.abandon() == ["a", "b"]
+                await actor.stopped.wait()  # though every client is still open
+                await waiter_failed.wait()
+                with pytest.raises(FlushIncompleteError) as info:
+                    await actor.flush()
+                assert info.value.keys == ["a", "b"]  # every key not durable, not just the first
+                await actor.flush("c")  # durable before: nothing to report
+                assert backend.stored("a") is None
+            finally:
+                actor.abandon()  # also when an assertion failed, so the test cannot hang
+    # The abandoned write was not torn: it goes on in its thread, unobserved. (Waited for
+    # outside ``fail_after``: the autojump clock would leap to its deadline meanwhile.)
+    backend.open_gate()
+    await backend.wait_returned(2)
+    assert backend.stored("a") == {"n": 1}
+    assert backend.stored("b") is None
+    assert backend.stored("c") == {"n": 1}
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+async def test_statistics_account_for_the_mailbox_pending_table_and_batches(either_clock):
+    keys = [f"d{index:02d}" for index in range(20)]
+    backend = GatedStore()
+    actor = PersistenceActor(backend, mailbox_size=8)
+    async with running(actor, ["first", *keys]) as nursery:
+        assert actor.statistics().mailbox_senders == 1  # the runtime's own handle
+        first, first_store = await open_store(actor, "first")
+        opened = [await open_store(actor, key) for key in keys]
+        assert actor.statistics().mailbox_senders == 22
+
+        backend.close_gate()
+        first_store["n"] = 0
+        first_store.save()
+        await backend.wait_entered(1)
+        for index, (_, store) in enumerate(opened):
+            store["n"] = index
+            store.save()  # saves pile up in the pending table, not in the mailbox
+        during = actor.statistics()
+        assert (during.pending_keys, during.pending_peak) == (20, 20)
+        assert during.mailbox_depth <= 8
+
+        # Loads of keys it does not know queue in the mailbox up to its size; then they wait.
+        late = [actor.client(f"late{index:02d}") for index in range(12)]
+        loaded = 0
+
+        async def load(client: PersistenceClient) -> None:
+            nonlocal loaded
+            await client.open_store(clock=trio.current_time)
+            loaded += 1
+
+        for client in late:
+            nursery.start_soon(load, client)
+        await settle()
+        during = actor.statistics()
+        assert (during.mailbox_depth, during.mailbox_peak, during.mailbox_senders) == (8, 8, 34)
+        assert loaded == 0
+
+        backend.open_gate()
+        await actor.flush()
+        await settle()
+        assert loaded == 12
+        after = actor.statistics()
+        assert (after.mailbox_depth, after.mailbox_peak) == (0, 8)
+        assert (after.pending_keys, after.pending_peak) == (0, 20)
+        assert (after.saves, after.batches, after.keys_written) == (21, 2, 21)
+        assert (after.max_keys_per_batch, after.keys_per_batch) == (20, 10.5)
+        assert (after.failures, after.last_error) == (0, None)
+        written = [text(state) for call in backend.writes for state in call.states.values()]
+        assert after.bytes_written == sum(len(each.encode()) for each in written)
+        for client, _ in [(first, first_store), *opened]:
+            client.close()
+        for client in late:
+            client.close()
+    assert actor.statistics().mailbox_senders == 0
+
+
+async def test_bytes_written_counts_utf8_bytes_not_characters():
+    backend = RecordingStore()
+    actor = PersistenceActor(backend)
+    async with running(actor, ["probe"]):
+        client, store = await open_store(actor, "probe")
+        store["unit"] = "°C"
+        store["place"] = "Küche"
+        store.save()
+        await store.flush()
+        client.close()
+    encoded = text({"unit": "°C", "place": "Küche"}).encode("utf-8")
+    assert actor.statistics().bytes_written == len(encoded)
