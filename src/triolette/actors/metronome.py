@@ -1,14 +1,21 @@
 """Shared drift-free ticks: one timer per interval, however many devices follow it.
 
 A thousand devices each sleeping on their own deadline cost a thousand timers, cancel scopes
-and timeouts per period; here one task sleeps and wakes every waiting device at once through a
-parking lot. Tick N is due at ``start + N * interval``; a device whose cycle overran a tick
-waits for the next one instead of running the missed ticks in a burst.
+and timeouts per period; here one task sleeps and wakes the waiting devices through a parking
+lot. Tick N is due at ``start + N * interval``; a device whose cycle overran a tick waits for
+the next one instead of running the missed ticks in a burst.
+
+A tick releases its devices in groups of :data:`RELEASE_GROUP`, with a checkpoint between
+groups: trio runs every ready task once per scheduling batch, so releasing a thousand devices
+at once would hold every other task (a command, a sensor read with a deadline) for the whole
+thousand cycles. In groups, other tasks get a turn every few dozen device cycles.
 """
 
 from __future__ import annotations
 
 import trio
+
+RELEASE_GROUP = 25
 
 
 class Metronome:
@@ -35,7 +42,10 @@ class Metronome:
                 self.tick = int((now - start) // self.interval) + 1
                 due = start + self.tick * self.interval
             await trio.sleep_until(due)
-            self._lot.unpark_all()
+            # Devices that finish this cycle park for the next tick, not in the lot released now.
+            releasing, self._lot = self._lot, trio.lowlevel.ParkingLot()
+            while releasing.unpark(count=RELEASE_GROUP) and releasing:
+                await trio.lowlevel.checkpoint()
 
     async def wait(self) -> int:
         """Wait for the next tick and return its number. Cancellable."""
