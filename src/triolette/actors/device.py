@@ -68,6 +68,8 @@ class Hooks(Protocol):
 
     def report(self, device: str, error: BaseException) -> None: ...
 
+    def recovered(self, device: str) -> None: ...
+
     def unsaved(self, device: str, error: BaseException) -> None: ...
 
     @property
@@ -232,7 +234,7 @@ class DeviceActor:
             self.hooks.report(self.spec.name, error)
             ok = False
         if self.consult(published) and ok:
-            self.mqtt.clear_error(self.spec.name)  # a clean cycle: the next error is news
+            self.hooks.recovered(self.spec.name)  # a clean cycle: the next error is news
 
     async def _run_device(self, ctx: DeviceContext) -> None:
         failure: Exception | None = None

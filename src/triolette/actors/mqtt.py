@@ -2,8 +2,7 @@
 
 Devices hand it messages through a bounded outbox and, for state, wait for the broker's
 confirmation, so ``SaveOnPublish`` sees real acknowledgements. Inbound command messages are
-routed to the addressed device's own bounded mailbox. Error reports are de-duplicated: the
-same error of the same device is published once until a different one (or a success) comes.
+routed to the addressed device's own bounded mailbox.
 """
 
 from __future__ import annotations
@@ -73,7 +72,6 @@ class MqttStatistics:
     outbox_peak: int
     published: int
     failed: int
-    errors_suppressed: int
     commands_dropped: int
 
 
@@ -81,7 +79,6 @@ class MqttStatistics:
 class _Counters:
     published: int = 0
     failed: int = 0
-    errors_suppressed: int = 0
     commands_dropped: int = 0
 
 
@@ -105,7 +102,6 @@ class MqttActor:
         self._send, self._receive = trio.open_memory_channel[_Outgoing](outbox_size)
         self._publish_timeout = publish_timeout
         self._routes: dict[str, Callable[[Message], bool]] = {}
-        self._last_error: dict[str | None, tuple[str, str]] = {}
         self._counters = _Counters()
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
@@ -167,20 +163,11 @@ class MqttActor:
         return True
 
     def report_error(self, device: str | None, error: BaseException) -> None:
-        """Publish ``error`` on the device's error topic and the app's; repeats are skipped."""
-        kind = (type(error).__name__, str(error))
-        if self._last_error.get(device) == kind:
-            self._counters.errors_suppressed += 1
-            return
-        self._last_error[device] = kind
+        """Queue ``error`` for the device's error topic (if any) and the app's; never waits."""
         body = error_body(error, device)
         if device is not None:
             self.publish_nowait(Message(self.topics.error(device), body, retain=False))
         self.publish_nowait(Message(self.topics.app_error, body, retain=False))
-
-    def clear_error(self, device: str | None) -> None:
-        """Forget the last error of ``device``, so the next one is published even if the same."""
-        self._last_error.pop(device, None)
 
     def close(self) -> None:
         """Stop accepting messages; the actor publishes what is queued, then ``offline``."""
@@ -198,7 +185,6 @@ class MqttActor:
             outbox_peak=channel.peak_buffer_used,
             published=counters.published,
             failed=counters.failed,
-            errors_suppressed=counters.errors_suppressed,
             commands_dropped=counters.commands_dropped,
         )
 

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -135,7 +136,8 @@ class PersistenceActor:
         self._counters = _Counters()
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
-        self._stopped_flag = threading.Event()
+        self._wall_deadline = math.inf
+        self._gave_up = False
 
     # -- the producers' side (trio thread, synchronous) ------------------------------------
 
@@ -230,22 +232,20 @@ class PersistenceActor:
                 await self._in_thread(getattr(self.backend, "close", _nothing))
         finally:
             self.stopped.set()
-            self._stopped_flag.set()
             for _, _, done in self._waiters:
                 done.set()
 
     async def wait_stopped(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` of *wall-clock* time for the actor to end; return whether it did.
+        """Wait up to ``seconds`` for the actor to end; return whether it ended on its own.
 
-        Wall-clock on purpose: this bounds a shutdown for the service manager, and under trio's
-        autojump clock virtual time would leap past it while a backend call runs in a thread.
-        Not cancellable (it is bounded), so it can run in a ``finally``.
+        Under trio's autojump clock a hung backend would keep virtual time still (the actor
+        stays runnable while its thread works), so the actor then also gives up by itself
+        after ``seconds`` of wall-clock time. Shielded: it can run in a ``finally``.
         """
-        if self.stopped.is_set():
-            return True
-        with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(self._stopped_flag.wait, seconds, abandon_on_cancel=True)
-        return self._stopped_flag.is_set()
+        self._wall_deadline = time.monotonic() + seconds
+        with trio.move_on_after(seconds, shield=True):
+            await self.stopped.wait()
+        return self.stopped.is_set() and not self._gave_up
 
     def abandon(self) -> list[str]:
         """Stop now, even inside a backend call; return the keys not known to be durable.
@@ -446,6 +446,9 @@ class PersistenceActor:
             # autojump clock cannot leap virtual time past real disk I/O: tests see the same
             # order of events as production, and a write takes no virtual time.
             while not finished.is_set():
+                if time.monotonic() > self._wall_deadline:  # see wait_stopped
+                    self._gave_up = True
+                    self._scope.cancel()
                 await trio.lowlevel.checkpoint()
             return result[0].unwrap()
 

@@ -26,6 +26,7 @@ from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
 from triolette.core.errors import FlushIncompleteError, RegistrationError
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
+from triolette.core.repeats import RepeatFilter
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.injection import bind
 from triolette.runtime.supervisor import Backoff, Supervisor
@@ -46,6 +47,8 @@ class AppStatistics:
     mqtt: MqttStatistics | None
     cycles: dict[str, int]
     restarts: dict[str, int]
+    errors_repeated: int
+    """Error reports that repeated the previous one of their device (counted, not published)."""
 
 
 class App:
@@ -88,6 +91,8 @@ class App:
         self._cycles: dict[str, int] = {}
         self._cycle_event: trio.Event | None = None
         self._devices_returned = trio.Event()
+        self._repeats = RepeatFilter()
+        self._serving = trio.Event()
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -131,8 +136,9 @@ class App:
         if name in self._specs:
             raise RegistrationError(f"{name}: a device of that name is already registered")
         if persist is not None:
-            if not callable(getattr(persist, "should_save", None)):
-                raise RegistrationError(f"{name}: persist={persist!r} is not a save policy")
+            if isinstance(persist, type) or not callable(getattr(persist, "should_save", None)):
+                hint = f" (did you mean {persist.__name__}()?)" if isinstance(persist, type) else ""
+                raise RegistrationError(f"{name}: persist={persist!r} is not a save policy{hint}")
             if self.store is None:
                 raise RegistrationError(f"{name}: persist= needs a store; pass App(store=...)")
 
@@ -202,6 +208,7 @@ class App:
             flush=persistence.flush if persistence else _nothing_to_flush,
             report=self.report,
             backoff=self.restart_backoff,
+            flush_timeout=self.shutdown_timeout,
             all_returned=self._devices_returned,
         )
         if self._shutdown_requested:
@@ -215,6 +222,7 @@ class App:
                         await root.start(persistence.run, keys)
                     await root.start(mqtt.run)
                     task_status.started()
+                    self._serving.set()
                     await supervisor.run(list(metronomes.values()))
                 except Exception as error:
                     failure = error
@@ -273,6 +281,7 @@ class App:
             mqtt=self._mqtt.statistics() if self._mqtt else None,
             cycles=dict(self._cycles),
             restarts=dict(self._supervisor.restarts) if self._supervisor else {},
+            errors_repeated=self._repeats.suppressed,
         )
 
     # -- what actors tell the app (the device Hooks) -----------------------------------------
@@ -295,18 +304,32 @@ class App:
             await self._cycle_event.wait()
 
     async def wait_for_devices_to_return(self) -> None:
-        """Wait until every device handler has returned (telemetry handlers never do)."""
+        """Wait until every ``@app.device`` handler has returned (forever if there are none)."""
         await self._devices_returned.wait()
+
+    async def wait_until_serving(self) -> None:
+        """Wait until :meth:`serve` has started every actor (state loaded, broker connected)."""
+        await self._serving.wait()
 
     @property
     def has_telemetry(self) -> bool:
         return bool(self._cycles)
 
-    def report(self, device: str, error: BaseException) -> None:
-        """Log ``error`` of ``device`` and publish it on the error topics (repeats skipped)."""
-        logger.error("%s: %s: %s", device, type(error).__name__, error, exc_info=error)
+    def report(self, device: str | None, error: BaseException) -> None:
+        """Log ``error`` and publish it on the error topics; a repeat is only counted.
+
+        A repeat is the same error (type and message) as the last one of ``device``, with no
+        clean cycle in between. It is logged at DEBUG, without its traceback.
+        """
+        if not self._repeats.is_new(device, error):
+            logger.debug("%s: %s again (%s)", device, type(error).__name__, error)
+            return
+        logger.error("%s: %s: %s", device or self.name, type(error).__name__, error, exc_info=error)
         if self._mqtt is not None:
             self._mqtt.report_error(device, error)
+
+    def recovered(self, device: str) -> None:
+        self._repeats.clear(device)
 
     def unsaved(self, device: str, error: BaseException) -> None:
         self._unsaved[device] = str(error)
@@ -315,7 +338,8 @@ class App:
     # -- internals ---------------------------------------------------------------------------
 
     def _backend_failed(self, keys: list[str], error: BaseException) -> None:
-        if self._mqtt is not None:
+        # The persistence actor logs each failure with its keys and retry delay itself.
+        if self._repeats.is_new(None, error) and self._mqtt is not None:
             self._mqtt.report_error(None, error)
 
     def _open_inbox(self, mqtt: MqttActor, device: str) -> trio.MemoryReceiveChannel[Message]:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from triolette.actors.device import DeviceActor, DeviceSpec
+from triolette.actors.device import DEVICE, DeviceActor, DeviceSpec
 from triolette.actors.metronome import Metronome
 
 logger = logging.getLogger("triolette.supervisor")
@@ -37,12 +37,15 @@ class Backoff:
     reset_after: float = 60.0
 
     def delay(self, n: int, rng: random.Random) -> float:
-        base = min(self.maximum, self.initial * self.factor**n)
+        try:
+            base = min(self.maximum, self.initial * self.factor**n)
+        except OverflowError:  # a long crash loop: factor**n outgrew a float
+            base = self.maximum
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
 
 
 class Supervisor:
-    """Runs every spec's actor; restarts after crashes; knows when all devices have returned."""
+    """Runs every spec's actor; restarts after crashes; knows when all device handlers returned."""
 
     def __init__(
         self,
@@ -66,7 +69,9 @@ class Supervisor:
         self.scope = trio.CancelScope()
         self.restarts: dict[str, int] = {spec.name: 0 for spec in specs}
         self.all_returned = all_returned
-        self._running = len(specs)
+        # Only device handlers return; telemetry and command loops run until stopped, so with
+        # no device handler at all this is never set.
+        self._running = sum(1 for spec in specs if spec.kind == DEVICE)
 
     async def run(self, metronomes: Sequence[Metronome] = ()) -> None:
         """Run until every device returned or :attr:`scope` is cancelled.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from triolette.core.messages import Message
 from triolette.runtime.app import App
@@ -16,9 +17,11 @@ from .broker import MemoryBroker
 class AppHarness:
     """An :class:`~triolette.App` wired to a :class:`MemoryBroker`, for one test run.
 
-    ``await harness.run()`` runs one cycle of every telemetry device (or, with no telemetry
-    devices, until every device handler returned), then shuts down gracefully: the final flush
-    has happened when it returns. ``run(cycles=N)`` and ``run(duration=seconds)`` run longer;
+    ``await harness.run()`` runs one cycle of every telemetry device (with no telemetry
+    devices: until every ``@app.device`` handler returned; with neither, until
+    :meth:`trigger_shutdown`), then shuts down gracefully: the final flush has happened when it
+    returns. To send commands, run it in a nursery, ``await harness.command(...)``, then
+    :meth:`trigger_shutdown`. ``run(cycles=N)`` and ``run(duration=seconds)`` run longer;
     under pytest-trio's ``autojump_clock`` an hour of virtual time takes milliseconds.
     """
 
@@ -60,9 +63,15 @@ class AppHarness:
         self.app.shutdown()
 
     async def command(self, device: str, payload: str | bytes) -> None:
-        """Send ``payload`` to ``device``'s command topic, as a controller would."""
-        self.broker.inject(self.app.topics.command(device), payload)
-        await trio.lowlevel.checkpoint()
+        """Send ``payload`` to ``device``'s command topic, as a controller would.
+
+        Waits until the app is serving, then until every task is blocked again (the handler
+        ran up to its first wait). Raises ``LookupError`` when no device takes the command.
+        """
+        await self.app.wait_until_serving()
+        if not self.broker.inject(self.app.topics.command(device), payload):
+            raise LookupError(f"no device of {self.app.name!r} takes commands as {device!r}")
+        await trio.testing.wait_all_tasks_blocked()
 
     @property
     def messages(self) -> list[Message]:
