@@ -64,7 +64,9 @@ class DeviceSpec:
 class Hooks(Protocol):
     """How an actor tells the app about its life (cycles, errors, unsaved state)."""
 
-    def cycle_done(self, device: str) -> None: ...
+    def cycle_done(self, device: str) -> bool:
+        """Count a finished cycle; false when the device has run all the cycles it may."""
+        ...
 
     def report(self, device: str, error: BaseException) -> None: ...
 
@@ -209,11 +211,12 @@ class DeviceActor:
     async def _run_telemetry(self, ctx: DeviceContext) -> None:
         metronome = self.metronome
         assert metronome is not None
-        current = metronome.tick
+        current = metronome.fired
         while True:  # the first cycle at once, then one per tick of the shared metronome
             await self._handle(ctx, None)
-            self.hooks.cycle_done(self.spec.name)
-            tick = await metronome.wait()
+            if not self.hooks.cycle_done(self.spec.name):
+                await trio.sleep_forever()  # done: wait for the shutdown
+            tick = await metronome.next_tick(after=current)
             self.skipped_ticks += tick - current - 1
             current = tick
 

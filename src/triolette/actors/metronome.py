@@ -22,35 +22,46 @@ class Metronome:
     """Ticks every ``interval`` seconds from its start; devices :meth:`wait` for the next one.
 
     Run it with ``await nursery.start(metronome.run)`` before the devices that follow it.
+    ``fired`` is the number of the last tick released (0: the start).
     """
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.tick = 0
-        self.start: float | None = None
+        self.fired = 0
+        self.start = 0.0
         self._lot = trio.lowlevel.ParkingLot()
+
+    def due(self, tick: int) -> float:
+        """When tick number ``tick`` is (or was) due."""
+        return self.start + tick * self.interval
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Tick until cancelled."""
-        start = self.start = trio.current_time()
+        self.start = trio.current_time()
         task_status.started()
         while True:
-            self.tick += 1
-            due = start + self.tick * self.interval
+            tick = self.fired + 1
             now = trio.current_time()
-            if due < now:  # the loop itself fell behind: skip, do not burst
-                self.tick = int((now - start) // self.interval) + 1
-                due = start + self.tick * self.interval
-            await trio.sleep_until(due)
+            if self.due(tick) < now:  # the loop itself fell behind: skip, do not burst
+                tick = int((now - self.start) // self.interval) + 1
+            await trio.sleep_until(self.due(tick))
+            self.fired = tick
             # Devices that finish this cycle park for the next tick, not in the lot released now.
             releasing, self._lot = self._lot, trio.lowlevel.ParkingLot()
             while releasing.unpark(count=RELEASE_GROUP) and releasing:
                 await trio.lowlevel.checkpoint()
 
-    async def wait(self) -> int:
-        """Wait for the next tick and return its number. Cancellable."""
+    async def next_tick(self, after: int) -> int:
+        """Return the first tick after tick ``after``, waiting for it if it has not fired.
+
+        A tick that fires at the very moment the caller asks counts as not missed (trio may
+        run the timer and the caller in either order). Cancellable.
+        """
+        if self.fired > after and self.due(self.fired) == trio.current_time():
+            await trio.lowlevel.checkpoint()
+            return self.fired
         await self._lot.park()
-        return self.tick
+        return self.fired
 
     @property
     def waiting(self) -> int:

@@ -89,6 +89,7 @@ class App:
         self._mqtt: MqttActor | None = None
         self._unsaved: dict[str, str] = {}
         self._cycles: dict[str, int] = {}
+        self._cycle_limit: int | None = None
         self._cycle_event: trio.Event | None = None
         self._devices_returned = trio.Event()
         self._repeats = RepeatFilter()
@@ -167,8 +168,16 @@ class App:
 
     # -- running -----------------------------------------------------------------------------
 
-    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self,
+        *,
+        cycles: int | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Run every device until :meth:`shutdown` (or cancellation), then flush and return.
+
+        With ``cycles``, each telemetry device runs that many cycles and then waits; once all
+        have, the app shuts down by itself (``cycles=1``: poll every sensor once and exit).
 
         Raises :class:`~triolette.FlushIncompleteError` naming the devices whose final state
         is not durable (the backend kept failing, or ``shutdown_timeout`` passed). Errors while
@@ -177,7 +186,10 @@ class App:
         """
         if self._state != _NEW:
             raise RuntimeError(f"App {self.name!r} has already run; an App serves once")
+        if cycles is not None and cycles < 1:
+            raise ValueError(f"cycles must be at least 1, got {cycles}")
         self._state = _RUNNING
+        self._cycle_limit = cycles
         specs = list(self._specs.values())
         mqtt = self._mqtt = MqttActor(
             self.transport or LogTransport(), self.topics, publish_timeout=self.publish_timeout
@@ -290,11 +302,17 @@ class App:
     def shutdown_requested(self) -> bool:
         return self._shutdown_requested
 
-    def cycle_done(self, device: str) -> None:
-        self._cycles[device] += 1
+    def cycle_done(self, device: str) -> bool:
+        count = self._cycles[device] = self._cycles[device] + 1
         if self._cycle_event is not None:  # only when someone waits: this runs every cycle
             self._cycle_event.set()
             self._cycle_event = None
+        limit = self._cycle_limit
+        if limit is None:
+            return True
+        if count == limit and all(done >= limit for done in self._cycles.values()):
+            self.shutdown()
+        return count < limit
 
     async def wait_for_cycles(self, cycles: int) -> None:
         """Wait until every telemetry device has completed ``cycles`` cycles."""

@@ -41,17 +41,23 @@ class AppHarness:
     async def run(self, *, cycles: int | None = None, duration: float | None = None) -> None:
         """Run the app, shut it down gracefully, return after the final flush.
 
-        Stops after ``cycles`` cycles of every telemetry device (default 1), or after
-        ``duration`` seconds, or when :meth:`trigger_shutdown` is called, whichever comes
-        first. Raises what ``App.serve`` raises.
+        Stops after exactly ``cycles`` cycles of every telemetry device (default 1; a device
+        that is done waits for the others), or after ``duration`` seconds, or when
+        :meth:`trigger_shutdown` is called, whichever comes first. Raises what ``App.serve``
+        raises.
         """
         if cycles is not None and duration is not None:
             raise ValueError("pass cycles or duration, not both")
+        if duration is None and (cycles is not None or self.app.has_telemetry):
+            limit: int | None = 1 if cycles is None else cycles
+        else:
+            limit = None
         failure: Exception | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._stop_when, cycles, duration)
+            if limit is None:
+                nursery.start_soon(self._stop_when, duration)
             try:
-                await self.app.serve()
+                await self.app.serve(cycles=limit)
             except Exception as error:
                 failure = error
             nursery.cancel_scope.cancel()
@@ -92,11 +98,9 @@ class AppHarness:
         topic = self.app.topics.app_error if device is None else self.app.topics.error(device)
         return self.broker.payloads(topic)
 
-    async def _stop_when(self, cycles: int | None, duration: float | None) -> None:
+    async def _stop_when(self, duration: float | None) -> None:
         if duration is not None:
             await trio.sleep(duration)
-        elif cycles is not None or self.app.has_telemetry:
-            await self.app.wait_for_cycles(1 if cycles is None else cycles)
         else:
             await self.app.wait_for_devices_to_return()
         self.app.shutdown()
