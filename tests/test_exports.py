@@ -26,6 +26,8 @@ def test_the_seed_and_spec_names_are_importable_from_the_top_level():
     from triolette import (  # noqa: F401
         AllSavePolicy,
         AnySavePolicy,
+        App,
+        DeviceContext,
         DeviceStore,
         JsonFileStore,
         MemoryStore,
@@ -37,6 +39,7 @@ def test_the_seed_and_spec_names_are_importable_from_the_top_level():
         SqliteStore,
         Store,
     )
+    from triolette.testing import AppHarness  # noqa: F401
 
 
 @pytest.mark.parametrize("home", PUBLIC_HOMES)
@@ -64,7 +67,7 @@ def test_public_names_report_their_public_home(home):
         assert getattr(module, name).__module__ == home, name
 
 
-@pytest.mark.parametrize("internal", ["core", "stores", "testing"])
+@pytest.mark.parametrize("internal", ["core", "stores", "actors", "runtime", "testing"])
 def test_internal_modules_are_not_another_public_home(internal):
     """Subpackage modules may define names, but only their package re-exports them."""
     for path in (PACKAGE / internal).glob("*.py"):
