@@ -610,6 +610,30 @@ async def run_floor(devices: int, seconds: float) -> SideResult:
     return result
 
 
+async def run_ceiling(devices: int, seconds: float) -> SideResult:
+    """Reference: triolette's devices with no store and a handler that does nothing.
+
+    What scheduling and the device cycle cost without persistence: the most cycles (hence
+    saves) per second this machine can run at all.
+    """
+    result = SideResult("triolette, no store")
+    app = App("ceiling")
+
+    async def idle() -> None:
+        return None
+
+    for i in range(devices):
+        app.telemetry(device_name(i), interval=DEVICE_INTERVAL)(idle)
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await lateness_ticker(INTERVAL, seconds, result.lateness)
+        app.shutdown()
+    result.duration = time.perf_counter() - started
+    result.cycles = sum(app.statistics().cycles.values())
+    return result
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -836,6 +860,12 @@ def main(argv: list[str] | None = None) -> int:
         f"triolette shares one timer per interval) reach {floor.cycles / floor.duration:,.0f}"
         f" wake-ups/s (offered {args.devices / DEVICE_INTERVAL:,.0f}); 10 ms ticker p99 lateness"
         f" {ms(percentile(floor.lateness, 99))}"
+    )
+    ceiling = trio.run(run_ceiling, args.devices, min(args.seconds, 3.0))
+    print(
+        f"reference, no store: {args.devices:,} triolette telemetry devices with an empty handler"
+        f" run {ceiling.cycles / ceiling.duration:,.0f} cycles/s (the most saves/s possible"
+        f" here); 10 ms ticker p99 lateness {ms(percentile(ceiling.lateness, 99))}"
     )
     try:
         for kind in kinds:

@@ -129,7 +129,7 @@ class DeviceContext:
 
     def report_error(self, error: BaseException) -> None:
         """Report ``error`` like a handler exception (log and error topic) and go on."""
-        self._actor.hooks.report(self.name, error)
+        self._actor.report(error)
 
 
 class DeviceActor:
@@ -155,6 +155,7 @@ class DeviceActor:
         self.inbox = inbox
         self.metronome = metronome
         self.skipped_ticks = 0
+        self._erred = False
         self.store: DeviceStore | None = None
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
         self._changed = trio.Event()
@@ -204,9 +205,14 @@ class DeviceActor:
             if self._policy.should_save(store, published):
                 store.save()
         except Exception as error:
-            self.hooks.report(self.spec.name, error)
+            self.report(error)
             return False
         return True
+
+    def report(self, error: BaseException) -> None:
+        """Report ``error`` (log and error topics); the next clean cycle clears it."""
+        self._erred = True
+        self.hooks.report(self.spec.name, error)
 
     async def _run_telemetry(self, ctx: DeviceContext) -> None:
         metronome = self.metronome
@@ -234,9 +240,10 @@ class DeviceActor:
             if result is not None:
                 published = await self.publish_state(result)
         except Exception as error:
-            self.hooks.report(self.spec.name, error)
+            self.report(error)
             ok = False
-        if self.consult(published) and ok:
+        if self.consult(published) and ok and self._erred:
+            self._erred = False
             self.hooks.recovered(self.spec.name)  # a clean cycle: the next error is news
 
     async def _run_device(self, ctx: DeviceContext) -> None:

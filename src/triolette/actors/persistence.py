@@ -165,7 +165,6 @@ class PersistenceActor:
         elif key in self._pending:
             self._counters.coalesced += 1
         self._pending[key] = (text, self._seq)
-        self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
 
     def view(self, key: str) -> str | None:
         """The newest text of ``key``: pending, being written, or durable (read-your-writes)."""
@@ -265,7 +264,7 @@ class PersistenceActor:
             mailbox_peak=channel.peak_buffer_used,
             mailbox_senders=channel.open_send_channels,
             pending_keys=len(self._pending),
-            pending_peak=counters.pending_peak,
+            pending_peak=max(counters.pending_peak, len(self._pending)),
             saves=counters.saves,
             coalesced=counters.coalesced,
             skipped_identical=counters.skipped_identical,
@@ -334,6 +333,8 @@ class PersistenceActor:
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""
+        # The table only grows between two commits, so its peak is seen here.
+        self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
         batch = {
             key: (text, seq)
             for key, (text, seq) in self._pending.items()

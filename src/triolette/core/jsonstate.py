@@ -17,6 +17,28 @@ from triolette.core.errors import StateNotJSONError
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
+def _refuse(value: object) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# JSONEncoder.encode builds a new C encoder on every call; one built once halves the cost of a
+# small state's encode. Same output: no indent, "," and ":" separators, NaN refused.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encode = (
+    _c_make_encoder(
+        None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
+    )
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(state: object) -> str:
+    if _c_encode is None:
+        return _encoder.encode(state)
+    return "".join(_c_encode(state, 0))
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
@@ -31,7 +53,7 @@ def encode_state(device: str, state: object) -> str:
     offending path only runs when that check fails.
     """
     try:
-        text = _encoder.encode(state)
+        text = _encode(state)
         text.encode("utf-8")
         ok = isinstance(state, dict) and (_flat(state) or _decoder.decode(text) == state)
     except (TypeError, ValueError, RecursionError):

@@ -59,13 +59,26 @@ def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler,
             positional.append(provider)
     uses_store = any(p is _BY_TYPE[DeviceStore] for p in [*positional, *keywords.values()])
 
+    return _caller(function, positional, keywords), uses_store
+
+
+def _caller(
+    function: Callable[..., Any], positional: list[Provider], keywords: dict[str, Provider]
+) -> Handler:
+    """The call with its arguments provided; the usual shapes skip building argument lists."""
+    if not keywords and len(positional) == 0:
+        return lambda ctx, store, message: function()
+    if not keywords and len(positional) == 1:
+        (first,) = positional
+        return lambda ctx, store, message: function(first(ctx, store, message))
+
     def call(ctx: DeviceContext, store: DeviceStore | None, message: Message | None) -> Any:
         return function(
             *[provide(ctx, store, message) for provide in positional],
             **{name: provide(ctx, store, message) for name, provide in keywords.items()},
         )
 
-    return call, uses_store
+    return call
 
 
 def _provider(parameter: inspect.Parameter, annotation: Any, kind: str) -> Provider | None:

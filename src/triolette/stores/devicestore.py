@@ -169,9 +169,14 @@ class DeviceStore(MutableMapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         return self._require()[name]
 
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._require().get(name, default)  # one call, not Mapping's try/except
+
     def __setitem__(self, name: str, value: Any) -> None:
         self._require()[name] = value
-        self._touch()
+        self._changed = True
+        if self._on_change is not None:
+            self._on_change()
 
     def __delitem__(self, name: str) -> None:
         del self._require()[name]
