@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -192,6 +193,25 @@ async def test_a_hung_backend_cannot_hang_shutdown_and_the_unsaved_devices_are_n
     finally:
         backend.release()
     await backend.wait_returned(1)  # let the hung thread end while trio still runs
+
+
+async def test_under_the_autojump_clock_a_hung_backend_is_given_up_by_wall_clock(autojump_clock):
+    """Virtual time stands still while the actor waits for its thread; the wall clock does not."""
+    backend = HungStore()
+    harness = AppHarness.create(store=backend, shutdown_timeout=0.3)
+    count_up(harness, "a")
+    count_up(harness, "b")
+    try:
+        began = time.monotonic()
+        with pytest.raises(FlushIncompleteError) as raised:
+            await harness.run()
+        took = time.monotonic() - began
+        assert raised.value.keys == ["a", "b"]
+        assert 0.3 <= took < 3
+        assert backend.stored("a") is None
+    finally:
+        backend.release()
+    await backend.wait_returned(1)
 
 
 async def test_a_backend_failing_during_the_final_flush_is_retried_and_reported(caplog):

@@ -252,9 +252,13 @@ class PersistenceActor:
         The last resort of a shutdown deadline. A write already in the worker thread goes on
         there, but nobody waits for it.
         """
-        unsaved = sorted(set(self._pending) | set(self._writing))
         self._scope.cancel()
-        return unsaved
+        return self.not_durable()
+
+    def not_durable(self) -> list[str]:
+        """The keys with a submitted snapshot that is not known to be durable."""
+        durable = self._durable
+        return sorted(key for key, seq in self._submitted.items() if durable.get(key, 0) < seq)
 
     def statistics(self) -> PersistenceStatistics:
         channel = self._send.statistics()

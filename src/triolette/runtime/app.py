@@ -386,12 +386,16 @@ class App:
             await mqtt.stopped.wait()
         if not mqtt.stopped.is_set():
             mqtt.abandon()
+        if persistence is not None:  # empty after a clean stop
+            for key in persistence.not_durable():
+                self._unsaved.setdefault(key, "not durable when the shutdown ended")
 
     def _abandon(self) -> None:
-        if self._persistence is not None and not self._persistence.stopped.is_set():
-            senders = self._persistence.statistics().mailbox_senders
-            for key in self._persistence.abandon():
-                self._unsaved.setdefault(key, "not durable when the shutdown deadline passed")
+        """Stop waiting for the flush (deadline passed, or a second signal)."""
+        persistence = self._persistence
+        if persistence is not None and not persistence.stopped.is_set():
+            senders = persistence.statistics().mailbox_senders
+            persistence.abandon()
             if senders:
                 logger.error(
                     "shutdown deadline passed with %d persistence mailbox handle(s) still open "
