@@ -339,10 +339,11 @@ class PersistenceActor:
         """Write the whole pending table once; return whether it is now durable."""
         # The table only grows between two commits, so its peak is seen here.
         self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
+        known = self._known
         batch = {
             key: (text, seq)
             for key, (text, seq) in self._pending.items()
-            if not self._skip_identical(key, text, seq)
+            if known.get(key) != text or not self._skip_identical(key, seq)
         }
         self._pending.clear()
         if not batch:
@@ -356,9 +357,11 @@ class PersistenceActor:
             self._failed(batch, error)
             return False
         self._writing = {}
-        for key, (text, seq) in batch.items():
-            self._known[key] = text
-            self._mark_durable(key, seq)
+        known, durable = self._known, self._durable
+        for key, (text, seq) in batch.items():  # runs per key on the trio thread: kept lean
+            known[key] = text
+            if seq > durable.get(key, 0):
+                durable[key] = seq
         counters = self._counters
         counters.batches += 1
         counters.keys_written += len(batch)
@@ -369,9 +372,8 @@ class PersistenceActor:
         self._wake_waiters()
         return True
 
-    def _skip_identical(self, key: str, text: str, seq: int) -> bool:
-        if self._known.get(key) != text:
-            return False
+    def _skip_identical(self, key: str, seq: int) -> bool:
+        """Count a snapshot equal to the durable one as written; always true."""
         self._counters.skipped_identical += 1
         self._mark_durable(key, seq)
         self._wake_waiters()
