@@ -671,6 +671,18 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def ratio_verdict(devices: int, triolette: SideResult, baseline: SideResult) -> str:
+    """The saves/s ratio target, which only means something while triolette is not idle.
+
+    With a slow device interval every offered save is persisted and the ratio measures the
+    offered load, not the engine; the issue's scenario (10 ms) is the one the target is for.
+    """
+    offered = devices / DEVICE_INTERVAL
+    if triolette.saves_per_second >= 0.97 * offered:
+        return "n/a (every offered save)"
+    return verdict(triolette.saves_per_second >= TARGET_RATIO * baseline.saves_per_second)
+
+
 def report(kind: str, devices: int, triolette: SideResult, baseline: SideResult) -> None:
     name = {"json": "JsonFileStore", "sqlite": "SqliteStore"}[kind]
     physical = triolette.write_bytes is not None and baseline.write_bytes is not None
@@ -697,8 +709,7 @@ def report(kind: str, devices: int, triolette: SideResult, baseline: SideResult)
             number(triolette.saves_per_second),
             number(baseline.saves_per_second),
             ratio(triolette.saves_per_second, baseline.saves_per_second),
-            f">= {TARGET_RATIO:.0f}x: "
-            + verdict(triolette.saves_per_second >= TARGET_RATIO * baseline.saves_per_second),
+            f">= {TARGET_RATIO:.0f}x: " + ratio_verdict(devices, triolette, baseline),
         ),
         (
             "physical writes/s (batches | saves)",
