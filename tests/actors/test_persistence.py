@@ -594,3 +594,67 @@ async def test_bytes_written_counts_utf8_bytes_not_characters():
         client.close()
     encoded = text({"unit": "°C", "place": "Küche"}).encode("utf-8")
     assert actor.statistics().bytes_written == len(encoded)
+
+
+# -- writes whose outcome is unknown -----------------------------------------------------------
+
+
+class _LandsThenFails(PlainRecordingStore):
+    """``save`` writes, then raises once: like a folder fsync failing after the rename."""
+
+    def __init__(self, initial: dict[str, dict[str, object]]) -> None:
+        super().__init__(initial)
+        self.fail_after_landing = 1
+
+    def save(self, key: str, data: dict[str, object]) -> None:
+        self.memory.save(key, data)
+        if self.fail_after_landing:
+            self.fail_after_landing -= 1
+            raise OSError(5, "fsync of the folder failed after the rename")
+
+
+async def test_after_a_write_that_raised_the_old_content_is_not_taken_as_durable(autojump_clock):
+    backend = _LandsThenFails({"a": {"v": 1}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        store["v"] = 2
+        store.save()  # lands on disk, then raises: the actor keeps it pending and retries
+        await settle()
+        store["v"] = 1  # back to what was durable before: must not be skipped as identical
+        store.save()
+        await store.flush()
+        client.close()
+    assert backend.stored("a") == {"v": 1}
+    assert actor.statistics().skipped_identical == 0
+
+
+class _RefusesOneKey(PlainRecordingStore):
+    def save(self, key: str, data: dict[str, object]) -> None:
+        if key == "bad":
+            raise ValueError("this backend cannot store a key named bad")
+        super().save(key, data)
+
+
+async def test_a_key_a_save_only_backend_refuses_for_good_does_not_hold_up_the_others(
+    autojump_clock,
+):
+    backend = _RefusesOneKey()
+    actor = PersistenceActor(backend)
+    async with running(actor, ["bad", "good"]):
+        bad_client, bad = await open_store(actor, "bad")
+        good_client, good = await open_store(actor, "good")
+        bad["n"] = 1
+        bad.save()
+        good["n"] = 1
+        good.save()
+        await good.flush()  # durable although "bad" keeps failing in the same batches
+        good["n"] = 2
+        good.save()
+        await good.flush()
+        assert backend.stored("good") == {"n": 2}
+        assert actor.not_durable() == ["bad"]
+        assert actor.abandon() == ["bad"]
+        bad_client.close()
+        good_client.close()
+    assert actor.statistics().failures >= 2

@@ -14,6 +14,7 @@ import trio.testing
 
 from tests.actors.test_device import recording_harness
 from triolette import (
+    App,
     DeviceContext,
     DeviceStore,
     MemoryStore,
@@ -372,3 +373,41 @@ async def test_run_stops_gracefully_on_a_signal_and_flushes(tmp_path, signum):
     assert code == 0, "\n".join(lines)
     assert "Traceback" not in "\n".join(lines)
     assert json.loads(saved) == {"counter": {"count": int(counts[-1])}}
+
+
+def test_run_exits_with_status_1_when_state_could_not_be_saved(caplog):
+    """The error comes out of the signal-watching nursery unwrapped, so run() can map it."""
+    import datetime
+
+    app = App("bridge", store=MemoryStore())
+
+    @app.telemetry("sensor", interval=60)
+    async def sensor(store: DeviceStore) -> None:
+        store["when"] = datetime.datetime.now()  # not JSON: the final snapshot is refused
+        app.shutdown()
+
+    with pytest.raises(SystemExit) as exited:
+        app.run()
+    assert exited.value.code == 1
+    assert any("sensor" in r.getMessage() for r in caplog.records if r.levelname == "CRITICAL")
+
+
+class _CannotLoad(MemoryStore):
+    def load_all(self) -> dict[str, dict[str, object]]:
+        raise OSError(5, "cannot read the store")
+
+
+async def test_a_store_that_cannot_load_fails_serve_at_once_with_its_own_error():
+    app = App("bridge", store=_CannotLoad(), publish_timeout=30)
+
+    @app.telemetry("sensor", interval=60)
+    async def sensor(store: DeviceStore) -> None:
+        store["n"] = 1
+
+    @app.telemetry("other", interval=60)
+    async def other(store: DeviceStore) -> None:
+        store["n"] = 1
+
+    with trio.fail_after(5):  # real clock: nothing may wait for the MQTT actor that never ran
+        with pytest.raises(OSError, match="cannot read the store"):
+            await app.serve()

@@ -318,3 +318,18 @@ async def test_the_decorator_returns_the_handler_unchanged():
     async def sensor() -> None: ...
 
     assert app.telemetry("sensor", interval=1)(sensor) is sensor
+
+
+async def test_parameters_after_one_left_at_its_default_are_passed_by_name():
+    harness = AppHarness.create()
+    seen: list[tuple[object, object]] = []
+
+    @harness.app.telemetry("sensor", interval=10)
+    async def sensor(retries: int = 3, ctx: DeviceContext | None = None) -> None:
+        seen.append((retries, ctx))
+
+    await harness.run()
+    assert len(seen) == 1
+    retries, ctx = seen[0]
+    assert retries == 3
+    assert isinstance(ctx, DeviceContext)

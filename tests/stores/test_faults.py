@@ -203,6 +203,23 @@ def test_json_store_survives_a_fault_at_every_step(tmp_path, monkeypatch, kind, 
 # -- SQLite store -----------------------------------------------------------------------------
 
 
+def test_after_a_failed_folder_fsync_saving_the_old_state_again_is_written(tmp_path, monkeypatch):
+    """The rename landed before the fsync failed: the old state no longer looks unchanged."""
+    folder = tmp_path.resolve()
+    store = JsonFileStore(folder / "state.json")
+    store.save("sensor", {"count": 1})
+    fault = _OneFault(monkeypatch, folder, "fsync-folder", errno.EIO)
+    with pytest.raises(StoreWriteError):
+        store.save("sensor", {"count": 2})
+    assert fault.fired == 1
+    assert json.loads((folder / "state.json").read_bytes()) == {"sensor": {"count": 2}}
+
+    store.save("sensor", {"count": 1})
+
+    assert json.loads((folder / "state.json").read_bytes()) == {"sensor": {"count": 1}}
+    store.close()
+
+
 def test_sqlite_commit_failure_keeps_the_rows_and_the_store_reconnects(tmp_path, monkeypatch):
     path = tmp_path / "state.db"
     store = SqliteStore(path)

@@ -37,6 +37,7 @@ from triolette.stores.protocol import Store
 logger = logging.getLogger("triolette.persistence")
 
 _WAKE = "wake"
+_UNKNOWN = ""  # equals no canonical state text; only ever stored while the key is pending
 
 
 @attrs.define
@@ -94,6 +95,15 @@ class _Counters:
     failures: int = 0
     pending_peak: int = 0
     last_error: str | None = None
+
+
+class _PartlyWritten(Exception):
+    """Some keys of a batch were saved one by one before others failed."""
+
+    def __init__(self, written: list[str], cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.written = written
+        self.cause = cause
 
 
 class KeyInUseError(RuntimeError):
@@ -228,7 +238,10 @@ class PersistenceActor:
                 while self._pending:
                     if not await self._commit():
                         await trio.sleep(self._retry_delay)
-                await self._in_thread(getattr(self.backend, "close", _nothing))
+                try:
+                    await self._in_thread(getattr(self.backend, "close", _nothing))
+                except Exception as error:  # everything is durable; closing is tidying up
+                    logger.error("could not close the store cleanly: %s", error)
         finally:
             self.stopped.set()
             for _, _, done in self._waiters:
@@ -354,23 +367,30 @@ class PersistenceActor:
             await self._in_thread(self._write_backend, texts)
         except Exception as error:
             self._writing = {}
+            if isinstance(error, _PartlyWritten):
+                self._written({key: batch[key] for key in error.written}, texts)
+                batch = {key: batch[key] for key in batch if key not in error.written}
+                error = error.cause
             self._failed(batch, error)
             return False
         self._writing = {}
+        self._written(batch, texts)
+        self._counters.batches += 1
+        self._retry_delay = 0.0
+        self._retry_at = -math.inf
+        return True
+
+    def _written(self, batch: dict[str, tuple[str, int]], texts: dict[str, str]) -> None:
         known, durable = self._known, self._durable
         for key, (text, seq) in batch.items():  # runs per key on the trio thread: kept lean
             known[key] = text
             if seq > durable.get(key, 0):
                 durable[key] = seq
         counters = self._counters
-        counters.batches += 1
         counters.keys_written += len(batch)
         counters.max_keys_per_batch = max(counters.max_keys_per_batch, len(batch))
-        counters.bytes_written += sum(len(text.encode()) for text in texts.values())
-        self._retry_delay = 0.0
-        self._retry_at = -math.inf
+        counters.bytes_written += sum(len(texts[key].encode()) for key in batch)
         self._wake_waiters()
-        return True
 
     def _skip_identical(self, key: str, seq: int) -> bool:
         """Count a snapshot equal to the durable one as written; always true."""
@@ -395,6 +415,9 @@ class PersistenceActor:
     def _failed(self, batch: dict[str, tuple[str, int]], error: Exception) -> None:
         for key, snapshot in batch.items():
             self._pending.setdefault(key, snapshot)  # a newer snapshot, if any, wins
+            # A write that raised may still have landed (a rename done, a folder fsync not):
+            # what the backend holds is unknown, so no later snapshot may be skipped as equal.
+            self._known[key] = _UNKNOWN
         counters = self._counters
         counters.failures += 1
         counters.last_error = f"{type(error).__name__}: {error}"
@@ -420,8 +443,16 @@ class PersistenceActor:
         if save_many is not None:
             save_many(states)
             return
+        # A backend with only save() may refuse one key for good: the others still go in.
+        failures: dict[str, Exception] = {}
         for key, data in states.items():
-            self.backend.save(key, data)
+            try:
+                self.backend.save(key, data)
+            except Exception as error:
+                failures[key] = error
+        if failures:
+            written = [key for key in states if key not in failures]
+            raise _PartlyWritten(written, next(iter(failures.values())))
 
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on a worker thread; only :meth:`abandon` (cancelling the shielded actor)

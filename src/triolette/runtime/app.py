@@ -226,6 +226,7 @@ class App:
         if self._shutdown_requested:
             supervisor.scope.cancel()
         failure: Exception | None = None
+        mqtt_started = False
         try:
             async with trio.open_nursery() as root:
                 try:
@@ -233,13 +234,14 @@ class App:
                         keys = [spec.name for spec in specs if spec.uses_store]
                         await root.start(persistence.run, keys)
                     await root.start(mqtt.run)
+                    mqtt_started = True
                     task_status.started()
                     self._serving.set()
                     await supervisor.run(list(metronomes.values()))
                 except Exception as error:
                     failure = error
                 finally:
-                    await self._finish(persistence, mqtt)
+                    await self._finish(persistence, mqtt if mqtt_started else None)
         finally:
             self._state = _STOPPED
         if failure is not None:
@@ -270,11 +272,17 @@ class App:
             raise SystemExit(1) from error
 
     async def _serve_until_signalled(self) -> None:
+        failure: Exception | None = None
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, signals)
-                await self.serve()
+                try:
+                    await self.serve()
+                except Exception as error:  # raised below, outside the nursery: not grouped
+                    failure = error
                 nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
 
     async def _watch_signals(self, signals: Any) -> None:
         count = 0
@@ -350,7 +358,7 @@ class App:
         self._repeats.clear(device)
 
     def unsaved(self, device: str, error: BaseException) -> None:
-        self._unsaved[device] = str(error)
+        self._unsaved[device] = str(error) or type(error).__name__
         self.report(device, error)
 
     # -- internals ---------------------------------------------------------------------------
@@ -373,7 +381,7 @@ class App:
         mqtt.route(device, deliver)
         return receive
 
-    async def _finish(self, persistence: PersistenceActor | None, mqtt: MqttActor) -> None:
+    async def _finish(self, persistence: PersistenceActor | None, mqtt: MqttActor | None) -> None:
         """After the devices: close our handles and wait, within the deadline, for the actors."""
         # Persistence first, so errors of the final flush still reach the error topic.
         if persistence is not None:
@@ -381,11 +389,12 @@ class App:
         flushed = persistence is None or await persistence.wait_stopped(self.shutdown_timeout)
         if not flushed:
             self._abandon()
-        mqtt.close()
-        with trio.move_on_after(self.publish_timeout, shield=True):
-            await mqtt.stopped.wait()
-        if not mqtt.stopped.is_set():
-            mqtt.abandon()
+        if mqtt is not None:  # None: it never started
+            mqtt.close()
+            with trio.move_on_after(self.publish_timeout, shield=True):
+                await mqtt.stopped.wait()
+            if not mqtt.stopped.is_set():
+                mqtt.abandon()
         if persistence is not None:  # empty after a clean stop
             for key in persistence.not_durable():
                 self._unsaved.setdefault(key, "not durable when the shutdown ended")

@@ -1,15 +1,17 @@
 """Dependency injection by annotation, resolved once when a handler is registered.
 
 A handler asks for what it needs by annotating its parameters: ``DeviceContext``, ``DeviceStore``
-(any parameter name) or ``logging.Logger``; a command handler may also take ``topic: str`` and
-``payload: str`` by name. Anything else is a :class:`~triolette.RegistrationError` naming the
-handler and the parameter, raised at registration, never at the first call.
+(any parameter name) or ``logging.Logger``, optionally as ``X | None``; a command handler may
+also take ``topic: str`` and ``payload: str`` by name. Anything else is a
+:class:`~triolette.RegistrationError` naming the handler and the parameter, raised at
+registration, never at the first call.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -41,10 +43,12 @@ def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler,
     hints = _annotations(function, where)
     positional: list[Provider] = []
     keywords: dict[str, Provider] = {}
+    skipped = False  # after a parameter left at its default, the rest go by keyword
     for parameter in inspect.signature(function).parameters.values():
         provider = _provider(parameter, hints.get(parameter.name, parameter.annotation), kind)
         if provider is None:
             if parameter.default is not inspect.Parameter.empty:
+                skipped = True
                 continue
             extra = "; a command handler may also take topic: str and payload: str" * (
                 kind == COMMAND
@@ -53,8 +57,15 @@ def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler,
                 f"{where}: cannot inject parameter {parameter.name!r} "
                 f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{extra}"
             )
-        if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY or (
+            skipped and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ):
             keywords[parameter.name] = provider
+        elif skipped:
+            raise RegistrationError(
+                f"{where}: positional-only parameter {parameter.name!r} follows one left at "
+                "its default, so it cannot be passed"
+            )
         else:
             positional.append(provider)
     uses_store = any(p is _BY_TYPE[DeviceStore] for p in [*positional, *keywords.values()])
@@ -87,6 +98,10 @@ def _provider(parameter: inspect.Parameter, annotation: Any, kind: str) -> Provi
     by_name = kind == COMMAND and parameter.name in _COMMAND_BY_NAME
     if by_name and annotation in (str, inspect.Parameter.empty):
         return _COMMAND_BY_NAME[parameter.name]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:  # Optional[X] / X | None: injected as X
+            annotation = others[0]
     try:
         return _BY_TYPE.get(annotation)
     except TypeError:  # an unhashable annotation

@@ -37,6 +37,7 @@ class EncodedStore:
 
     def __init__(self) -> None:
         self._texts: dict[str, str] | None = None
+        self._doubtful: set[str] = set()  # keys whose last write failed: stored text unknown
         self.quarantined: list[QuarantineReport] = []
 
     # -- for subclasses -------------------------------------------------------------------
@@ -102,10 +103,21 @@ class EncodedStore:
         encoded again. Keys and texts are trusted to be valid.
         """
         current = self._stored()
-        changed = {key: text for key, text in texts.items() if current.get(key) != text}
+        doubtful = self._doubtful
+        changed = {
+            key: text for key, text in texts.items() if current.get(key) != text or key in doubtful
+        }
         if changed:
-            self._write(changed, current)
+            try:
+                self._write(changed, current)
+            except BaseException:
+                # The write may have landed before it failed (a rename done, a folder fsync
+                # not), so the next save of these keys is written whatever it holds: even
+                # the old content, which would otherwise look unchanged.
+                doubtful.update(changed)
+                raise
             current.update(changed)
+            doubtful.difference_update(changed)
 
     def close(self) -> None:
         """Release files and locks; the next call opens the store again."""
