@@ -658,3 +658,23 @@ async def test_a_key_a_save_only_backend_refuses_for_good_does_not_hold_up_the_o
         bad_client.close()
         good_client.close()
     assert actor.statistics().failures >= 2
+
+
+async def test_a_cancelled_flush_leaves_no_waiter_behind():
+    # Real clock: under the autojump clock virtual time stands still while a write is held.
+    backend = GatedStore()
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        backend.close_gate()
+        store["n"] = 1
+        store.save()
+        await backend.wait_entered(1)
+        for _ in range(20):
+            with trio.move_on_after(0.001):
+                await store.flush()
+        assert actor._waiters == []
+        backend.open_gate()
+        await store.flush()
+        client.close()
+    assert backend.stored("a") == {"n": 1}

@@ -198,9 +198,13 @@ class PersistenceActor:
         }
         for each, target in targets.items():
             if self._durable.get(each, 0) < target and not self.stopped.is_set():
-                done = trio.Event()
-                self._waiters.append((each, target, done))
-                await done.wait()
+                waiter = (each, target, trio.Event())
+                self._waiters.append(waiter)
+                try:
+                    await waiter[2].wait()
+                finally:  # a cancelled wait leaves nothing behind
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
         missing = [each for each, target in targets.items() if self._durable.get(each, 0) < target]
         if missing:
             raise FlushIncompleteError(missing, "the persistence actor stopped first")
