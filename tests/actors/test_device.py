@@ -339,6 +339,7 @@ async def test_a_slow_cycle_skips_the_missed_ticks_instead_of_bursting(autojump_
     await harness.run(cycles=4)
     first = starts[0]
     assert [s - first for s in starts] == pytest.approx([0, 10, 40, 50])
+    assert harness.app.statistics().skipped_ticks == {"sensor": 2}
 
 
 @pytest.mark.parametrize("publish", [True, False], ids=["publishing", "silent"])

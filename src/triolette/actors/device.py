@@ -72,6 +72,8 @@ class Hooks(Protocol):
 
     def recovered(self, device: str) -> None: ...
 
+    def ticks_skipped(self, device: str, count: int) -> None: ...
+
     def unsaved(self, device: str, error: BaseException) -> None: ...
 
     @property
@@ -154,7 +156,6 @@ class DeviceActor:
         self.hooks = hooks
         self.inbox = inbox
         self.metronome = metronome
-        self.skipped_ticks = 0
         self._erred = False
         self.store: DeviceStore | None = None
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
@@ -223,7 +224,8 @@ class DeviceActor:
             if not self.hooks.cycle_done(self.spec.name):
                 await trio.sleep_forever()  # done: wait for the shutdown
             tick = await metronome.next_tick(after=current)
-            self.skipped_ticks += tick - current - 1
+            if tick > current + 1:
+                self.hooks.ticks_skipped(self.spec.name, tick - current - 1)
             current = tick
 
     async def _run_commands(self, ctx: DeviceContext) -> None:

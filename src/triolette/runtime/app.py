@@ -49,6 +49,8 @@ class AppStatistics:
     restarts: dict[str, int]
     errors_repeated: int
     """Error reports that repeated the previous one of their device (counted, not published)."""
+    skipped_ticks: dict[str, int]
+    """Telemetry ticks each device missed because a cycle overran (skipped, not run late)."""
 
 
 class App:
@@ -93,6 +95,7 @@ class App:
         self._cycle_event: trio.Event | None = None
         self._devices_returned = trio.Event()
         self._repeats = RepeatFilter()
+        self._skipped: dict[str, int] = {}
         self._serving = trio.Event()
 
     # -- declaring devices -------------------------------------------------------------------
@@ -302,6 +305,7 @@ class App:
             cycles=dict(self._cycles),
             restarts=dict(self._supervisor.restarts) if self._supervisor else {},
             errors_repeated=self._repeats.suppressed,
+            skipped_ticks=dict(self._skipped),
         )
 
     # -- what actors tell the app (the device Hooks) -----------------------------------------
@@ -356,6 +360,9 @@ class App:
 
     def recovered(self, device: str) -> None:
         self._repeats.clear(device)
+
+    def ticks_skipped(self, device: str, count: int) -> None:
+        self._skipped[device] = self._skipped.get(device, 0) + count
 
     def unsaved(self, device: str, error: BaseException) -> None:
         self._unsaved[device] = str(error) or type(error).__name__
