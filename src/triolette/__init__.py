@@ -5,6 +5,7 @@ from triolette.actors.mqtt import Transport as Transport
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
+from triolette.core.errors import RestartLimitError as RestartLimitError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
@@ -21,6 +22,7 @@ from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.runtime.app import App as App
 from triolette.runtime.supervisor import Backoff as Backoff
+from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
 from triolette.stores.memory import MemoryStore as MemoryStore
@@ -45,6 +47,8 @@ __all__ = [
     "PersistPolicy",
     "PublishError",
     "RegistrationError",
+    "RestartLimit",
+    "RestartLimitError",
     "SaveAtMostEvery",
     "SaveOnChange",
     "SaveOnPublish",

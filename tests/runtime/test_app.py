@@ -19,6 +19,7 @@ from triolette import (
     DeviceStore,
     MemoryStore,
     RegistrationError,
+    RestartLimit,
     SaveOnChange,
     SaveOnShutdown,
 )
@@ -411,3 +412,20 @@ async def test_a_store_that_cannot_load_fails_serve_at_once_with_its_own_error()
     with trio.fail_after(5):  # real clock: nothing may wait for the MQTT actor that never ran
         with pytest.raises(OSError, match="cannot read the store"):
             await app.serve()
+
+
+def test_run_exits_with_status_2_when_the_restart_limit_stopped_the_app(caplog):
+    app = App("bridge", restart_limit=RestartLimit(restarts=0, seconds=60))
+
+    @app.device("flaky")
+    async def flaky() -> None:
+        raise RuntimeError("bus error")
+
+    with pytest.raises(SystemExit) as exited:
+        app.run()
+    assert exited.value.code == 2
+    assert any(
+        "flaky" in r.getMessage() and "restart limit" in r.getMessage()
+        for r in caplog.records
+        if r.levelname == "CRITICAL"
+    )

@@ -16,7 +16,16 @@ import trio
 import trio.testing
 
 from tests.actors.test_device import recording_harness
-from triolette import Backoff, DeviceContext, DeviceStore
+from triolette import (
+    Backoff,
+    DeviceContext,
+    DeviceStore,
+    MemoryStore,
+    RegistrationError,
+    RestartLimit,
+    RestartLimitError,
+    SaveOnChange,
+)
 from triolette.testing import AppHarness
 
 # -- Backoff ------------------------------------------------------------------------------------
@@ -82,7 +91,10 @@ async def test_a_crashed_device_is_restarted_with_backoff(autojump_clock):
 
 async def test_a_device_that_keeps_crashing_keeps_being_restarted(autojump_clock):
     """About 1030 restarts: with the default backoff, eight and a half hours of a dead sensor."""
-    harness = AppHarness.create(restart_backoff=Backoff(initial=1, maximum=1, jitter=0))
+    harness = AppHarness.create(
+        restart_backoff=Backoff(initial=1, maximum=1, jitter=0),
+        restart_limit=RestartLimit(restarts=2000, seconds=3600),  # the limit is not under test
+    )
     starts: list[float] = []
 
     @harness.app.device("meter")
@@ -258,3 +270,145 @@ async def test_a_crash_with_writes_pending_never_lets_an_older_snapshot_win():
     persistence = harness.app.statistics().persistence
     assert persistence is not None
     assert persistence.coalesced == 4, "v2 to v6 waited behind v1 and were coalesced"
+
+
+# -- restart types ------------------------------------------------------------------------------
+
+
+async def _run_counting(restart: str, *, crash: bool) -> list[float]:
+    harness = AppHarness.create(
+        restart_backoff=Backoff(initial=1, maximum=1, jitter=0), restart_limit=RestartLimit()
+    )
+    starts: list[float] = []
+
+    @harness.app.device("job", restart=restart)
+    async def job() -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 3:
+            harness.trigger_shutdown()
+            await trio.sleep_forever()
+        if crash:
+            raise RuntimeError("boom")
+
+    with trio.fail_after(100):
+        await harness.run(duration=50)
+    return starts
+
+
+@pytest.mark.parametrize(
+    ("restart", "crash", "runs"),
+    [
+        ("transient", True, 3),  # restarted after crashes
+        ("transient", False, 1),  # a normal return is not a crash
+        ("permanent", True, 3),
+        ("permanent", False, 3),  # restarted even after a normal return
+        ("temporary", True, 1),  # never restarted
+        ("temporary", False, 1),
+    ],
+)
+async def test_restart_types(autojump_clock, restart, crash, runs):
+    assert len(await _run_counting(restart, crash=crash)) == runs
+
+
+async def test_a_temporary_device_that_crashed_is_reported_failed(autojump_clock):
+    harness = AppHarness.create()
+
+    @harness.app.device("firmware-push", restart="temporary")
+    async def push() -> None:
+        raise RuntimeError("flash write failed")
+
+    await harness.run()
+    assert list(harness.app.statistics().failed) == ["firmware-push"]
+    assert harness.app.statistics().restarts == {"firmware-push": 0}
+
+
+def test_an_unknown_restart_type_is_refused_by_name():
+    harness = AppHarness.create()
+    with pytest.raises(RegistrationError, match=r"job: restart='always' is not one of"):
+        harness.app.device("job", restart="always")
+
+
+def test_a_restart_limit_needs_a_positive_window():
+    with pytest.raises(ValueError, match="seconds"):
+        RestartLimit(restarts=3, seconds=0)
+    with pytest.raises(ValueError, match="escalate"):
+        RestartLimit(escalate="nothing")
+
+
+# -- restart intensity --------------------------------------------------------------------------
+
+
+def _crash_loop_harness(limit: RestartLimit, store: MemoryStore | None = None) -> AppHarness:
+    return AppHarness.create(
+        store=store, restart_backoff=Backoff(initial=1, maximum=1, jitter=0), restart_limit=limit
+    )
+
+
+async def test_one_restart_too_many_inside_the_window_stops_the_app_and_names_the_device(
+    autojump_clock,
+):
+    backend = MemoryStore()
+    harness = _crash_loop_harness(RestartLimit(restarts=3, seconds=10), backend)
+    crashes: list[float] = []
+    sibling_cycles: list[float] = []
+
+    @harness.app.device("flaky")
+    async def flaky() -> None:
+        crashes.append(trio.current_time())
+        raise RuntimeError("bus error")
+
+    @harness.app.telemetry("steady", interval=1, persist=None)
+    async def steady(store: DeviceStore) -> None:
+        store["n"] = store.get("n", 0) + 1
+        sibling_cycles.append(trio.current_time())
+
+    t0 = trio.current_time()
+    with pytest.raises(RestartLimitError, match=r"flaky: crashed once more after 3 restarts") as e:
+        await harness.run(duration=3600)
+    assert isinstance(e.value.__cause__, RuntimeError)
+    # The first run crashes at once and the 3 allowed restarts crash at 1, 2 and 3 s; the crash
+    # at 3 s would need a fourth restart inside 10 s, so the app stops there.
+    assert [c - t0 for c in crashes] == pytest.approx([0, 1, 2, 3])
+    assert trio.current_time() - t0 == pytest.approx(3)
+    # The sibling was stopped gracefully and its state flushed.
+    assert backend.load("steady") == {"n": len(sibling_cycles)}
+    assert harness.state("flaky") is None
+    availability = harness.broker.payloads(harness.app.topics.availability("steady"))
+    assert availability[-1] == "offline"
+
+
+async def test_crashes_spaced_just_outside_the_window_never_escalate(autojump_clock):
+    harness = AppHarness.create(
+        restart_backoff=Backoff(initial=10.5, maximum=10.5, jitter=0),
+        restart_limit=RestartLimit(restarts=1, seconds=10),
+    )
+    crashes: list[float] = []
+
+    @harness.app.device("flaky")
+    async def flaky() -> None:
+        crashes.append(trio.current_time())
+        raise RuntimeError("bus error")
+
+    await harness.run(duration=200)  # raises if the limit were hit
+    assert len(crashes) == 20
+    assert harness.app.statistics().failed == {}
+
+
+async def test_escalating_only_the_device_keeps_the_others_going(autojump_clock):
+    backend = MemoryStore()
+    harness = _crash_loop_harness(RestartLimit(restarts=2, seconds=60, escalate="device"), backend)
+
+    @harness.app.device("flaky")
+    async def flaky() -> None:
+        raise RuntimeError("bus error")
+
+    @harness.app.telemetry("steady", interval=10, persist=SaveOnChange())
+    async def steady(store: DeviceStore) -> dict[str, object]:
+        store["n"] = store.get("n", 0) + 1
+        return {"n": store["n"]}
+
+    await harness.run(duration=95)  # no error: the app went on
+    assert harness.app.statistics().restarts["flaky"] == 2
+    assert "flaky" in harness.app.statistics().failed
+    assert harness.states("steady")[-1] == {"n": 10}  # cycles at 0, 10, ..., 90
+    assert backend.load("steady") == {"n": 10}

@@ -59,6 +59,7 @@ class DeviceSpec:
     persist: PersistPolicy | None = None
     uses_store: bool = False
     accepts_commands: bool = False
+    restart: str = "transient"
 
 
 class Hooks(Protocol):

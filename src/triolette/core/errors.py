@@ -9,6 +9,7 @@
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
+    ├── RestartLimitError                          devices crashed too often: the app stopped
     └── FlushIncompleteError                       shutdown ended with snapshots not durable
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
@@ -102,3 +103,19 @@ class FlushIncompleteError(TrioletteError):
         self.keys = sorted(keys)
         self.reason = reason
         super().__init__(f"state of {', '.join(self.keys)} was not saved: {reason}")
+
+
+class RestartLimitError(TrioletteError):
+    """Devices were restarted more than the limit allows; ``device`` crashed last.
+
+    The crash that went over the limit is the ``__cause__``.
+    """
+
+    def __init__(self, device: str, restarts: int, seconds: float) -> None:
+        self.device = device
+        self.restarts = restarts
+        self.seconds = seconds
+        super().__init__(
+            f"{device}: crashed once more after {restarts} restarts within {seconds:g} s "
+            "(the restart limit)"
+        )

@@ -23,13 +23,19 @@ from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, Dev
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
 from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
-from triolette.core.errors import FlushIncompleteError, RegistrationError
+from triolette.core.errors import FlushIncompleteError, RegistrationError, RestartLimitError
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.injection import bind
-from triolette.runtime.supervisor import Backoff, Supervisor
+from triolette.runtime.supervisor import (
+    RESTART_TYPES,
+    TRANSIENT,
+    Backoff,
+    RestartLimit,
+    Supervisor,
+)
 from triolette.stores.protocol import Store
 
 logger = logging.getLogger("triolette.app")
@@ -51,6 +57,8 @@ class AppStatistics:
     """Error reports that repeated the previous one of their device (counted, not published)."""
     skipped_ticks: dict[str, int]
     """Telemetry ticks each device missed because a cycle overran (skipped, not run late)."""
+    failed: dict[str, str]
+    """Devices stopped for good (temporary ones that crashed, or past the restart limit)."""
 
 
 class App:
@@ -72,6 +80,7 @@ class App:
         shutdown_timeout: float = 10.0,
         publish_timeout: float = 5.0,
         restart_backoff: Backoff | None = None,
+        restart_limit: RestartLimit | None = None,
         mailbox_size: int = 256,
     ) -> None:
         self.name = check_name(name, "app name")
@@ -82,6 +91,7 @@ class App:
         self.shutdown_timeout = shutdown_timeout
         self.publish_timeout = publish_timeout
         self.restart_backoff = restart_backoff or Backoff()
+        self.restart_limit = restart_limit or RestartLimit()
         self.mailbox_size = mailbox_size
         self._specs: dict[str, DeviceSpec] = {}
         self._state = _NEW
@@ -101,44 +111,64 @@ class App:
     # -- declaring devices -------------------------------------------------------------------
 
     def telemetry(
-        self, name: str, *, interval: float, persist: PersistPolicy | None = None
+        self,
+        name: str,
+        *,
+        interval: float,
+        persist: PersistPolicy | None = None,
+        restart: str = TRANSIENT,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
         Its returned dict is published as the device state (``None``: nothing this cycle);
         then ``persist`` decides whether the store is saved. Exceptions are reported and the
-        loop goes on.
+        loop goes on. ``restart`` is the restart type (see :meth:`device`).
         """
         if not (isinstance(interval, int | float) and 0 < interval < math.inf):
             raise RegistrationError(f"{name}: interval must be a positive number of seconds")
-        return self._decorator(TELEMETRY, name, float(interval), persist)
+        return self._decorator(TELEMETRY, name, float(interval), persist, restart)
 
-    def device(self, name: str, *, persist: PersistPolicy | None = None) -> Callable[[F], F]:
+    def device(
+        self, name: str, *, persist: PersistPolicy | None = None, restart: str = TRANSIENT
+    ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
         With ``persist``, the policy is asked after each store mutation and each
         ``ctx.publish_state``. Inbound commands arrive through ``ctx.commands()``.
+        ``restart``: ``"transient"`` (restarted after a crash, done after a normal return),
+        ``"permanent"`` (restarted after either) or ``"temporary"`` (never restarted).
         """
-        return self._decorator(DEVICE, name, None, persist)
+        return self._decorator(DEVICE, name, None, persist, restart)
 
-    def command(self, name: str, *, persist: PersistPolicy | None = None) -> Callable[[F], F]:
+    def command(
+        self, name: str, *, persist: PersistPolicy | None = None, restart: str = TRANSIENT
+    ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
         The handler gets each message (``payload: str``, ``topic: str``); a returned dict is
         published as state. Exceptions are reported and the next message is handled.
         """
-        return self._decorator(COMMAND, name, None, persist)
+        return self._decorator(COMMAND, name, None, persist, restart)
 
     @property
     def device_names(self) -> list[str]:
         return list(self._specs)
 
     def _decorator(
-        self, kind: str, name: str, interval: float | None, persist: PersistPolicy | None
+        self,
+        kind: str,
+        name: str,
+        interval: float | None,
+        persist: PersistPolicy | None,
+        restart: str,
     ) -> Callable[[F], F]:
         check_name(name)
         if name in self._specs:
             raise RegistrationError(f"{name}: a device of that name is already registered")
+        if restart not in RESTART_TYPES:
+            raise RegistrationError(
+                f"{name}: restart={restart!r} is not one of {', '.join(RESTART_TYPES)}"
+            )
         if persist is not None:
             if isinstance(persist, type) or not callable(getattr(persist, "should_save", None)):
                 hint = f" (did you mean {persist.__name__}()?)" if isinstance(persist, type) else ""
@@ -164,6 +194,7 @@ class App:
                 persist=persist,
                 uses_store=uses_store,
                 accepts_commands=kind in (DEVICE, COMMAND),
+                restart=restart,
             )
             return function
 
@@ -223,6 +254,7 @@ class App:
             flush=persistence.flush if persistence else _nothing_to_flush,
             report=self.report,
             backoff=self.restart_backoff,
+            limit=self.restart_limit,
             flush_timeout=self.shutdown_timeout,
             all_returned=self._devices_returned,
         )
@@ -249,10 +281,12 @@ class App:
             self._state = _STOPPED
         if failure is not None:
             raise failure
-        if self._unsaved:
+        if self._unsaved:  # lost state outranks the reason the app stopped
             raise FlushIncompleteError(
                 list(self._unsaved), "; ".join(sorted(set(self._unsaved.values())))
             )
+        if supervisor.escalation is not None:
+            raise supervisor.escalation
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop every device, then flush. Safe to call any time."""
@@ -265,14 +299,19 @@ class App:
 
         A second signal stops at once without waiting for the flush: a write already in a
         worker thread is not interrupted, but nothing waits for it either, and every device
-        whose state is not known to be durable is reported by name. Exits with status 1 if
-        state could not be saved.
+        whose state is not known to be durable is reported by name.
+
+        Exit status: 0 after a clean stop, 1 if some device's state could not be saved, 2 if
+        the restart limit stopped the app (the message names the device).
         """
         try:
             trio.run(self._serve_until_signalled)
         except FlushIncompleteError as error:
             logger.critical("%s", error)
             raise SystemExit(1) from error
+        except RestartLimitError as error:
+            logger.critical("%s", error)
+            raise SystemExit(2) from error
 
     async def _serve_until_signalled(self) -> None:
         failure: Exception | None = None
@@ -306,6 +345,7 @@ class App:
             restarts=dict(self._supervisor.restarts) if self._supervisor else {},
             errors_repeated=self._repeats.suppressed,
             skipped_ticks=dict(self._skipped),
+            failed=dict(self._supervisor.failed) if self._supervisor else {},
         )
 
     # -- what actors tell the app (the device Hooks) -----------------------------------------

@@ -2,16 +2,22 @@
 
 A device actor that raises is restarted after its final snapshot is durable (or after
 ``flush_timeout``), with capped exponential backoff and jitter; the restarted actor loads that
-snapshot through the persistence actor. A device handler that returns is done and stays down.
-Telemetry and command handlers never crash their actor (their errors are reported), so this
-applies to ``@app.device`` handlers and to failures around them (a store that cannot load).
-Cancelling :attr:`Supervisor.scope` stops every device: that is the graceful shutdown.
+snapshot through the persistence actor. Telemetry and command handlers never crash their actor
+(their errors are reported), so this applies to ``@app.device`` handlers and to failures
+around them (a store that cannot load).
+
+Restart types, per device: *transient* (the default) is restarted after a crash, not after a
+normal return; *permanent* is restarted after either; *temporary* never. Restarts of all
+devices count in one sliding window (:class:`RestartLimit`); one too many escalates. A stop the
+supervisor asks for (cancelling :attr:`Supervisor.scope`: the graceful shutdown) is never a
+crash.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -19,8 +25,31 @@ import trio
 
 from triolette.actors.device import DEVICE, DeviceActor, DeviceSpec
 from triolette.actors.metronome import Metronome
+from triolette.core.errors import RestartLimitError
 
 logger = logging.getLogger("triolette.supervisor")
+
+
+PERMANENT, TRANSIENT, TEMPORARY = "permanent", "transient", "temporary"
+RESTART_TYPES = (PERMANENT, TRANSIENT, TEMPORARY)
+STOP_APP, STOP_DEVICE = "app", "device"
+
+
+@attrs.frozen(kw_only=True)
+class RestartLimit:
+    """At most ``restarts`` restarts, of all devices together, within any ``seconds`` seconds.
+
+    One more is an escalation: with ``escalate="app"`` (the default) the app shuts down
+    gracefully (every store flushed) and ``serve()`` raises
+    :class:`~triolette.RestartLimitError` naming the device; with ``escalate="device"`` only
+    that device stops, reported failed, and the others go on.
+    """
+
+    restarts: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    seconds: float = attrs.field(default=60.0, converter=float, validator=attrs.validators.gt(0))
+    escalate: str = attrs.field(
+        default=STOP_APP, validator=attrs.validators.in_((STOP_APP, STOP_DEVICE))
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -56,6 +85,7 @@ class Supervisor:
         report: Callable[[str, BaseException], None],
         backoff: Backoff,
         all_returned: trio.Event,
+        limit: RestartLimit,
         flush_timeout: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
@@ -68,6 +98,12 @@ class Supervisor:
         self._rng = rng or random.Random()
         self.scope = trio.CancelScope()
         self.restarts: dict[str, int] = {spec.name: 0 for spec in specs}
+        self.limit = limit
+        self._window: deque[float] = deque()
+        self.failed: dict[str, str] = {}
+        """Devices stopped for good (temporary, or past the restart limit), with why."""
+        self.escalation: RestartLimitError | None = None
+        """Set when the restart limit stopped the app."""
         self.all_returned = all_returned
         # Only device handlers return; telemetry and command loops run until stopped, so with
         # no device handler at all this is never set.
@@ -87,22 +123,56 @@ class Supervisor:
 
     async def _supervise(self, spec: DeviceSpec) -> None:
         crashes = 0
-        while True:
-            started = trio.current_time()
-            try:
-                await self._make_actor(spec).run()
-            except Exception as error:
-                await self._recover(spec, error)
-            else:
-                self._returned()
-                return
-            if trio.current_time() - started >= self.backoff.reset_after:
-                crashes = 0
-            delay = self.backoff.delay(crashes, self._rng)
-            crashes += 1
-            self.restarts[spec.name] += 1
-            logger.warning("%s: restarting in %.2f s (restart %d)", spec.name, delay, crashes)
-            await trio.sleep(delay)
+        try:
+            while True:
+                started = trio.current_time()
+                crash: Exception | None = None
+                try:
+                    await self._make_actor(spec).run()
+                except Exception as error:
+                    crash = error
+                    await self._recover(spec, error)
+                    if spec.restart == TEMPORARY:
+                        self._give_up(spec, error, "a temporary device is not restarted")
+                        return
+                else:
+                    if spec.restart != PERMANENT:
+                        return  # a normal end: the device is done
+                if not self._may_restart(spec, crash):
+                    return
+                if trio.current_time() - started >= self.backoff.reset_after:
+                    crashes = 0
+                delay = self.backoff.delay(crashes, self._rng)
+                crashes += 1
+                self.restarts[spec.name] += 1
+                logger.warning("%s: restarting in %.2f s (restart %d)", spec.name, delay, crashes)
+                await trio.sleep(delay)
+        finally:
+            self._ended(spec)
+
+    def _may_restart(self, spec: DeviceSpec, error: Exception | None) -> bool:
+        """Count a restart in the sliding window; past the limit, escalate and say no."""
+        limit = self.limit
+        now = trio.current_time()
+        window = self._window
+        while window and window[0] <= now - limit.seconds:
+            window.popleft()
+        if len(window) < limit.restarts:
+            window.append(now)
+            return True
+        exceeded = RestartLimitError(spec.name, limit.restarts, limit.seconds)
+        exceeded.__cause__ = error
+        if limit.escalate == STOP_DEVICE:
+            self._give_up(spec, exceeded, "stopped; the other devices go on")
+        else:
+            logger.critical("%s; stopping the app", exceeded)
+            self.escalation = exceeded
+            self.scope.cancel()
+        return False
+
+    def _give_up(self, spec: DeviceSpec, error: Exception, what: str) -> None:
+        self.failed[spec.name] = str(error)
+        logger.error("%s: %s (%s)", spec.name, what, error)
 
     async def _recover(self, spec: DeviceSpec, error: Exception) -> None:
         self._report(spec.name, error)
@@ -116,7 +186,8 @@ class Supervisor:
                     self.flush_timeout,
                 )
 
-    def _returned(self) -> None:
-        self._running -= 1
-        if self._running == 0:
-            self.all_returned.set()
+    def _ended(self, spec: DeviceSpec) -> None:
+        if spec.kind == DEVICE:
+            self._running -= 1
+            if self._running == 0:
+                self.all_returned.set()
