@@ -23,6 +23,7 @@ from triolette import (
     DeviceContext,
     DeviceStore,
     MemoryStore,
+    RegistrationError,
     SaveOnChange,
     SaveOnPublish,
     SaveOnShutdown,
@@ -659,3 +660,58 @@ async def test_command_handler_errors_are_reported_and_the_next_command_handled(
     assert harness.states("valve") == [{"position": "open"}]
     assert [e["message"] for e in harness.errors("valve")] == ["unknown command 'explode'"]
     assert harness.app.statistics().restarts == {"valve": 0}
+
+
+# -- watchdog -----------------------------------------------------------------------------------
+
+
+async def test_a_hung_cycle_is_cancelled_at_its_timeout_and_the_device_goes_on(autojump_clock):
+    backend = MemoryStore()
+    harness = AppHarness.create(store=backend)
+    never = trio.Event()
+    starts: list[float] = []
+
+    @harness.app.telemetry("meter", interval=10, timeout=2, persist=SaveOnChange())
+    async def meter(store: DeviceStore) -> dict[str, object]:
+        starts.append(trio.current_time())
+        store["reads"] = store.get("reads", 0) + 1
+        if len(starts) == 2:
+            await never.wait()  # a wedged bus: this read never returns
+        return {"reads": store["reads"]}
+
+    t0 = trio.current_time()
+    await harness.run(cycles=3)
+    assert [s - t0 for s in starts] == pytest.approx([0, 10, 20])
+    assert [e["type"] for e in harness.errors("meter")] == ["HandlerTimeoutError"]
+    assert "longer than 2 s" in harness.errors("meter")[0]["message"]
+    assert harness.states("meter") == [{"reads": 1}, {"reads": 3}]
+    assert backend.load("meter") == {"reads": 3}  # the hung cycle's change was kept too
+
+
+async def test_a_hung_command_is_cancelled_and_the_next_one_is_handled(autojump_clock):
+    harness = AppHarness.create()
+    never = trio.Event()
+    handled: list[str] = []
+
+    @harness.app.command("valve", timeout=5)
+    async def valve(payload: str) -> dict[str, object]:
+        if payload == "stuck":
+            await never.wait()
+        handled.append(payload)
+        return {"position": payload}
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(harness.run)
+        await harness.command("valve", "stuck")
+        await trio.sleep(6)
+        await harness.command("valve", "open")
+        harness.trigger_shutdown()
+    assert handled == ["open"]
+    assert [e["type"] for e in harness.errors("valve")] == ["HandlerTimeoutError"]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5"])
+def test_a_timeout_must_be_a_positive_number(timeout):
+    harness = AppHarness.create()
+    with pytest.raises(RegistrationError, match=r"meter: timeout must be a positive number"):
+        harness.app.telemetry("meter", interval=10, timeout=timeout)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from triolette.core.errors import HandlerTimeoutError
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnShutdown
@@ -60,6 +61,8 @@ class DeviceSpec:
     uses_store: bool = False
     accepts_commands: bool = False
     restart: str = "transient"
+    timeout: float | None = None
+    """Seconds a telemetry cycle or a command may take before it is cancelled."""
 
 
 class Hooks(Protocol):
@@ -239,7 +242,10 @@ class DeviceActor:
         published = False
         ok = True
         try:
-            result = await self.spec.call(ctx, self.store, message)
+            if self.spec.timeout is None:
+                result = await self.spec.call(ctx, self.store, message)
+            else:
+                result = await self._call_with_watchdog(ctx, message, self.spec.timeout)
             if result is not None:
                 published = await self.publish_state(result)
         except Exception as error:
@@ -248,6 +254,15 @@ class DeviceActor:
         if self.consult(published) and ok and self._erred:
             self._erred = False
             self.hooks.recovered(self.spec.name)  # a clean cycle: the next error is news
+
+    async def _call_with_watchdog(
+        self, ctx: DeviceContext, message: Message | None, seconds: float
+    ) -> Any:
+        """Call the handler; past ``seconds`` cancel it and raise :class:`HandlerTimeoutError`."""
+        with trio.move_on_after(seconds) as watchdog:
+            return await self.spec.call(ctx, self.store, message)
+        assert watchdog.cancelled_caught
+        raise HandlerTimeoutError(self.spec.name, seconds)
 
     async def _run_device(self, ctx: DeviceContext) -> None:
         failure: Exception | None = None

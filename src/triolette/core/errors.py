@@ -10,6 +10,7 @@
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
     ├── RestartLimitError                          devices crashed too often: the app stopped
+    ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
     └── FlushIncompleteError                       shutdown ended with snapshots not durable
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
@@ -119,3 +120,12 @@ class RestartLimitError(TrioletteError):
             f"{device}: crashed once more after {restarts} restarts within {seconds:g} s "
             "(the restart limit)"
         )
+
+
+class HandlerTimeoutError(TrioletteError, TimeoutError):
+    """A telemetry cycle or a command handler ran past its ``timeout`` and was cancelled."""
+
+    def __init__(self, device: str, seconds: float) -> None:
+        self.device = device
+        self.seconds = seconds
+        super().__init__(f"{device}: the handler took longer than {seconds:g} s and was cancelled")

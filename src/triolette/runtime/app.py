@@ -117,16 +117,19 @@ class App:
         interval: float,
         persist: PersistPolicy | None = None,
         restart: str = TRANSIENT,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
         Its returned dict is published as the device state (``None``: nothing this cycle);
         then ``persist`` decides whether the store is saved. Exceptions are reported and the
-        loop goes on. ``restart`` is the restart type (see :meth:`device`).
+        loop goes on. With ``timeout``, a cycle still running after that many seconds (a hung
+        sensor read) is cancelled and reported as a :class:`~triolette.HandlerTimeoutError`.
+        ``restart`` is the restart type (see :meth:`device`).
         """
         if not (isinstance(interval, int | float) and 0 < interval < math.inf):
             raise RegistrationError(f"{name}: interval must be a positive number of seconds")
-        return self._decorator(TELEMETRY, name, float(interval), persist, restart)
+        return self._decorator(TELEMETRY, name, float(interval), persist, restart, timeout)
 
     def device(
         self, name: str, *, persist: PersistPolicy | None = None, restart: str = TRANSIENT
@@ -141,14 +144,20 @@ class App:
         return self._decorator(DEVICE, name, None, persist, restart)
 
     def command(
-        self, name: str, *, persist: PersistPolicy | None = None, restart: str = TRANSIENT
+        self,
+        name: str,
+        *,
+        persist: PersistPolicy | None = None,
+        restart: str = TRANSIENT,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
         The handler gets each message (``payload: str``, ``topic: str``); a returned dict is
-        published as state. Exceptions are reported and the next message is handled.
+        published as state. Exceptions are reported and the next message is handled; so is a
+        handler still running after ``timeout`` seconds, which is cancelled.
         """
-        return self._decorator(COMMAND, name, None, persist, restart)
+        return self._decorator(COMMAND, name, None, persist, restart, timeout)
 
     @property
     def device_names(self) -> list[str]:
@@ -161,8 +170,11 @@ class App:
         interval: float | None,
         persist: PersistPolicy | None,
         restart: str,
+        timeout: float | None = None,
     ) -> Callable[[F], F]:
         check_name(name)
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise RegistrationError(f"{name}: timeout must be a positive number of seconds")
         if name in self._specs:
             raise RegistrationError(f"{name}: a device of that name is already registered")
         if restart not in RESTART_TYPES:
@@ -195,6 +207,7 @@ class App:
                 uses_store=uses_store,
                 accepts_commands=kind in (DEVICE, COMMAND),
                 restart=restart,
+                timeout=None if timeout is None else float(timeout),
             )
             return function
 
