@@ -109,6 +109,10 @@ async def test_policy_examples(persist, autojump_clock):
     await harness.run(cycles=3)
     assert backend.load("sensor") == {"count": 3}
     assert harness.states("sensor") == [{"count": 1}, {"count": 2}, {"count": 3}]
+    # One write per cycle during the run, or only the shutdown's (the final one of the others
+    # is equal to the last in-loop write, so it costs nothing).
+    batches = harness.app.statistics().persistence.batches  # type: ignore[union-attr]
+    assert batches == (1 if isinstance(persist, SaveOnShutdown) else 3)
 
 
 def test_composition_examples():

@@ -24,6 +24,7 @@ import trio
 import trio.testing
 
 from tests.actors.backends import (
+    FailingStore,
     GatedStore,
     HungStore,
     RecordingStore,
@@ -331,3 +332,20 @@ async def test_a_final_state_that_is_not_json_fails_the_flush_of_that_device_onl
     assert backend.stored("meter_a") == backend.stored("meter_b") == {"count": 1}
     assert backend.stored("clock") == {"ok": True}  # the last good state, untouched
     assert [error["device"] for error in harness.errors("clock")] == ["clock"]
+
+
+async def test_a_backend_error_is_published_again_after_the_backend_recovered(autojump_clock):
+    backend = FailingStore(failures=1)
+    harness = AppHarness.create(store=backend)
+    count_up(harness, "meter")
+    outage_again = trio.Event()
+
+    @harness.app.telemetry("trigger", interval=10)
+    async def trigger() -> None:
+        if harness.app.statistics().cycles["trigger"] == 3:
+            backend.failures_left = 1  # the same fault once more, after good writes
+            outage_again.set()
+
+    await harness.run(cycles=6)
+    assert outage_again.is_set()
+    assert [e["type"] for e in harness.errors()] == ["OSError", "OSError"]

@@ -259,7 +259,7 @@ async def test_context_logger_and_store_are_injected(autojump_clock, caplog):
     assert got["ctx"].name == "sensor"
     assert isinstance(got["store"], DeviceStore)
     assert isinstance(got["log"], logging.Logger)
-    assert "sensor" in got["log"].name
+    assert got["log"].name == "triolette.devices.sensor"
     (record,) = [r for r in caplog.records if r.getMessage() == "hello from the handler"]
     assert record.name == got["log"].name
 
@@ -333,3 +333,27 @@ async def test_parameters_after_one_left_at_its_default_are_passed_by_name():
     retries, ctx = seen[0]
     assert retries == 3
     assert isinstance(ctx, DeviceContext)
+
+
+def test_two_decorators_for_one_name_made_before_either_was_applied_are_refused():
+    harness = AppHarness.create()
+    first = harness.app.device("x")
+    second = harness.app.device("x")
+
+    async def one() -> None: ...
+
+    async def two() -> None: ...
+
+    first(one)
+    with pytest.raises(RegistrationError, match=r"x: a device of that name is already registered"):
+        second(two)
+
+
+async def test_counting_cycles_of_an_app_without_telemetry_is_refused():
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> None: ...
+
+    with pytest.raises(ValueError, match="no telemetry"):
+        await harness.run(cycles=2)

@@ -412,3 +412,36 @@ async def test_escalating_only_the_device_keeps_the_others_going(autojump_clock)
     assert "flaky" in harness.app.statistics().failed
     assert harness.states("steady")[-1] == {"n": 10}  # cycles at 0, 10, ..., 90
     assert backend.load("steady") == {"n": 10}
+
+
+async def test_with_the_defaults_one_device_crashing_at_every_start_stops_the_app(autojump_clock):
+    harness = AppHarness.create()
+    crashes: list[float] = []
+
+    @harness.app.device("flaky")
+    async def flaky() -> None:
+        crashes.append(trio.current_time())
+        raise RuntimeError("bus error")
+
+    t0 = trio.current_time()
+    with pytest.raises(RestartLimitError):
+        await harness.run(duration=3600)
+    # Backoff 0.5, 1, 2, 4, 8, 16 s (jitter ±10%): the seventh crash is one too many.
+    assert len(crashes) == 7
+    assert 25 < trio.current_time() - t0 < 40
+
+
+async def test_after_a_stable_run_the_same_crash_is_reported_again(autojump_clock):
+    harness = AppHarness.create(restart_backoff=Backoff(initial=1, jitter=0, reset_after=60))
+    starts: list[float] = []
+
+    @harness.app.device("meter")
+    async def meter(ctx: DeviceContext) -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 2:
+            await ctx.sleep(100)  # a stable run
+        if len(starts) <= 2:
+            raise RuntimeError("lost the serial port")
+
+    await harness.run()
+    assert [e["message"] for e in harness.errors("meter")] == ["lost the serial port"] * 2

@@ -127,12 +127,14 @@ class PersistenceActor:
         retry_initial: float = 0.1,
         retry_max: float = 5.0,
         on_error: Callable[[list[str], BaseException], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
         self._send, self._receive = trio.open_memory_channel[object](mailbox_size)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._on_error = on_error
+        self._on_recovered = on_recovered
         self._known: dict[str, str | None] = {}  # durable text per key; None: known absent
         self._pending: dict[str, tuple[str, int]] = {}  # newest unwritten (text, seq) per key
         self._writing: dict[str, tuple[str, int]] = {}
@@ -380,6 +382,8 @@ class PersistenceActor:
         self._writing = {}
         self._written(batch, texts)
         self._counters.batches += 1
+        if self._retry_delay and self._on_recovered is not None:  # the backend works again
+            self._on_recovered()
         self._retry_delay = 0.0
         self._retry_at = -math.inf
         return True

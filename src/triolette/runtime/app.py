@@ -191,6 +191,8 @@ class App:
         def register(function: F) -> F:
             if self._state != _NEW:
                 raise RegistrationError(f"{name}: devices must be declared before the app runs")
+            if name in self._specs:  # two decorators made before either was applied
+                raise RegistrationError(f"{name}: a device of that name is already registered")
             call, uses_store = bind(name, kind, function)
             if uses_store and self.store is None:
                 raise RegistrationError(
@@ -243,7 +245,10 @@ class App:
         )
         persistence = self._persistence = (
             PersistenceActor(
-                self.store, mailbox_size=self.mailbox_size, on_error=self._backend_failed
+                self.store,
+                mailbox_size=self.mailbox_size,
+                on_error=self._backend_failed,
+                on_recovered=self._backend_recovered,
             )
             if self.store is not None
             else None
@@ -266,6 +271,7 @@ class App:
             ),
             flush=persistence.flush if persistence else _nothing_to_flush,
             report=self.report,
+            recovered=self.recovered,
             backoff=self.restart_backoff,
             limit=self.restart_limit,
             flush_timeout=self.shutdown_timeout,
@@ -365,7 +371,8 @@ class App:
 
     @property
     def shutdown_requested(self) -> bool:
-        return self._shutdown_requested
+        escalated = self._supervisor is not None and self._supervisor.escalation is not None
+        return self._shutdown_requested or escalated
 
     def cycle_done(self, device: str) -> bool:
         count = self._cycles[device] = self._cycles[device] + 1
@@ -422,6 +429,9 @@ class App:
         self.report(device, error)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _backend_recovered(self) -> None:
+        self._repeats.clear(None)  # the next backend error is news again
 
     def _backend_failed(self, keys: list[str], error: BaseException) -> None:
         # The persistence actor logs each failure with its keys and retry delay itself.

@@ -45,7 +45,7 @@ class RestartLimit:
     that device stops, reported failed, and the others go on.
     """
 
-    restarts: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    restarts: int = attrs.field(default=6, validator=attrs.validators.ge(0))
     seconds: float = attrs.field(default=60.0, converter=float, validator=attrs.validators.gt(0))
     escalate: str = attrs.field(
         default=STOP_APP, validator=attrs.validators.in_((STOP_APP, STOP_DEVICE))
@@ -83,6 +83,7 @@ class Supervisor:
         *,
         flush: Callable[[str], Awaitable[None]],
         report: Callable[[str, BaseException], None],
+        recovered: Callable[[str], None],
         backoff: Backoff,
         all_returned: trio.Event,
         limit: RestartLimit,
@@ -93,6 +94,7 @@ class Supervisor:
         self._make_actor = make_actor
         self._flush = flush
         self._report = report
+        self._recovered = recovered
         self.backoff = backoff
         self.flush_timeout = flush_timeout
         self._rng = rng or random.Random()
@@ -131,17 +133,18 @@ class Supervisor:
                     await self._make_actor(spec).run()
                 except Exception as error:
                     crash = error
-                    await self._recover(spec, error)
-                    if spec.restart == TEMPORARY:
-                        self._give_up(spec, error, "a temporary device is not restarted")
-                        return
-                else:
-                    if spec.restart != PERMANENT:
-                        return  # a normal end: the device is done
-                if not self._may_restart(spec, crash):
-                    return
                 if trio.current_time() - started >= self.backoff.reset_after:
                     crashes = 0
+                    self._recovered(spec.name)  # a stable run: its next crash is news again
+                if crash is not None:
+                    await self._recover(spec, crash)
+                    if spec.restart == TEMPORARY:
+                        self._give_up(spec, crash, "a temporary device is not restarted")
+                        return
+                elif spec.restart != PERMANENT:
+                    return  # a normal end: the device is done
+                if not self._may_restart(spec, crash):
+                    return
                 delay = self.backoff.delay(crashes, self._rng)
                 crashes += 1
                 self.restarts[spec.name] += 1

@@ -48,6 +48,8 @@ class AppHarness:
         """
         if cycles is not None and duration is not None:
             raise ValueError("pass cycles or duration, not both")
+        if cycles is not None and not self.app.has_telemetry:
+            raise ValueError("cycles= counts telemetry cycles, and this app has no telemetry")
         if duration is None and (cycles is not None or self.app.has_telemetry):
             limit: int | None = 1 if cycles is None else cycles
         else:
