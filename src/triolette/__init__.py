@@ -4,6 +4,7 @@ from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.mqtt import Transport as Transport
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
+from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
@@ -42,6 +43,7 @@ __all__ = [
     "DeviceStore",
     "FlushIncompleteError",
     "HandlerTimeoutError",
+    "HeartbeatMissedError",
     "JsonFileStore",
     "MemoryStore",
     "Message",

@@ -445,3 +445,47 @@ async def test_after_a_stable_run_the_same_crash_is_reported_again(autojump_cloc
 
     await harness.run()
     assert [e["message"] for e in harness.errors("meter")] == ["lost the serial port"] * 2
+
+
+# -- heartbeat ----------------------------------------------------------------------------------
+
+
+async def test_a_device_that_misses_its_heartbeat_is_cancelled_and_restarted(autojump_clock):
+    harness = AppHarness.create(restart_backoff=Backoff(initial=1, jitter=0))
+    never = trio.Event()
+    starts: list[float] = []
+
+    @harness.app.device("reader", heartbeat=10)
+    async def reader(ctx: DeviceContext) -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 2:
+            return  # the restarted instance ends normally: done
+        for _ in range(3):
+            await ctx.sleep(5)
+            ctx.heartbeat()
+        await never.wait()  # wedged: no more heartbeats
+
+    t0 = trio.current_time()
+    with trio.fail_after(3600):  # without the watchdog the wedged handler would never end
+        await harness.run()
+    # Beats at 5, 10 and 15 s; silent from 15 s, so cancelled at 25 s, restarted 1 s later.
+    assert [s - t0 for s in starts] == pytest.approx([0, 26])
+    assert [e["type"] for e in harness.errors("reader")] == ["HeartbeatMissedError"]
+    assert harness.app.statistics().restarts == {"reader": 1}
+
+
+async def test_a_device_that_keeps_beating_is_left_alone(autojump_clock):
+    harness = AppHarness.create()
+    beats = 0
+
+    @harness.app.device("reader", heartbeat=10)
+    async def reader(ctx: DeviceContext) -> None:
+        nonlocal beats
+        for _ in range(20):
+            await ctx.sleep(9)
+            ctx.heartbeat()
+            beats += 1
+
+    await harness.run()
+    assert beats == 20
+    assert harness.errors("reader") == []

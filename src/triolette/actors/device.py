@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from triolette.core.errors import HandlerTimeoutError
+from triolette.core.errors import HandlerTimeoutError, HeartbeatMissedError
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnShutdown
@@ -63,6 +63,8 @@ class DeviceSpec:
     restart: str = "transient"
     timeout: float | None = None
     """Seconds a telemetry cycle or a command may take before it is cancelled."""
+    heartbeat: float | None = None
+    """Seconds a device handler may go without ``ctx.heartbeat()`` before it is restarted."""
 
 
 class Hooks(Protocol):
@@ -137,6 +139,14 @@ class DeviceContext:
         """Report ``error`` like a handler exception (log and error topic) and go on."""
         self._actor.report(error)
 
+    def heartbeat(self) -> None:
+        """Tell the watchdog of an ``@app.device(heartbeat=...)`` handler that it is alive.
+
+        A handler that lets ``heartbeat`` seconds pass without calling this is cancelled and
+        restarted, as if it had raised :class:`~triolette.HeartbeatMissedError`.
+        """
+        self._actor.beat()
+
 
 class DeviceActor:
     """Runs ``spec`` once: load the store, run the handler, hand over the final snapshot."""
@@ -164,6 +174,8 @@ class DeviceActor:
         self.store: DeviceStore | None = None
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
         self._changed = trio.Event()
+        self._beat = trio.Event()
+        self._missed_heartbeat: HeartbeatMissedError | None = None
 
     async def run(self) -> None:
         """Run until the handler returns (device kind) or the actor is cancelled.
@@ -269,13 +281,31 @@ class DeviceActor:
         async with trio.open_nursery() as nursery:
             if self.spec.persist is not None and self.store is not None:
                 nursery.start_soon(self._consult_on_change)
+            if self.spec.heartbeat is not None:
+                nursery.start_soon(self._watch_heartbeat, self.spec.heartbeat, nursery.cancel_scope)
             try:
                 await self.spec.call(ctx, self.store, None)
             except Exception as error:
                 failure = error  # raised below, outside the nursery, so it is not grouped
             nursery.cancel_scope.cancel()
+        if failure is None and self._missed_heartbeat is not None:
+            failure = self._missed_heartbeat
         if failure is not None:
             raise failure
+
+    def beat(self) -> None:
+        self._beat.set()
+
+    async def _watch_heartbeat(self, seconds: float, handler: trio.CancelScope) -> None:
+        """Cancel the handler when ``seconds`` pass without a ``ctx.heartbeat()``."""
+        while True:
+            self._beat = trio.Event()
+            with trio.move_on_after(seconds) as waited:
+                await self._beat.wait()
+            if waited.cancelled_caught:
+                self._missed_heartbeat = HeartbeatMissedError(self.spec.name, seconds)
+                handler.cancel()
+                return
 
     def _note_change(self) -> None:
         self._changed.set()

@@ -11,6 +11,7 @@
     ├── PublishError                               the broker did not confirm a publish
     ├── RestartLimitError                          devices crashed too often: the app stopped
     ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
+    ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
     └── FlushIncompleteError                       shutdown ended with snapshots not durable
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
@@ -129,3 +130,12 @@ class HandlerTimeoutError(TrioletteError, TimeoutError):
         self.device = device
         self.seconds = seconds
         super().__init__(f"{device}: the handler took longer than {seconds:g} s and was cancelled")
+
+
+class HeartbeatMissedError(TrioletteError, TimeoutError):
+    """An ``@app.device(heartbeat=...)`` handler went too long without ``ctx.heartbeat()``."""
+
+    def __init__(self, device: str, seconds: float) -> None:
+        self.device = device
+        self.seconds = seconds
+        super().__init__(f"{device}: no heartbeat for {seconds:g} s; the handler was restarted")

@@ -132,7 +132,12 @@ class App:
         return self._decorator(TELEMETRY, name, float(interval), persist, restart, timeout)
 
     def device(
-        self, name: str, *, persist: PersistPolicy | None = None, restart: str = TRANSIENT
+        self,
+        name: str,
+        *,
+        persist: PersistPolicy | None = None,
+        restart: str = TRANSIENT,
+        heartbeat: float | None = None,
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
@@ -140,8 +145,10 @@ class App:
         ``ctx.publish_state``. Inbound commands arrive through ``ctx.commands()``.
         ``restart``: ``"transient"`` (restarted after a crash, done after a normal return),
         ``"permanent"`` (restarted after either) or ``"temporary"`` (never restarted).
+        With ``heartbeat``, a handler that goes that many seconds without calling
+        ``ctx.heartbeat()`` is cancelled and counts as crashed (``HeartbeatMissedError``).
         """
-        return self._decorator(DEVICE, name, None, persist, restart)
+        return self._decorator(DEVICE, name, None, persist, restart, heartbeat=heartbeat)
 
     def command(
         self,
@@ -171,10 +178,13 @@ class App:
         persist: PersistPolicy | None,
         restart: str,
         timeout: float | None = None,
+        *,
+        heartbeat: float | None = None,
     ) -> Callable[[F], F]:
         check_name(name)
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise RegistrationError(f"{name}: timeout must be a positive number of seconds")
+        for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
+            if value is not None and not (isinstance(value, int | float) and value > 0):
+                raise RegistrationError(f"{name}: {option} must be a positive number of seconds")
         if name in self._specs:
             raise RegistrationError(f"{name}: a device of that name is already registered")
         if restart not in RESTART_TYPES:
@@ -210,6 +220,7 @@ class App:
                 accepts_commands=kind in (DEVICE, COMMAND),
                 restart=restart,
                 timeout=None if timeout is None else float(timeout),
+                heartbeat=None if heartbeat is None else float(heartbeat),
             )
             return function
 
