@@ -15,6 +15,7 @@ import trio.testing
 from tests.actors.test_device import recording_harness
 from triolette import (
     App,
+    Backoff,
     DeviceContext,
     DeviceStore,
     MemoryStore,
@@ -429,3 +430,42 @@ def test_run_exits_with_status_2_when_the_restart_limit_stopped_the_app(caplog):
         for r in caplog.records
         if r.levelname == "CRITICAL"
     )
+
+
+async def test_the_app_logs_a_statistics_line_periodically(autojump_clock, caplog):
+    caplog.set_level("INFO", logger="triolette.app")
+    harness = AppHarness.create(store=MemoryStore(), log_statistics_every=10)
+
+    @harness.app.telemetry("sensor", interval=1, persist=SaveOnChange())
+    async def sensor(store: DeviceStore) -> None:
+        store["n"] = store.get("n", 0) + 1
+
+    await harness.run(duration=35)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("statistics:")]
+    assert len(lines) == 3  # at 10, 20 and 30 s
+    assert "crashes=0 restarts=0 watchdog=0 failed=-" in lines[-1]
+    assert "batches=" in lines[-1]
+    assert "store_failures=0" in lines[-1]
+
+
+async def test_crashes_and_watchdog_firings_are_counted(autojump_clock):
+    harness = AppHarness.create(restart_backoff=Backoff(initial=1, jitter=0))
+    never = trio.Event()
+    runs = 0
+
+    @harness.app.device("flaky")
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 2:
+            raise RuntimeError("bus error")
+
+    @harness.app.telemetry("slow", interval=10, timeout=1)
+    async def slow() -> None:
+        await never.wait()
+
+    await harness.run(cycles=2)
+    stats = harness.app.statistics()
+    assert stats.crashes == {"flaky": 2, "slow": 0}
+    assert stats.restarts == {"flaky": 2, "slow": 0}
+    assert stats.watchdog_firings == 2

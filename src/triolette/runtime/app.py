@@ -23,7 +23,13 @@ from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, Dev
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
 from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
-from triolette.core.errors import FlushIncompleteError, RegistrationError, RestartLimitError
+from triolette.core.errors import (
+    FlushIncompleteError,
+    HandlerTimeoutError,
+    HeartbeatMissedError,
+    RegistrationError,
+    RestartLimitError,
+)
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
@@ -59,6 +65,10 @@ class AppStatistics:
     """Telemetry ticks each device missed because a cycle overran (skipped, not run late)."""
     failed: dict[str, str]
     """Devices stopped for good (temporary ones that crashed, or past the restart limit)."""
+    crashes: dict[str, int]
+    """Crashes of each device's actor (each followed by a restart unless it was given up)."""
+    watchdog_firings: int
+    """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
 
 
 class App:
@@ -82,6 +92,7 @@ class App:
         restart_backoff: Backoff | None = None,
         restart_limit: RestartLimit | None = None,
         mailbox_size: int = 256,
+        log_statistics_every: float | None = 300.0,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -93,6 +104,7 @@ class App:
         self.restart_backoff = restart_backoff or Backoff()
         self.restart_limit = restart_limit or RestartLimit()
         self.mailbox_size = mailbox_size
+        self.log_statistics_every = log_statistics_every
         self._specs: dict[str, DeviceSpec] = {}
         self._state = _NEW
         self._shutdown_requested = False
@@ -106,6 +118,7 @@ class App:
         self._devices_returned = trio.Event()
         self._repeats = RepeatFilter()
         self._skipped: dict[str, int] = {}
+        self._watchdog_firings = 0
         self._serving = trio.Event()
 
     # -- declaring devices -------------------------------------------------------------------
@@ -302,7 +315,12 @@ class App:
                     mqtt_started = True
                     task_status.started()
                     self._serving.set()
-                    await supervisor.run(list(metronomes.values()))
+                    statistics_log = trio.CancelScope()  # entered by the logging task
+                    root.start_soon(self._log_statistics, statistics_log)
+                    try:
+                        await supervisor.run(list(metronomes.values()))
+                    finally:
+                        statistics_log.cancel()
                 except Exception as error:
                     failure = error
                 finally:
@@ -374,6 +392,8 @@ class App:
             cycles=dict(self._cycles),
             restarts=dict(self._supervisor.restarts) if self._supervisor else {},
             errors_repeated=self._repeats.suppressed,
+            crashes=dict(self._supervisor.crashes) if self._supervisor else {},
+            watchdog_firings=self._watchdog_firings,
             skipped_ticks=dict(self._skipped),
             failed=dict(self._supervisor.failed) if self._supervisor else {},
         )
@@ -416,12 +436,44 @@ class App:
     def has_telemetry(self) -> bool:
         return bool(self._cycles)
 
+    async def _log_statistics(self, scope: trio.CancelScope) -> None:
+        """Every ``log_statistics_every`` seconds, one INFO line an operator can grep for."""
+        if self.log_statistics_every is None:
+            return
+        with scope:
+            while True:
+                await trio.sleep(self.log_statistics_every)
+                logger.info("%s", self._statistics_line())
+
+    def _statistics_line(self) -> str:
+        stats = self.statistics()
+        parts = [
+            f"cycles={sum(stats.cycles.values())}",
+            f"crashes={sum(stats.crashes.values())}",
+            f"restarts={sum(stats.restarts.values())}",
+            f"watchdog={stats.watchdog_firings}",
+            f"failed={','.join(stats.failed) or '-'}",
+        ]
+        if stats.persistence is not None:
+            p = stats.persistence
+            parts += [
+                f"pending={p.pending_keys}",
+                f"mailbox={p.mailbox_depth}/{p.mailbox_peak}",
+                f"batches={p.batches}",
+                f"store_failures={p.failures}",
+            ]
+        if stats.mqtt is not None:
+            parts.append(f"outbox={stats.mqtt.outbox_depth}/{stats.mqtt.outbox_peak}")
+        return "statistics: " + " ".join(parts)
+
     def report(self, device: str | None, error: BaseException) -> None:
         """Log ``error`` and publish it on the error topics; a repeat is only counted.
 
         A repeat is the same error (type and message) as the last one of ``device``, with no
         clean cycle in between. It is logged at DEBUG, without its traceback.
         """
+        if isinstance(error, HandlerTimeoutError | HeartbeatMissedError):
+            self._watchdog_firings += 1
         if not self._repeats.is_new(device, error):
             logger.debug("%s: %s again (%s)", device, type(error).__name__, error)
             return

@@ -100,6 +100,7 @@ class Supervisor:
         self._rng = rng or random.Random()
         self.scope = trio.CancelScope()
         self.restarts: dict[str, int] = {spec.name: 0 for spec in specs}
+        self.crashes: dict[str, int] = {spec.name: 0 for spec in specs}
         self.limit = limit
         self._window: deque[float] = deque()
         self.failed: dict[str, str] = {}
@@ -178,6 +179,7 @@ class Supervisor:
         logger.error("%s: %s (%s)", spec.name, what, error)
 
     async def _recover(self, spec: DeviceSpec, error: Exception) -> None:
+        self.crashes[spec.name] += 1
         self._report(spec.name, error)
         if spec.uses_store:
             with trio.move_on_after(self.flush_timeout) as waited:
