@@ -2,6 +2,9 @@
 
     python bridge_process.py STORE_PATH DEVICES INTERVAL
 
+With ``BRIDGE_SLOW_WRITES=S`` in the environment each JSON write first waits S seconds and
+prints ``writing``.
+
 Each telemetry device adds one to its stored counter every cycle (``SaveOnChange``) and prints
 ``<device> <count>`` after the change, so the test knows the last value each one produced.
 It serves with ``app.run()``: SIGTERM and SIGINT stop it gracefully.
@@ -9,14 +12,32 @@ It serves with ``app.run()``: SIGTERM and SIGINT stop it gracefully.
 
 from __future__ import annotations
 
+import os
 import sys
+import time
+from collections.abc import Mapping
 
 from triolette import App, DeviceContext, DeviceStore, JsonFileStore, SaveOnChange, SqliteStore
 
 
+class SlowJsonFileStore(JsonFileStore):
+    """A JSON store on a slow card: every write waits ``slow`` seconds first (none by default)."""
+
+    def __init__(self, path: str, slow: float) -> None:
+        super().__init__(path)
+        self.slow = slow
+
+    def save_encoded(self, texts: Mapping[str, str]) -> None:
+        if self.slow:
+            print("writing", flush=True)
+            time.sleep(self.slow)  # the worker thread stands in for a slow SD card
+        super().save_encoded(texts)
+
+
 def main() -> None:
     path, devices, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-    store = SqliteStore(path) if path.endswith(".db") else JsonFileStore(path)
+    slow = float(os.environ.get("BRIDGE_SLOW_WRITES", "0"))
+    store = SqliteStore(path) if path.endswith(".db") else SlowJsonFileStore(path, slow)
     app = App("bridge", store=store, log_statistics_every=None)
 
     async def count(store: DeviceStore, ctx: DeviceContext) -> None:

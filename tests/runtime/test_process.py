@@ -18,8 +18,8 @@ BRIDGE = Path(__file__).with_name("bridge_process.py")
 DEVICES = 100
 
 
-def _start(path: Path, interval: float = 0.02) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start(path: Path, interval: float = 0.02, slow: float = 0) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BRIDGE_SLOW_WRITES": str(slow)}
     return subprocess.Popen(
         [sys.executable, str(BRIDGE), str(path), str(DEVICES), str(interval)],
         stdout=subprocess.PIPE,
@@ -111,3 +111,36 @@ def test_twenty_sigkills_never_lose_more_than_a_moment_and_the_store_always_load
     # cycles of a 20 ms device, never more.
     print(f"worst loss over 20 SIGKILLs: {worst_loss} cycles")
     assert worst_loss <= 10
+
+
+def test_a_second_signal_during_a_slow_flush_stops_at_once_and_leaves_a_loadable_file(tmp_path):
+    path = tmp_path / "state.json"
+    first = _start(path)  # a first run leaves a state file behind
+    try:
+        _read_until(first, DEVICES * 2, {})
+        first.send_signal(signal.SIGTERM)
+        _drain(first, {})
+        assert first.wait(timeout=30) == 0
+    finally:
+        _reap(first)
+    before = _on_disk(path)
+
+    process = _start(path, interval=0.5, slow=3)
+    last: dict[str, int] = {}
+    assert process.stdout is not None
+    try:
+        _read_until(process, DEVICES, last)  # the first cycle of every device
+        process.send_signal(signal.SIGTERM)  # graceful: the final flush starts...
+        while process.stdout.readline().strip() != "writing":  # ...and its write is slow
+            pass
+        forced_at = time.monotonic()
+        process.send_signal(signal.SIGINT)  # a second signal: stop now
+        _drain(process, last)
+        code = process.wait(timeout=30)
+        took = time.monotonic() - forced_at
+    finally:
+        _reap(process)
+    assert code == 1  # the state was not saved, and the exit status says so
+    assert took < 2.5  # did not wait for the 3 s write
+    on_disk = _on_disk(path)  # the interrupted write never tears the file
+    assert all(before[name] <= on_disk[name] <= last[name] for name in before)
