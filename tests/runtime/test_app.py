@@ -469,3 +469,32 @@ async def test_crashes_and_watchdog_firings_are_counted(autojump_clock):
     assert stats.crashes == {"flaky": 2, "slow": 0}
     assert stats.restarts == {"flaky": 2, "slow": 0}
     assert stats.watchdog_firings == 2
+
+
+async def test_a_thousand_devices_say_online_and_offline_without_waiting_on_the_outbox(
+    autojump_clock,
+):
+    """Availability goes through a table (latest per device), not the bounded outbox.
+
+    The latest value wins: a device that stops before its ``online`` went out publishes only
+    ``offline``, which is what a retained availability topic must end with anyway.
+    """
+    harness = AppHarness.create()
+    names = [f"d{index:04d}" for index in range(1000)]
+    for name in names:
+
+        @harness.app.telemetry(name, interval=10)
+        async def device() -> None:
+            return None
+
+    await harness.run(cycles=2)  # ten seconds up: every "online" is out before the stop
+    for name in names:
+        assert harness.broker.payloads(harness.app.topics.availability(name)) == [
+            "online",
+            "offline",
+        ], name
+    assert harness.broker.retained[harness.app.topics.availability("d0999")].text == "offline"
+    stats = harness.app.statistics().mqtt
+    assert stats is not None
+    assert stats.failed == 0
+    assert stats.outbox_peak < 256  # availability never queued there

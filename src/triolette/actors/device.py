@@ -151,9 +151,6 @@ class DeviceContext:
 class DeviceActor:
     """Runs ``spec`` once: load the store, run the handler, hand over the final snapshot."""
 
-    OFFLINE_GRACE = 1.0
-    """Seconds a stopping device may wait for room in the MQTT outbox to say ``offline``."""
-
     def __init__(
         self,
         spec: DeviceSpec,
@@ -191,7 +188,7 @@ class DeviceActor:
                 self.store = await client.open_store(
                     clock=trio.current_time, on_change=self._note_change
                 )
-            await self._announce(ONLINE)
+            self.mqtt.announce(spec.name, ONLINE)
             ctx = DeviceContext(self)
             if spec.kind == TELEMETRY:
                 await self._run_telemetry(ctx)
@@ -203,8 +200,7 @@ class DeviceActor:
             self._hand_over_final_snapshot()
             if client is not None:
                 client.close()
-            with trio.move_on_after(self.OFFLINE_GRACE, shield=True):
-                await self._announce(OFFLINE)
+            self.mqtt.announce(spec.name, OFFLINE)
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         if not isinstance(state, Mapping):
@@ -324,7 +320,3 @@ class DeviceActor:
             store.save()
         except Exception as error:
             self.hooks.unsaved(self.spec.name, error)
-
-    async def _announce(self, availability: str) -> None:
-        topic = self.mqtt.topics.availability(self.spec.name)
-        await self.mqtt.enqueue(Message(topic, availability, retain=True))

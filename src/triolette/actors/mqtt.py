@@ -7,6 +7,7 @@ routed to the addressed device's own bounded mailbox.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Protocol
@@ -59,7 +60,7 @@ class LogTransport:
 
 @attrs.define
 class _Outgoing:
-    message: Message
+    message: Message | None  # None: only a wake-up to publish queued announcements
     done: trio.Event | None
     error: Exception | None = None
 
@@ -105,6 +106,7 @@ class MqttActor:
         self._counters = _Counters()
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
+        self._announcements: dict[str, str] = {}
 
     def route(self, device: str, deliver: Callable[[Message], bool]) -> None:
         """Send inbound ``{p}/{device}/set`` messages to ``deliver`` (false: mailbox full)."""
@@ -126,7 +128,10 @@ class MqttActor:
                 task_status.started()
                 async with self._receive:
                     async for outgoing in self._receive:
-                        await self._deliver(outgoing)
+                        if outgoing.message is not None:
+                            await self._deliver(outgoing)
+                        await self._publish_announcements()
+                await self._publish_announcements()
                 await self._deliver(_Outgoing(Message(status, OFFLINE, retain=True), None))
                 await self.transport.disconnect()
         finally:
@@ -146,12 +151,26 @@ class MqttActor:
         await outgoing.done.wait()
         return outgoing.error is None
 
-    async def enqueue(self, message: Message) -> None:
-        """Queue ``message`` without waiting for confirmation; waits while the outbox is full."""
-        try:
-            await self._send.send(_Outgoing(message, None))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            self._counters.failed += 1
+    def announce(self, device: str, availability: str) -> None:
+        """Queue ``device``'s availability (retained); never waits, the latest value wins.
+
+        Kept in a table, one entry per device, not in the outbox: a thousand devices stopping
+        at once cost a thousand entries, not a thousand tasks waiting for room.
+        """
+        wake = not self._announcements
+        self._announcements[device] = availability
+        if wake:  # a full outbox means the actor is busy and reads the table after it anyway
+            with contextlib.suppress(
+                trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
+            ):
+                self._send.send_nowait(_Outgoing(None, None))
+
+    async def _publish_announcements(self) -> None:
+        table = self._announcements
+        while table:
+            device = next(iter(table))  # oldest first
+            message = Message(self.topics.availability(device), table.pop(device), retain=True)
+            await self._deliver(_Outgoing(message, None))
 
     def publish_nowait(self, message: Message) -> bool:
         """Queue ``message`` without waiting; return false when the outbox is full or closed."""
@@ -189,6 +208,7 @@ class MqttActor:
         )
 
     async def _deliver(self, outgoing: _Outgoing) -> None:
+        assert outgoing.message is not None
         try:
             with trio.fail_after(self._publish_timeout):
                 await self.transport.publish(outgoing.message)
