@@ -87,6 +87,7 @@ from typing import Any
 
 import attrs
 import trio
+from benchtools import count_up, file_system_of, verdict
 
 from triolette import (
     App,
@@ -149,22 +150,6 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-def file_system_of(folder: Path) -> str:
-    """The type of the file system holding ``folder`` (longest mount point prefix)."""
-    real = os.path.realpath(folder)
-    best, kind = "", "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            fields = line.split()
-            if len(fields) < 3:
-                continue
-            point = fields[1].replace("\\040", " ")
-            inside = real == point or real.startswith(point.rstrip("/") + "/")
-            if inside and len(point) > len(best):
-                best, kind = point, fields[2]
-    return kind
 
 
 def counter_of(text: str) -> int:
@@ -270,30 +255,37 @@ class DurabilityLog:
             return list(self.durable)
 
 
-# Only save_encoded is overridden: EncodedStore.save and save_many go through it, and it is what
-# the persistence actor calls, so every batch is recorded exactly once.
+class TracedStore:
+    """A built-in store that records, each time a batch write returns, what became durable.
 
+    Only ``save_encoded`` is watched: it is what the persistence actor calls for the built-in
+    stores, so every batch is recorded exactly once.
+    """
 
-class TracedJsonFileStore(JsonFileStore):
-    def __init__(self, path: Path, log: DurabilityLog) -> None:
-        super().__init__(path)
+    def __init__(self, inner: JsonFileStore | SqliteStore, log: DurabilityLog) -> None:
+        self.inner = inner
         self.log = log
+
+    def load(self, key: str) -> dict[str, object] | None:
+        return self.inner.load(key)
+
+    def save(self, key: str, data: dict[str, object]) -> None:
+        self.inner.save(key, data)
+
+    def load_all_encoded(self) -> dict[str, str]:
+        return self.inner.load_all_encoded()
 
     def save_encoded(self, texts: Mapping[str, str]) -> None:
         began = time.perf_counter()
-        super().save_encoded(texts)
-        self.log.record(texts, self.path.stat().st_size, began)
+        self.inner.save_encoded(texts)
+        if isinstance(self.inner, JsonFileStore):  # the whole file is rewritten
+            written = self.inner.path.stat().st_size
+        else:  # only the rows
+            written = sum(len(text.encode()) for text in texts.values())
+        self.log.record(texts, written, began)
 
-
-class TracedSqliteStore(SqliteStore):
-    def __init__(self, path: Path, log: DurabilityLog) -> None:
-        super().__init__(path)
-        self.log = log
-
-    def save_encoded(self, texts: Mapping[str, str]) -> None:
-        began = time.perf_counter()
-        super().save_encoded(texts)
-        self.log.record(texts, sum(len(text.encode()) for text in texts.values()), began)
+    def close(self) -> None:
+        self.inner.close()
 
 
 def make_handler(changes: list[float]) -> Callable[[DeviceStore], Awaitable[None]]:
@@ -348,16 +340,12 @@ def io_delta(before: dict[str, int] | None, after: dict[str, int] | None, key: s
     return after[key] - before[key]
 
 
-async def count_up(store: DeviceStore) -> None:
-    store["n"] = store.get("n", 0) + 1
-
-
 async def run_triolette(kind: str, folder: Path, devices: int, seconds: float) -> SideResult:
     result = SideResult("triolette")
     probes = min(devices, PROBES)
     log = DurabilityLog(probes)
     path = folder / ("state.json" if kind == "json" else "state.db")
-    store = TracedJsonFileStore(path, log) if kind == "json" else TracedSqliteStore(path, log)
+    store = TracedStore(JsonFileStore(path) if kind == "json" else SqliteStore(path), log)
     app = App("bench", store=store, shutdown_timeout=60.0)
     changes: list[list[float]] = [[] for _ in range(probes)]
     for i in range(devices):
@@ -665,10 +653,6 @@ def ratio(a: float, b: float) -> str:
         return "n/a"
     value = a / b
     return f"{value:,.1f}x" if value >= 1 else f"{value:.2g}x"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def ratio_verdict(devices: int, triolette: SideResult, baseline: SideResult) -> str:

@@ -55,8 +55,9 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from benchtools import count_up, file_system_of, verdict
 
-from triolette import App, DeviceStore, JsonFileStore, SqliteStore
+from triolette import App, JsonFileStore, SqliteStore
 
 INTERVAL = 1.0
 PHASE = 0.9  # the measuring window opens and closes this far into an interval (0.1 s before a tick)
@@ -84,26 +85,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024  # reported in kB
     return 0
-
-
-def file_system_of(folder: Path) -> str:
-    """The type of the file system holding ``folder`` (longest mount point prefix)."""
-    real = os.path.realpath(folder)
-    best, kind = "", "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/mounts").read_text().splitlines():
-            fields = line.split()
-            if len(fields) < 3:
-                continue
-            point = fields[1].replace("\\040", " ")
-            inside = real == point or real.startswith(point.rstrip("/") + "/")
-            if inside and len(point) > len(best):
-                best, kind = point, fields[2]
-    return kind
-
-
-async def count_up(store: DeviceStore) -> None:
-    store["n"] = store.get("n", 0) + 1
 
 
 # -- one configuration (runs in a child process) -----------------------------------------------
@@ -185,10 +166,6 @@ def growth(value: float, previous: float | None) -> str:
     if previous is None or previous <= 0 or math.isnan(value):
         return "-"
     return f"{value / previous:.2f}x"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def table(rows: list[list[str]], header: list[str]) -> None:

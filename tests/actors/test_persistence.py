@@ -678,3 +678,29 @@ async def test_a_cancelled_flush_leaves_no_waiter_behind():
         await store.flush()
         client.close()
     assert backend.stored("a") == {"n": 1}
+
+
+class _CountingMemoryStore(MemoryStore):
+    def __init__(self, initial: dict[str, dict[str, object]]) -> None:
+        super().__init__(initial)
+        self.calls: list[str] = []
+
+    def load_all(self) -> dict[str, dict[str, object]]:
+        self.calls.append("load_all")
+        return super().load_all()
+
+    def load_all_encoded(self) -> dict[str, str]:
+        self.calls.append("load_all_encoded")
+        return super().load_all_encoded()
+
+
+async def test_a_built_in_store_hands_its_texts_over_at_start_up_without_a_decode():
+    backend = _CountingMemoryStore({"a": {"n": 1}, "b": {"n": 2}})
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b", "c"]):
+        client, store = await open_store(actor, "b")
+        assert store.to_dict() == {"n": 2}
+        client.close()
+    assert backend.calls == ["load_all_encoded"]
+    assert actor.view("a") == text({"n": 1})
+    assert actor.view("c") is None

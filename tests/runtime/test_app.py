@@ -398,6 +398,9 @@ class _CannotLoad(MemoryStore):
     def load_all(self) -> dict[str, dict[str, object]]:
         raise OSError(5, "cannot read the store")
 
+    def load_all_encoded(self) -> dict[str, str]:
+        raise OSError(5, "cannot read the store")
+
 
 async def test_a_store_that_cannot_load_fails_serve_at_once_with_its_own_error():
     app = App("bridge", store=_CannotLoad(), publish_timeout=30)

@@ -342,17 +342,23 @@ class PersistenceActor:
         missing = [key for key in dict.fromkeys(keys) if not self.is_loaded(key)]
         if not missing:
             return
-        states = await self._in_thread(self._read_backend, missing)
+        texts = await self._in_thread(self._read_backend, missing)
         for key in missing:
             if not self.is_loaded(key):
-                data = states.get(key)
-                self._known[key] = None if data is None else encode_state(key, data)
+                self._known[key] = texts.get(key)
 
-    def _read_backend(self, keys: list[str]) -> Mapping[str, Any]:
-        load_all = getattr(self.backend, "load_all", None)
-        if load_all is not None and len(keys) > 1:
-            return load_all()  # type: ignore[no-any-return]
-        return {key: self.backend.load(key) for key in keys}
+    def _read_backend(self, keys: list[str]) -> Mapping[str, str | None]:
+        """The canonical texts of ``keys`` (worker thread). Built-in stores hand them over as
+        they keep them; other backends' dicts are encoded here, off the trio loop."""
+        if len(keys) > 1:
+            load_all_encoded = getattr(self.backend, "load_all_encoded", None)
+            if load_all_encoded is not None:
+                return load_all_encoded()  # type: ignore[no-any-return]
+            load_all = getattr(self.backend, "load_all", None)
+            if load_all is not None:
+                states = load_all()
+                return {key: _encoded(key, states.get(key)) for key in keys}
+        return {key: _encoded(key, self.backend.load(key)) for key in keys}
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""
@@ -508,6 +514,10 @@ class PersistenceActor:
 
 def _nothing() -> None:
     return None
+
+
+def _encoded(key: str, data: dict[str, object] | None) -> str | None:
+    return None if data is None else encode_state(key, data)
 
 
 class PersistenceClient:

@@ -315,12 +315,10 @@ class App:
                     mqtt_started = True
                     task_status.started()
                     self._serving.set()
-                    statistics_log = trio.CancelScope()  # entered by the logging task
-                    root.start_soon(self._log_statistics, statistics_log)
-                    try:
-                        await supervisor.run(list(metronomes.values()))
-                    finally:
-                        statistics_log.cancel()
+                    companions = [metronome.run for metronome in metronomes.values()]
+                    if self.log_statistics_every is not None:
+                        companions.append(self._log_statistics)
+                    await supervisor.run(companions)
                 except Exception as error:
                     failure = error
                 finally:
@@ -436,14 +434,15 @@ class App:
     def has_telemetry(self) -> bool:
         return bool(self._cycles)
 
-    async def _log_statistics(self, scope: trio.CancelScope) -> None:
+    async def _log_statistics(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Every ``log_statistics_every`` seconds, one INFO line an operator can grep for."""
-        if self.log_statistics_every is None:
-            return
-        with scope:
-            while True:
-                await trio.sleep(self.log_statistics_every)
-                logger.info("%s", self._statistics_line())
+        assert self.log_statistics_every is not None
+        task_status.started()
+        while True:
+            await trio.sleep(self.log_statistics_every)
+            logger.info("%s", self._statistics_line())
 
     def _statistics_line(self) -> str:
         stats = self.statistics()

@@ -24,10 +24,12 @@ import attrs
 import trio
 
 from triolette.actors.device import DEVICE, DeviceActor, DeviceSpec
-from triolette.actors.metronome import Metronome
 from triolette.core.errors import RestartLimitError
 
 logger = logging.getLogger("triolette.supervisor")
+
+Companion = Callable[..., Awaitable[None]]
+"""A task started with ``nursery.start``: it takes ``task_status`` and runs until cancelled."""
 
 
 PERMANENT, TRANSIENT, TEMPORARY = "permanent", "transient", "temporary"
@@ -112,15 +114,16 @@ class Supervisor:
         # no device handler at all this is never set.
         self._running = sum(1 for spec in specs if spec.kind == DEVICE)
 
-    async def run(self, metronomes: Sequence[Metronome] = ()) -> None:
+    async def run(self, companions: Sequence[Companion] = ()) -> None:
         """Run until every device returned or :attr:`scope` is cancelled.
 
-        The ``metronomes`` the telemetry devices follow start first, in the same nursery.
+        ``companions`` are tasks that live exactly as long as the devices (the metronomes they
+        follow, the statistics log); each starts, in order, before any device.
         """
         with self.scope:
             async with trio.open_nursery() as nursery:
-                for metronome in metronomes:
-                    await nursery.start(metronome.run)
+                for companion in companions:
+                    await nursery.start(companion)
                 for spec in self.specs:
                     nursery.start_soon(self._supervise, spec, name=f"device:{spec.name}")
 

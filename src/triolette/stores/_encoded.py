@@ -80,6 +80,10 @@ class EncodedStore:
         """Return a fresh copy of every stored state, keyed by device."""
         return {key: decode_state(text) for key, text in self._stored().items()}
 
+    def load_all_encoded(self) -> dict[str, str]:
+        """:meth:`load_all` as canonical texts, for the persistence actor (no decode)."""
+        return dict(self._stored())
+
     def save(self, key: str, data: dict[str, object]) -> None:
         """Store ``data`` under ``key``; see :meth:`save_many`."""
         self.save_many({key: data})
