@@ -2,12 +2,14 @@
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.mqtt import Transport as Transport
+from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
 from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
+from triolette.core.errors import SettingsError as SettingsError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
@@ -39,6 +41,7 @@ __all__ = [
     "AnySavePolicy",
     "App",
     "Backoff",
+    "ConnectError",
     "DeviceContext",
     "DeviceStore",
     "FlushIncompleteError",
@@ -57,6 +60,7 @@ __all__ = [
     "SaveOnChange",
     "SaveOnPublish",
     "SaveOnShutdown",
+    "SettingsError",
     "SqliteStore",
     "StateNotJSONError",
     "Store",

@@ -9,6 +9,8 @@
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
+    ├── ConnectError                               the broker could not be reached or refused us
+    ├── SettingsError          (also ValueError)   a setting (flag, variable) is invalid
     ├── RestartLimitError                          devices crashed too often: the app stopped
     ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
     ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
@@ -139,3 +141,27 @@ class HeartbeatMissedError(TrioletteError, TimeoutError):
         self.device = device
         self.seconds = seconds
         super().__init__(f"{device}: no heartbeat for {seconds:g} s; the handler was restarted")
+
+
+class ConnectError(TrioletteError):
+    """A connection to the broker failed.
+
+    ``permanent`` errors will not go away by retrying (the host name does not resolve, the
+    broker refused our credentials, the TLS certificate does not verify); the others (refused,
+    timed out, no CONNACK) are outages, retried with backoff.
+    """
+
+    def __init__(self, broker: str, reason: str, *, permanent: bool = False) -> None:
+        self.broker = broker
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(f"cannot connect to the MQTT broker at {broker}: {reason}")
+
+
+class SettingsError(TrioletteError, ValueError):
+    """A setting from a flag or an environment variable is invalid; ``setting`` names it."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"{setting}: {problem}")
