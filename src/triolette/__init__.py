@@ -2,6 +2,7 @@
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.mqtt import Transport as Transport
+from triolette.core.backoff import Backoff as Backoff
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
@@ -25,7 +26,6 @@ from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.runtime.app import App as App
-from triolette.runtime.supervisor import Backoff as Backoff
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore

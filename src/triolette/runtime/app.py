@@ -30,6 +30,7 @@ from triolette.core.errors import (
     RegistrationError,
     RestartLimitError,
 )
+from triolette.core.backoff import Backoff
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
@@ -38,7 +39,6 @@ from triolette.runtime.injection import bind
 from triolette.runtime.supervisor import (
     RESTART_TYPES,
     TRANSIENT,
-    Backoff,
     RestartLimit,
     Supervisor,
 )

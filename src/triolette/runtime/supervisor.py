@@ -24,6 +24,7 @@ import attrs
 import trio
 
 from triolette.actors.device import DEVICE, DeviceActor, DeviceSpec
+from triolette.core.backoff import Backoff
 from triolette.core.errors import RestartLimitError
 
 logger = logging.getLogger("triolette.supervisor")
@@ -52,27 +53,6 @@ class RestartLimit:
     escalate: str = attrs.field(
         default=STOP_APP, validator=attrs.validators.in_((STOP_APP, STOP_DEVICE))
     )
-
-
-@attrs.frozen(kw_only=True)
-class Backoff:
-    """Delay before restart number ``n`` (from 0): ``initial * factor**n``, capped, jittered.
-
-    The count starts again after a device ran ``reset_after`` seconds without crashing.
-    """
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.1
-    reset_after: float = 60.0
-
-    def delay(self, n: int, rng: random.Random) -> float:
-        try:
-            base = min(self.maximum, self.initial * self.factor**n)
-        except OverflowError:  # a long crash loop: factor**n outgrew a float
-            base = self.maximum
-        return base * (1 + rng.uniform(-self.jitter, self.jitter))
 
 
 class Supervisor:
