@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +28,6 @@ from typing import Any
 import attrs
 import outcome
 import trio
-import trio.testing
 
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.jsonstate import decode_state, encode_state
@@ -475,7 +475,7 @@ class PersistenceActor:
         task = trio.lowlevel.current_task()
         token = trio.lowlevel.current_trio_token()
         abandoned = False
-        mock_clock = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        mock_clock = _is_mock_clock(trio.lowlevel.current_clock())
         result: list[outcome.Outcome[Any]] = []
 
         def resume() -> None:
@@ -566,3 +566,10 @@ class PersistenceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _is_mock_clock(clock: trio.abc.Clock) -> bool:
+    # Without importing trio.testing (which imports pytest): nobody can have built a
+    # MockClock unless that module is loaded.
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(clock, testing.MockClock)
