@@ -99,6 +99,8 @@ def recording_harness(
     initial: Mapping[str, dict[str, object]] | None = None, **options: Any
 ) -> tuple[AppHarness, RecordingStore]:
     backend = RecordingStore(initial)
+    # No status heartbeat: these tests refuse "the next publish" and mean the state's.
+    options.setdefault("heartbeat_every", None)
     harness = AppHarness.create(store=backend, **options)
     backend.app = harness.app
     return harness, backend
@@ -234,6 +236,8 @@ async def test_user_policy_is_asked_once_per_cycle_with_the_publish_outcome(auto
         step = plan[store.get("cycle", 0)]
         store["cycle"] = store.get("cycle", 0) + 1
         harness.broker.online = step != "offline"
+        if harness.broker.online:
+            await harness.app.wait_until_connected()  # after "offline": it reconnects first
         if step == "none":
             return None
         if step == "refused":
@@ -541,6 +545,7 @@ async def test_publish_state_returns_confirmation_and_the_policy_gets_it(autojum
         harness.broker.online = False
         results.append(await ctx.publish_state({"open": None}))
         harness.broker.online = True
+        await harness.app.wait_until_connected()  # the MQTT actor reconnects (virtual time)
         results.append(await ctx.publish_state({"open": 1}))
 
     await harness.run()

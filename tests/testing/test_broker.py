@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from triolette import Message, PublishError
+from triolette import ConnectError, Message, PublishError
 from triolette.testing import MemoryBroker, MemoryTransport
 from triolette.testing.broker import topic_matches
 
@@ -23,8 +23,17 @@ async def connect(
     received: list[Message] = []
     await client.connect(will, received.append)
     for topic_filter in filters:
-        await client.subscribe(topic_filter)
+        await client.subscribe([topic_filter])
     return client, received
+
+
+async def publish(client: MemoryTransport, message: Message) -> None:
+    """Publish and wait for the confirmation; raise its error like a refused publish does."""
+    outcome: list[PublishError | None] = []
+    await client.publish(message, outcome.append)
+    assert len(outcome) == 1, "a memory publish is confirmed at once"
+    if outcome[0] is not None:
+        raise outcome[0]
 
 
 def texts(messages: list[Message]) -> list[tuple[str, str]]:
@@ -37,9 +46,9 @@ def texts(messages: list[Message]) -> list[tuple[str, str]]:
 async def test_a_retained_message_replaces_the_previous_one_of_its_topic():
     broker = MemoryBroker()
     publisher, _ = await connect(broker)
-    await publisher.publish(Message("app/d/state", '{"n":1}', retain=True))
-    await publisher.publish(Message("app/d/state", '{"n":2}', retain=True))
-    await publisher.publish(Message("app/d/state", '{"n":3}', retain=False))  # not retained
+    await publish(publisher, Message("app/d/state", '{"n":1}', retain=True))
+    await publish(publisher, Message("app/d/state", '{"n":2}', retain=True))
+    await publish(publisher, Message("app/d/state", '{"n":3}', retain=False))  # not retained
 
     _, received = await connect(broker, "app/d/state")
 
@@ -56,8 +65,8 @@ async def test_an_empty_retained_payload_clears_the_topic_and_still_reaches_subs
     broker = MemoryBroker()
     publisher, _ = await connect(broker)
     _, live = await connect(broker, "app/d/state")
-    await publisher.publish(Message("app/d/state", '{"n":1}', retain=True))
-    await publisher.publish(Message("app/d/state", b"", retain=True))
+    await publish(publisher, Message("app/d/state", '{"n":1}', retain=True))
+    await publish(publisher, Message("app/d/state", b"", retain=True))
 
     _, late = await connect(broker, "app/#")
 
@@ -69,10 +78,10 @@ async def test_an_empty_retained_payload_clears_the_topic_and_still_reaches_subs
 async def test_a_late_subscriber_gets_the_matching_retained_messages_flagged_retained():
     broker = MemoryBroker()
     publisher, _ = await connect(broker)
-    await publisher.publish(Message("app/a/availability", "online", retain=True))
-    await publisher.publish(Message("app/b/availability", "offline", retain=True))
-    await publisher.publish(Message("app/a/state", "{}", retain=True))
-    await publisher.publish(Message("app/a/error", "{}", retain=False))
+    await publish(publisher, Message("app/a/availability", "online", retain=True))
+    await publish(publisher, Message("app/b/availability", "offline", retain=True))
+    await publish(publisher, Message("app/a/state", "{}", retain=True))
+    await publish(publisher, Message("app/a/error", "{}", retain=False))
 
     _, received = await connect(broker, "app/+/availability")
 
@@ -90,7 +99,7 @@ async def test_a_message_forwarded_to_an_existing_subscription_is_not_flagged_re
     publisher, _ = await connect(broker)
     _, received = await connect(broker, "app/d/state")
 
-    await publisher.publish(Message("app/d/state", "{}", retain=True))
+    await publish(publisher, Message("app/d/state", "{}", retain=True))
 
     assert texts(received) == [("app/d/state", "{}")]
     assert received[0].retain is False
@@ -151,7 +160,7 @@ async def test_subscribers_get_only_the_topics_their_filters_match():
     _, sensor = await connect(broker, "app/sensor/#")
 
     for topic in ("app/sensor/state", "app/sensor/availability", "app/pump/state", "app/status"):
-        await publisher.publish(Message(topic, "x"))
+        await publish(publisher, Message(topic, "x"))
 
     assert [message.topic for message in states] == ["app/sensor/state", "app/pump/state"]
     assert [message.topic for message in sensor] == [
@@ -167,7 +176,7 @@ async def test_subscribers_get_only_the_topics_their_filters_match():
 async def test_the_will_is_published_when_the_connection_drops():
     broker = MemoryBroker()
     client, _ = await connect(broker)
-    await client.publish(Message("app/status", "online", retain=True))
+    await publish(client, Message("app/status", "online", retain=True))
     _, watcher = await connect(broker, "app/status")
 
     client.drop()
@@ -176,13 +185,13 @@ async def test_the_will_is_published_when_the_connection_drops():
     assert broker.retained["app/status"].text == "offline"
     assert not client.connected
     with pytest.raises(PublishError):
-        await client.publish(Message("app/status", "online", retain=True))
+        await publish(client, Message("app/status", "online", retain=True))
 
 
 async def test_a_clean_disconnect_does_not_publish_the_will():
     broker = MemoryBroker()
     client, _ = await connect(broker)
-    await client.publish(Message("app/status", "online", retain=True))
+    await publish(client, Message("app/status", "online", retain=True))
     _, watcher = await connect(broker, "app/status")
 
     await client.disconnect()
@@ -221,37 +230,47 @@ async def test_a_clean_session_loses_its_subscriptions_when_it_disconnects():
 # -- refused publishes -----------------------------------------------------------------------
 
 
-async def test_publishes_fail_while_the_broker_is_offline_and_are_not_recorded():
+async def test_an_outage_drops_every_connection_and_refuses_publishes_and_connects():
     broker = MemoryBroker()
     publisher, _ = await connect(broker)
-    _, received = await connect(broker, "app/#")
-    await publisher.publish(Message("app/d/state", '{"n":1}', retain=True))
+    subscriber, received = await connect(broker, "app/#")
+    await publish(publisher, Message("app/d/state", '{"n":1}', retain=True))
 
-    broker.online = False
+    broker.online = False  # the broker is gone: no will, since nobody is left to send it
+    assert not publisher.connected
+    assert not subscriber.connected
     with pytest.raises(PublishError, match="app/d/state"):
-        await publisher.publish(Message("app/d/state", '{"n":2}', retain=True))
-    with pytest.raises(PublishError):
+        await publish(publisher, Message("app/d/state", '{"n":2}', retain=True))
+    with pytest.raises(ConnectError, match="down"):
         await broker.client().connect(WILL, received.append)
     broker.online = True
-    await publisher.publish(Message("app/d/state", '{"n":3}', retain=True))
+    await publisher.connect(WILL, received.append)
+    await subscriber.connect(WILL, received.append)
+    await subscriber.subscribe(["app/#"])  # the retained n=1 arrives again, flagged
+    await publish(publisher, Message("app/d/state", '{"n":3}', retain=True))
 
     assert [message.text for message in broker.on("app/d/state")] == ['{"n":1}', '{"n":3}']
-    assert [message.text for message in received] == ['{"n":1}', '{"n":3}']
+    assert [(m.text, m.retain) for m in received] == [
+        ('{"n":1}', False),
+        ('{"n":1}', True),
+        ('{"n":3}', False),
+    ]
     assert broker.retained["app/d/state"].text == '{"n":3}'
+    assert broker.on("app/status") == []
 
 
 async def test_fail_next_refuses_exactly_that_many_publishes():
     broker = MemoryBroker()
     publisher, _ = await connect(broker)
     _, received = await connect(broker, "app/#")
-    await publisher.publish(Message("app/d/state", "0", retain=True))
+    await publish(publisher, Message("app/d/state", "0", retain=True))
 
     broker.fail_next(2)
     broker.fail_next()  # counts add up
     for n in (1, 2, 3):
         with pytest.raises(PublishError, match="refused"):
-            await publisher.publish(Message("app/d/state", str(n), retain=True))
-    await publisher.publish(Message("app/d/state", "4", retain=True))
+            await publish(publisher, Message("app/d/state", str(n), retain=True))
+    await publish(publisher, Message("app/d/state", "4", retain=True))
 
     assert [message.text for message in broker.messages] == ["0", "4"]
     assert [message.text for message in received] == ["0", "4"]
@@ -267,7 +286,7 @@ async def test_a_publish_to_a_topic_with_a_wildcard_is_refused():
 
     for topic in ("app/+/state", "app/#"):
         with pytest.raises(PublishError):
-            await publisher.publish(Message(topic, "x"))
+            await publish(publisher, Message(topic, "x"))
 
     assert broker.messages == []
     assert received == []

@@ -1,42 +1,65 @@
 """The MQTT actor: the one owner of the broker connection (a :class:`Transport`).
 
-Devices hand it messages through a bounded outbox and, for state, wait for the broker's
-confirmation, so ``SaveOnPublish`` sees real acknowledgements. Inbound command messages are
-routed to the addressed device's own bounded mailbox.
+It keeps the connection up: connect, subscribe to the command topics, publish ``online``, and
+after a loss reconnect with capped exponential backoff and jitter. Outbound messages wait in
+three places, each bounded:
+
+- retained messages (state, availability) in a table holding the latest message per topic,
+  so an outage costs one entry per topic however long it lasts; every retained message is
+  published again after each reconnect (a restarted broker may have lost them);
+- other QoS 1 messages in one queue, QoS 0 messages in another, each with its own pump, so a
+  stalled QoS 1 window never holds up QoS 0.
+
+``publish`` returns whether the broker confirmed the message, which is what ``SaveOnPublish``
+asks. While disconnected it returns false at once (the message is queued), so telemetry and
+persistence go on through an outage. Inbound command messages are routed to the addressed
+device's own bounded mailbox.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import attrs
 import trio
 
-from triolette.core.errors import PublishError
+from triolette.core.backoff import Backoff
+from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 from triolette.core.topics import OFFLINE, ONLINE, Topics, error_body
 
 logger = logging.getLogger("triolette.mqtt")
 
+Confirmed = Callable[[PublishError | None], None]
+
 
 class Transport(Protocol):
-    """One connection to a broker. Only the MQTT actor calls it, from one task at a time.
+    """A connection to a broker. Only the MQTT actor calls it.
 
-    ``connect`` registers the will (sent by the broker if the connection dies) and the callback
-    that receives inbound messages (called synchronously, it must not block). ``publish``
-    returns once the broker confirmed the message (QoS 1) or it was written (QoS 0), and raises
-    :class:`~triolette.PublishError` otherwise. ``disconnect`` is the clean goodbye: the will is
-    not sent.
+    ``connect`` opens the connection (again, after a loss), registering the will (sent by the
+    broker if the connection dies) and the callback for inbound messages (called
+    synchronously; it must not block). It returns whether the broker kept the session, and
+    raises :class:`~triolette.ConnectError`. ``serve`` drives the open connection and returns
+    when it is lost. ``publish`` hands a message over, waiting at most for room in the QoS 1
+    window; it calls ``confirmed`` exactly once, with ``None`` when the broker acknowledged
+    it (QoS 1) or it was written (QoS 0), else with a :class:`~triolette.PublishError` (a
+    refused message); it raises ``PublishError`` only when not connected, and if cancelled
+    nothing was handed over.
+    ``subscribe`` returns after the broker acknowledged. ``disconnect`` is the clean goodbye:
+    the will is not sent.
     """
 
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> None: ...
+    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool: ...
 
-    async def publish(self, message: Message) -> None: ...
+    async def serve(self) -> None: ...
 
-    async def subscribe(self, topic: str) -> None: ...
+    async def publish(self, message: Message, confirmed: Confirmed) -> None: ...
+
+    async def subscribe(self, topics: Sequence[str]) -> None: ...
 
     async def disconnect(self) -> None: ...
 
@@ -44,43 +67,73 @@ class Transport(Protocol):
 class LogTransport:
     """A transport with no broker: every publish is logged and counts as confirmed (dry runs)."""
 
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> None:
-        logger.info("no broker configured: publishes are only logged")
+    def __init__(self) -> None:
+        self._closed = trio.Event()
 
-    async def publish(self, message: Message) -> None:
+    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
+        await trio.lowlevel.checkpoint()
+        logger.info("no broker configured: publishes are only logged")
+        return False
+
+    async def serve(self) -> None:
+        await self._closed.wait()
+
+    async def publish(self, message: Message, confirmed: Confirmed) -> None:
         await trio.lowlevel.checkpoint()
         logger.info("publish %s %s%s", message.topic, message.text, " (retained)" * message.retain)
+        confirmed(None)
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(self, topics: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
 
     async def disconnect(self) -> None:
         await trio.lowlevel.checkpoint()
+        self._closed.set()
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Outgoing:
-    message: Message | None  # None: only a wake-up to publish queued announcements
-    done: trio.Event | None
-    error: Exception | None = None
+    """A message on its way, and whoever waits for its confirmation."""
+
+    message: Message
+    done: trio.Event | None = None
+    error: PublishError | None = None
+
+    def settle(self, error: PublishError | None) -> None:
+        if self.done is not None and not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
+_WAKE = _Outgoing(Message("", b""))  # in the QoS 1 queue: "the retained table has work"
 
 
 @attrs.frozen
 class MqttStatistics:
     """Counters of the MQTT actor."""
 
+    connected: bool
+    connects: int
+    """Connections made (the first one included)."""
+    connect_failures: int
     outbox_depth: int
+    """Messages waiting: both queues and the retained table."""
     outbox_peak: int
     published: int
+    """Messages the broker confirmed (QoS 1) or that were written (QoS 0)."""
     failed: int
+    """Messages that failed or were dropped (a full queue while the broker was away)."""
     commands_dropped: int
 
 
 @attrs.define
 class _Counters:
+    connects: int = 0
+    connect_failures: int = 0
     published: int = 0
     failed: int = 0
     commands_dropped: int = 0
+    outbox_peak: int = 0
 
 
 class MqttActor:
@@ -88,6 +141,8 @@ class MqttActor:
 
     Like the persistence actor it is shielded from outside cancellation, so devices can still
     publish ``offline`` while they stop; :meth:`abandon` stops it at the shutdown deadline.
+    ``heartbeat`` builds the periodic ``{p}/status`` payload, published every
+    ``heartbeat_every`` seconds while connected.
     """
 
     def __init__(
@@ -97,89 +152,235 @@ class MqttActor:
         *,
         outbox_size: int = 256,
         publish_timeout: float = 10.0,
+        reconnect: Backoff | None = None,
+        heartbeat: Callable[[], bytes] | None = None,
+        heartbeat_every: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.transport = transport
         self.topics = topics
-        self._send, self._receive = trio.open_memory_channel[_Outgoing](outbox_size)
+        self._qos0_in, self._qos0_out = trio.open_memory_channel[_Outgoing](outbox_size)
+        self._qos1_in, self._qos1_out = trio.open_memory_channel[_Outgoing](outbox_size)
+        self._retained: dict[str, Message] = {}  # latest per topic: re-published on reconnect
+        self._unsent: dict[str, _Outgoing] = {}  # retained, not yet handed over; latest wins
+        self._waiting: set[_Outgoing] = set()
+        self._held: dict[bool, _Outgoing] = {}  # per pump (QoS 1: true), taken but not handed over
         self._publish_timeout = publish_timeout
+        self._reconnect = reconnect or Backoff(initial=0.5, maximum=30.0, jitter=0.5)
+        self._heartbeat = heartbeat
+        self._heartbeat_every = heartbeat_every
+        self._rng = rng or random.Random()
         self._routes: dict[str, Callable[[Message], bool]] = {}
         self._counters = _Counters()
         self._scope = trio.CancelScope(shield=True)
+        self._closed = trio.Event()
+        self.connected = False
+        self._up = trio.Event()  # set while connected; a new one after each loss
         self.stopped = trio.Event()
-        self._announcements: dict[str, str] = {}
+
+    async def wait_connected(self) -> None:
+        """Return once connected to the broker (at once if connected now)."""
+        await self._up.wait()
 
     def route(self, device: str, deliver: Callable[[Message], bool]) -> None:
         """Send inbound ``{p}/{device}/set`` messages to ``deliver`` (false: mailbox full)."""
         self._routes[device] = deliver
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect, publish ``online``, then publish the outbox in order until it is closed.
+    # -- the connection -----------------------------------------------------------------------
 
-        A connection error propagates before ``started``. At the end ``offline`` is published
-        and the transport disconnected cleanly.
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the connection up and publish, until :meth:`close` and the queues are empty.
+
+        Reports started after the first connection attempt; a ``permanent``
+        :class:`~triolette.ConnectError` on that attempt propagates instead (nothing will
+        cure it). At the end ``offline`` is published and the transport disconnected cleanly
+        (when the broker is away, its will says ``offline``).
         """
-        status = self.topics.status
         try:
             with self._scope:
-                await self.transport.connect(Message(status, OFFLINE, retain=True), self._inbound)
-                for device in self._routes:
-                    await self.transport.subscribe(self.topics.command(device))
-                await self._deliver(_Outgoing(Message(status, ONLINE, retain=True), None))
-                task_status.started()
-                async with self._receive:
-                    async for outgoing in self._receive:
-                        if outgoing.message is not None:
-                            await self._deliver(outgoing)
-                        await self._publish_announcements()
-                await self._publish_announcements()
-                await self._deliver(_Outgoing(Message(status, OFFLINE, retain=True), None))
-                await self.transport.disconnect()
+                await self._keep_connected(task_status)
         finally:
             self.stopped.set()
 
-    async def publish(self, message: Message) -> bool:
-        """Publish and wait for confirmation; return whether the broker confirmed it.
+    async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
+        will = Message(self.topics.status, OFFLINE, retain=True)
+        started = False
+        failures = 0
 
-        Waits while the outbox is full (backpressure). Never raises for a failed publish.
+        def report_started() -> None:
+            nonlocal started
+            if not started:
+                started = True
+                task_status.started()
+
+        while True:
+            try:
+                session_kept = await self.transport.connect(will, self._inbound)
+            except ConnectError as error:
+                if error.permanent and not started:
+                    raise
+                self._counters.connect_failures += 1
+                delay = self._reconnect.delay(failures, self._rng)
+                failures += 1
+                log = logger.warning if failures == 1 else logger.info
+                log("%s; retrying in %.1f s (attempt %d)", error, delay, failures)
+            else:
+                self._counters.connects += 1
+                up_since = trio.current_time()
+                if await self._serve_connection(session_kept, report_started):
+                    return
+                if trio.current_time() - up_since >= self._reconnect.reset_after:
+                    failures = 0
+                delay = self._reconnect.delay(failures, self._rng)
+                failures += 1
+                logger.warning("lost the connection to the broker; reconnecting in %.1f s", delay)
+            report_started()  # devices run while the broker is away
+            if self._closed.is_set():
+                return  # no broker to say goodbye to: its will already says offline
+            with trio.move_on_after(delay):
+                await self._closed.wait()
+                return
+
+    async def _serve_connection(self, session_kept: bool, ready: Callable[[], None]) -> bool:
+        """Publish until the queues are closed and empty (true), or the connection is lost.
+
+        ``ready`` is called once subscribed and ``online`` is handed over.
         """
-        outgoing = _Outgoing(message, trio.Event())
+        self.connected = True
+        self._up.set()
+        logger.info("connected to the MQTT broker")
         try:
-            await self._send.send(outgoing)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            async with trio.open_nursery() as connection:
+                connection.start_soon(self._watch, connection.cancel_scope)
+                if not session_kept and self._routes:
+                    await self.transport.subscribe([self.topics.command(d) for d in self._routes])
+                await self._hand_over(_Outgoing(Message(self.topics.status, ONLINE, retain=True)))
+                ready()
+                for topic, message in self._retained.items():
+                    self._unsent.setdefault(topic, _Outgoing(message))
+                if self._heartbeat is not None and self._heartbeat_every is not None:
+                    connection.start_soon(self._beat, self._heartbeat, self._heartbeat_every)
+                async with trio.open_nursery() as pumps:
+                    pumps.start_soon(self._pump, self._qos0_out)
+                    pumps.start_soon(self._pump, self._qos1_out)
+                await self._say_goodbye()
+                connection.cancel_scope.cancel()
+                return True
+        except ConnectError as error:  # a subscription the broker never acknowledged
+            logger.warning("%s", error)
             return False
-        assert outgoing.done is not None
-        await outgoing.done.wait()
-        return outgoing.error is None
+        finally:
+            self.connected = False
+            self._up = trio.Event()
+            self._release_waiters("the connection was lost")
 
-    def announce(self, device: str, availability: str) -> None:
-        """Queue ``device``'s availability (retained); never waits, the latest value wins.
+    async def _watch(self, connection: trio.CancelScope) -> None:
+        await self.transport.serve()
+        connection.cancel()
 
-        Kept in a table, one entry per device, not in the outbox: a thousand devices stopping
-        at once cost a thousand entries, not a thousand tasks waiting for room.
+    async def _say_goodbye(self) -> None:
+        goodbye = _Outgoing(Message(self.topics.status, OFFLINE, retain=True), trio.Event())
+        await self._hand_over(goodbye)
+        assert goodbye.done is not None
+        with trio.move_on_after(self._publish_timeout):
+            await goodbye.done.wait()
+        await self.transport.disconnect()
+
+    async def _beat(self, heartbeat: Callable[[], bytes], every: float) -> None:
+        while True:
+            await trio.sleep(every)
+            self._queue_retained(Message(self.topics.status, heartbeat(), retain=True), None)
+
+    async def _pump(self, queue: trio.MemoryReceiveChannel[_Outgoing]) -> None:
+        """Hand over queued messages (and, for QoS 1, the retained table) until closed.
+
+        A message taken from the queue is held until the transport took it, so a connection
+        lost meanwhile does not lose it: the next connection's pump sends it first.
         """
-        wake = not self._announcements
-        self._announcements[device] = availability
-        if wake:  # a full outbox means the actor is busy and reads the table after it anyway
-            with contextlib.suppress(
-                trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
-            ):
-                self._send.send_nowait(_Outgoing(None, None))
+        reliable = queue is self._qos1_out
+        while True:
+            held = self._held.get(reliable)
+            if held is not None:
+                await self._hand_over(held)
+                del self._held[reliable]
+            if reliable:
+                await self._send_unsent()
+            try:
+                outgoing = await queue.receive()
+            except trio.EndOfChannel:
+                if reliable:
+                    await self._send_unsent()
+                return
+            if outgoing is not _WAKE:
+                self._held[reliable] = outgoing
 
-    async def _publish_announcements(self) -> None:
-        table = self._announcements
-        while table:
-            device = next(iter(table))  # oldest first
-            message = Message(self.topics.availability(device), table.pop(device), retain=True)
-            await self._deliver(_Outgoing(message, None))
+    async def _send_unsent(self) -> None:
+        unsent = self._unsent
+        while unsent:
+            topic, outgoing = next(iter(unsent.items()))  # oldest first
+            await self._hand_over(outgoing)
+            if unsent.get(topic) is outgoing:  # a newer one may have come meanwhile
+                del unsent[topic]
+
+    async def _hand_over(self, outgoing: _Outgoing) -> None:
+        """Give ``outgoing`` to the transport; if the connection is gone, wait to be cancelled."""
+        message = outgoing.message
+
+        def confirmed(error: PublishError | None) -> None:
+            if error is None:
+                self._counters.published += 1
+            else:
+                self._counters.failed += 1
+                logger.debug("publish to %s failed: %s", message.topic, error)
+            outgoing.settle(error)
+
+        try:
+            await self.transport.publish(message, confirmed)
+        except PublishError:  # not connected: the connection's watcher cancels us shortly
+            await trio.sleep_forever()
+
+    # -- what devices call --------------------------------------------------------------------
+
+    async def publish(self, message: Message) -> bool:
+        """Publish; return whether the broker confirmed it within the publish timeout.
+
+        While disconnected the message is queued and false returned at once. Waits while a
+        queue is full (backpressure). Never raises for a failed publish.
+        """
+        done = trio.Event()
+        outgoing = _Outgoing(message, done)
+        if message.retain:
+            self._queue_retained(message, outgoing)
+            if not self.connected:
+                return False
+        elif not self.connected:
+            self._queue_nowait(outgoing)
+            return False
+        self._waiting.add(outgoing)
+        try:
+            with trio.move_on_after(self._publish_timeout):
+                if not message.retain:
+                    queue = self._qos1_in if message.qos else self._qos0_in
+                    try:
+                        await queue.send(outgoing)
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return False
+                    self._note_depth()
+                await done.wait()
+        finally:
+            self._waiting.discard(outgoing)
+        return done.is_set() and outgoing.error is None
 
     def publish_nowait(self, message: Message) -> bool:
-        """Queue ``message`` without waiting; return false when the outbox is full or closed."""
-        try:
-            self._send.send_nowait(_Outgoing(message, None))
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self._counters.failed += 1
-            return False
-        return True
+        """Queue ``message`` without waiting; false when its queue is full or closed."""
+        if message.retain:
+            self._queue_retained(message, None)
+            return True
+        return self._queue_nowait(_Outgoing(message))
+
+    def announce(self, device: str, availability: str) -> None:
+        """Queue ``device``'s availability (retained); never waits, the latest value wins."""
+        self._queue_retained(Message(self.topics.availability(device), availability, retain=True))
 
     def report_error(self, device: str | None, error: BaseException) -> None:
         """Queue ``error`` for the device's error topic (if any) and the app's; never waits."""
@@ -190,37 +391,71 @@ class MqttActor:
 
     def close(self) -> None:
         """Stop accepting messages; the actor publishes what is queued, then ``offline``."""
-        self._send.close()
+        self._qos0_in.close()
+        self._qos1_in.close()
+        self._closed.set()
 
     def abandon(self) -> None:
         """Stop now, queued messages or not (the shutdown deadline passed)."""
         self._scope.cancel()
 
     def statistics(self) -> MqttStatistics:
-        channel = self._send.statistics()
         counters = self._counters
         return MqttStatistics(
-            outbox_depth=channel.current_buffer_used,
-            outbox_peak=channel.peak_buffer_used,
+            connected=self.connected,
+            connects=counters.connects,
+            connect_failures=counters.connect_failures,
+            outbox_depth=self._depth(),
+            outbox_peak=counters.outbox_peak,
             published=counters.published,
             failed=counters.failed,
             commands_dropped=counters.commands_dropped,
         )
 
-    async def _deliver(self, outgoing: _Outgoing) -> None:
-        assert outgoing.message is not None
+    # -- queues -------------------------------------------------------------------------------
+
+    def _queue_retained(self, message: Message, outgoing: _Outgoing | None = None) -> None:
+        if self._closed.is_set() and not self.connected:
+            return
+        if message.topic != self.topics.status:
+            self._retained[message.topic] = message
+        replaced = self._unsent.pop(message.topic, None)
+        if replaced is not None:
+            replaced.settle(PublishError(message.topic, "replaced by a newer message"))
+        wake = not self._unsent
+        self._unsent[message.topic] = outgoing or _Outgoing(message)
+        self._note_depth()
+        if wake and self.connected:  # the QoS 1 pump checks the table after each message anyway
+            with contextlib.suppress(
+                trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
+            ):
+                self._qos1_in.send_nowait(_WAKE)
+
+    def _queue_nowait(self, outgoing: _Outgoing) -> bool:
+        queue = self._qos1_in if outgoing.message.qos else self._qos0_in
         try:
-            with trio.fail_after(self._publish_timeout):
-                await self.transport.publish(outgoing.message)
-        except (PublishError, trio.TooSlowError) as error:
-            outgoing.error = error
+            queue.send_nowait(outgoing)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
             self._counters.failed += 1
-            logger.debug("publish to %s failed: %s", outgoing.message.topic, error)
-        else:
-            self._counters.published += 1
-        finally:
-            if outgoing.done is not None:
-                outgoing.done.set()
+            return False
+        self._note_depth()
+        return True
+
+    def _depth(self) -> int:
+        return (
+            self._qos0_in.statistics().current_buffer_used
+            + self._qos1_in.statistics().current_buffer_used
+            + len(self._unsent)
+        )
+
+    def _note_depth(self) -> None:
+        depth = self._depth()
+        if depth > self._counters.outbox_peak:
+            self._counters.outbox_peak = depth
+
+    def _release_waiters(self, reason: str) -> None:
+        for outgoing in list(self._waiting):
+            outgoing.settle(PublishError(outgoing.message.topic, reason))
 
     def _inbound(self, message: Message) -> None:
         device = self.topics.device_of_command(message.topic)

@@ -1,12 +1,53 @@
-"""The MQTT transport on paho-mqtt 2.x, driven by trio's socket waits (no paho thread)."""
+"""The MQTT transport on paho-mqtt 2.x, driven by trio's socket waits (no paho thread).
+
+paho does the protocol; this module does the I/O. While a connection is up, three tasks in
+:meth:`PahoTransport.serve`'s nursery drive it: a reader (``loop_read`` while the socket has
+data), a writer woken when paho queues bytes, and a once-a-second housekeeper (``loop_misc``:
+keepalive pings, and closing a connection whose broker stopped answering). The blocking
+``reconnect`` (DNS, TCP, TLS handshake) runs in a worker thread; the CONNACK must follow within
+``connect_timeout``.
+
+One paho client lives as long as the transport, so QoS 1 messages not yet acknowledged when a
+connection dies stay in paho's store and are sent again after the next CONNACK.
+"""
 
 from __future__ import annotations
 
+import logging
+import select
+import socket
 import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+from paho.mqtt import client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from triolette.core.errors import ConnectError, PublishError
+from triolette.core.messages import Message
+
+logger = logging.getLogger("triolette.mqtt")
+
+Confirmed = Callable[[PublishError | None], None]
+
+_SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
+# CONNACK refusals that retrying cannot cure: protocol version, client id, credentials,
+# authorisation, ban, authentication method (MQTT 5 codes; paho maps 3.1.1's onto them).
+_PERMANENT_REFUSALS = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
+_READS_PER_WAKEUP = 64
 
 
 class PahoTransport:
-    """A connection to the broker at ``host``:``port`` (skeleton: being built)."""
+    """A connection to the broker at ``host``:``port``, for one :class:`MqttActor`.
+
+    ``inflight`` bounds the QoS 1 messages sent and not yet acknowledged: :meth:`publish` waits
+    for room, so memory stays bounded when the broker is slow. QoS 0 messages never wait for
+    that window. ``tls`` is a ready :class:`ssl.SSLContext` (built before the app starts, as
+    reading certificates blocks). The password is never logged or shown in ``repr``.
+    """
 
     def __init__(
         self,
@@ -19,15 +60,312 @@ class PahoTransport:
         tls: ssl.SSLContext | None = None,
         keepalive: float = 60.0,
         connect_timeout: float = 5.0,
+        inflight: int = 100,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
         self.username = username
-        self._password = password
         self.tls = tls
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
+        self.broker = f"{host}:{port}"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or "",
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,  # the MQTT actor owns reconnection and its backoff
+        )
+        if username is not None:
+            client.username_pw_set(username, password)
+        if tls is not None:
+            client.tls_set_context(tls)
+        client.connect_timeout = connect_timeout
+        client.max_inflight_messages_set(inflight)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_paho_message
+        client.on_subscribe = self._on_subscribe
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.connect_async(host, port, keepalive=max(1, round(keepalive)))
+        self._client = client
+        self._window = trio.Semaphore(inflight)
+        self._pending: dict[int, tuple[str, Confirmed]] = {}  # QoS 1 mid -> topic, confirmation
+        self._unwritten: deque[tuple[paho.MQTTMessageInfo, str, Confirmed]] = deque()  # QoS 0
+        self._subacks: dict[int, trio.Event] = {}
+        self._on_message: Callable[[Message], None] = _ignore
+        self._connack: ReasonCode | None = None
+        self._session_present = False
+        self._sock: Any = None
+        self._lost = trio.Event()
+        self._lost.set()
+        self._write_wanted = trio.Event()
 
-    def __repr__(self) -> str:  # never shows the password
+    def __repr__(self) -> str:
         return f"PahoTransport({self.host!r}, {self.port}, client_id={self.client_id!r})"
+
+    @property
+    def connected(self) -> bool:
+        return not self._lost.is_set()
+
+    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
+        """Open a connection (the first, or again after a loss); true if the session was kept.
+
+        Raises :class:`~triolette.ConnectError`, ``permanent`` when retrying cannot help (the
+        host name does not resolve, the certificate does not verify, credentials refused).
+        Cancellation waits for a connect already in its thread (bounded by
+        ``connect_timeout``).
+        """
+        client = self._client
+        client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        self._on_message = on_message
+        self._connack = None
+        try:
+            await trio.to_thread.run_sync(client.reconnect)
+        except socket.gaierror as error:
+            raise ConnectError(
+                self.broker, f"the host name does not resolve ({error})", permanent=True
+            ) from error
+        except ssl.SSLCertVerificationError as error:
+            raise ConnectError(
+                self.broker, f"TLS: {error.verify_message}", permanent=True
+            ) from error
+        except (OSError, ValueError) as error:
+            raise ConnectError(self.broker, str(error) or type(error).__name__) from error
+        self._sock = client.socket()
+        self._lost = trio.Event()
+        self._write_wanted = trio.Event()
+        with trio.move_on_after(self.connect_timeout):
+            await self._await_connack()
+        reason = self._connack_reason()
+        if reason is None or reason.is_failure:
+            self._close_socket()
+            if reason is None:
+                raise ConnectError(self.broker, f"no CONNACK within {self.connect_timeout:g} s")
+            raise ConnectError(
+                self.broker, f"refused: {reason}", permanent=reason.value in _PERMANENT_REFUSALS
+            )
+        if client.want_write():  # paho resends unacknowledged QoS 1 messages after CONNACK
+            self._write_wanted.set()
+        return self._session_present
+
+    def _connack_reason(self) -> ReasonCode | None:
+        return self._connack  # set by the on_connect callback
+
+    async def _await_connack(self) -> None:
+        client, sock = self._client, self._sock
+        client.loop_write()  # CONNECT, queued by reconnect()
+        while self._connack is None:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except trio.ClosedResourceError:
+                return
+            if client.loop_read() != _SUCCESS or client.socket() is not sock:
+                return
+
+    async def serve(self) -> None:
+        """Drive the open connection until it is lost, then return.
+
+        Cancelling stops driving it and leaves it open: :meth:`disconnect` closes it.
+        """
+        sock = self._sock
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._read, sock)
+            nursery.start_soon(self._write, sock)
+            nursery.start_soon(self._housekeep)
+            await self._lost.wait()
+            nursery.cancel_scope.cancel()
+
+    async def publish(self, message: Message, confirmed: Confirmed) -> None:
+        """Hand ``message`` over; wait only for room in the QoS 1 window.
+
+        ``confirmed`` is called once, later or now: with ``None`` when the broker acknowledged
+        it (QoS 1) or it was written to the socket (QoS 0), with a
+        :class:`~triolette.PublishError` when it cannot be (refused, or a QoS 0 message lost
+        with its connection). A QoS 1 message survives a lost connection: it is sent again
+        after the next CONNACK. Raises ``PublishError`` only when not connected. If
+        cancelled, nothing was handed over.
+        """
+        qos = message.qos
+        if qos:
+            try:
+                self._window.acquire_nowait()
+            except trio.WouldBlock:
+                await self._window.acquire()
+        if self._lost.is_set():
+            if qos:
+                self._window.release()
+            raise PublishError(message.topic, "not connected")
+        client = self._client
+        if qos and not self._pending:
+            client.on_publish = self._on_publish  # only then: it costs every QoS 0 packet
+        refused: str | None
+        try:
+            info = client.publish(message.topic, message.payload, qos, message.retain)
+        except ValueError as error:  # a topic paho refuses (wildcards, too long)
+            refused = str(error)
+        else:
+            # QoS 1 while the connection just died: paho keeps it and sends it after CONNACK.
+            kept = info.rc == _SUCCESS or (qos and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN)
+            refused = None if kept else paho.error_string(info.rc)
+        if refused is not None:
+            if qos:
+                self._window.release()
+                if not self._pending:
+                    client.on_publish = None
+            confirmed(PublishError(message.topic, refused))
+            return
+        if qos:
+            self._pending[info.mid] = (message.topic, confirmed)
+        client.loop_write()  # eagerly; the writer task takes over what the socket refused
+        if not qos:
+            if info.is_published():
+                confirmed(None)
+            else:
+                self._unwritten.append((info, message.topic, confirmed))
+
+    async def subscribe(self, topics: Sequence[str]) -> None:
+        """Subscribe to ``topics`` (QoS 1) in one request; return after the broker's SUBACK.
+
+        Raises :class:`~triolette.ConnectError` when the broker does not answer within
+        ``connect_timeout`` or the request cannot be sent.
+        """
+        if not topics:
+            return
+        result, mid = self._client.subscribe([(topic, 1) for topic in topics])
+        if result != _SUCCESS or mid is None:
+            raise ConnectError(self.broker, f"subscribe failed: {paho.error_string(result)}")
+        acked = self._subacks[mid] = trio.Event()
+        self._client.loop_write()
+        try:
+            with trio.fail_after(self.connect_timeout):
+                await acked.wait()
+        except trio.TooSlowError:
+            raise ConnectError(self.broker, "no SUBACK: the broker stopped answering") from None
+        finally:
+            self._subacks.pop(mid, None)
+
+    async def disconnect(self) -> None:
+        """Say goodbye (the broker drops the will) and close; waits at most ``connect_timeout``.
+
+        QoS 1 messages still unacknowledged are confirmed with a ``PublishError``.
+        """
+        if not self._lost.is_set():
+            self._client.disconnect()
+            self._client.loop_write()
+            with trio.move_on_after(self.connect_timeout):
+                await self._lost.wait()
+            self._close_socket()
+        await trio.lowlevel.checkpoint()
+        pending, self._pending = self._pending, {}
+        for topic, confirmed in pending.values():
+            self._window.release()
+            confirmed(PublishError(topic, "disconnected before the broker acknowledged it"))
+
+    # -- the connection's tasks ---------------------------------------------------------------
+
+    async def _read(self, sock: Any) -> None:
+        client = self._client
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+            except trio.ClosedResourceError:
+                return
+            # paho reads about one packet per call: keep reading while data is waiting.
+            for _ in range(_READS_PER_WAKEUP):
+                if client.loop_read() != _SUCCESS or client.socket() is not sock:
+                    self._close_socket()
+                    return
+                if not _has_data(sock):
+                    break
+
+    async def _write(self, sock: Any) -> None:
+        client = self._client
+        while True:
+            if not client.want_write():
+                await self._write_wanted.wait()
+                self._write_wanted = trio.Event()
+                continue
+            try:
+                await trio.lowlevel.wait_writable(sock)
+            except trio.ClosedResourceError:
+                return
+            if client.loop_write() != _SUCCESS or client.socket() is not sock:
+                self._close_socket()
+                return
+            self._confirm_written()
+
+    async def _housekeep(self) -> None:
+        while True:
+            await trio.sleep(min(1.0, self.keepalive / 4))
+            if self._client.loop_misc() != _SUCCESS:  # keepalive: the broker stopped answering
+                self._close_socket()
+                return
+
+    def _confirm_written(self) -> None:
+        unwritten = self._unwritten
+        while unwritten and unwritten[0][0].is_published():
+            unwritten.popleft()[2](None)
+
+    def _close_socket(self) -> None:
+        # paho has no public abort (disconnect() sends DISCONNECT, which cancels the will).
+        self._client._sock_close()
+        self._lost.set()
+
+    # -- paho callbacks (on the trio thread, except inside the connect thread) ----------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self._connack = reason
+        self._session_present = bool(flags.session_present)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        entry = self._pending.pop(mid, None)
+        if entry is None:
+            return  # a QoS 0 message written while QoS 1 ones were outstanding
+        topic, confirmed = entry
+        self._window.release()
+        if not self._pending:
+            client.on_publish = None
+        if reason.is_failure:
+            confirmed(PublishError(topic, f"refused by the broker: {reason}"))
+        else:
+            confirmed(None)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        refused = [reason for reason in reasons if reason.is_failure]
+        if refused:
+            logger.warning("the broker refused %d subscription(s): %s", len(refused), refused[0])
+        event = self._subacks.get(mid)
+        if event is not None:
+            event.set()
+
+    def _on_paho_message(self, client: Any, userdata: Any, message: Any) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            logger.warning("dropped an inbound message whose topic is not UTF-8")
+            return
+        self._on_message(Message(topic, message.payload, qos=message.qos, retain=message.retain))
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        if trio.lowlevel.in_trio_task():
+            trio.lowlevel.notify_closing(sock)  # wakes the reader and writer
+            self._lost.set()
+            unwritten, self._unwritten = self._unwritten, deque()
+            for _, topic, confirmed in unwritten:
+                confirmed(PublishError(topic, "connection lost before it was written"))
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if trio.lowlevel.in_trio_task():  # in the connect thread, connect() checks afterwards
+            self._write_wanted.set()
+
+
+def _has_data(sock: Any) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
+
+
+def _ignore(message: Message) -> None:
+    pass

@@ -10,6 +10,7 @@ what is pending, closes the backend and ends. ``serve()`` returns once that happ
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import signal
@@ -23,18 +24,19 @@ from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, Dev
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
 from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
+from triolette.core.backoff import Backoff
 from triolette.core.errors import (
+    ConnectError,
     FlushIncompleteError,
     HandlerTimeoutError,
     HeartbeatMissedError,
     RegistrationError,
     RestartLimitError,
 )
-from triolette.core.backoff import Backoff
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
-from triolette.core.topics import Topics, check_name
+from triolette.core.topics import ONLINE, Topics, check_name
 from triolette.runtime.injection import bind
 from triolette.runtime.supervisor import (
     RESTART_TYPES,
@@ -93,6 +95,8 @@ class App:
         restart_limit: RestartLimit | None = None,
         mailbox_size: int = 256,
         log_statistics_every: float | None = 300.0,
+        heartbeat_every: float | None = 60.0,
+        reconnect_backoff: Backoff | None = None,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -105,6 +109,8 @@ class App:
         self.restart_limit = restart_limit or RestartLimit()
         self.mailbox_size = mailbox_size
         self.log_statistics_every = log_statistics_every
+        self.heartbeat_every = heartbeat_every
+        self.reconnect_backoff = reconnect_backoff or Backoff(initial=0.5, maximum=30, jitter=0.5)
         self._specs: dict[str, DeviceSpec] = {}
         self._state = _NEW
         self._shutdown_requested = False
@@ -120,6 +126,7 @@ class App:
         self._skipped: dict[str, int] = {}
         self._watchdog_firings = 0
         self._serving = trio.Event()
+        self._started_at = 0.0
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -262,10 +269,16 @@ class App:
         if cycles is not None and cycles < 1:
             raise ValueError(f"cycles must be at least 1, got {cycles}")
         self._state = _RUNNING
+        self._started_at = trio.current_time()
         self._cycle_limit = cycles
         specs = list(self._specs.values())
         mqtt = self._mqtt = MqttActor(
-            self.transport or LogTransport(), self.topics, publish_timeout=self.publish_timeout
+            self.transport or LogTransport(),
+            self.topics,
+            publish_timeout=self.publish_timeout,
+            reconnect=self.reconnect_backoff,
+            heartbeat=self._heartbeat,
+            heartbeat_every=self.heartbeat_every,
         )
         persistence = self._persistence = (
             PersistenceActor(
@@ -348,7 +361,8 @@ class App:
         whose state is not known to be durable is reported by name.
 
         Exit status: 0 after a clean stop, 1 if some device's state could not be saved, 2 if
-        the restart limit stopped the app (the message names the device).
+        the restart limit stopped the app (the message names the device), 3 if the broker
+        refused us for good at start-up (a host name that does not resolve, bad credentials).
         """
         try:
             trio.run(self._serve_until_signalled)
@@ -358,6 +372,9 @@ class App:
         except RestartLimitError as error:
             logger.critical("%s", error)
             raise SystemExit(2) from error
+        except ConnectError as error:
+            logger.critical("%s", error)
+            raise SystemExit(3) from error
 
     async def _serve_until_signalled(self) -> None:
         failure: Exception | None = None
@@ -427,12 +444,34 @@ class App:
         await self._devices_returned.wait()
 
     async def wait_until_serving(self) -> None:
-        """Wait until :meth:`serve` has started every actor (state loaded, broker connected)."""
+        """Wait until :meth:`serve` has started every actor (state loaded, first connection
+        attempt made: devices run while the broker is away)."""
         await self._serving.wait()
+
+    async def wait_until_connected(self) -> None:
+        """Wait until the app is serving and connected to the broker."""
+        await self._serving.wait()
+        assert self._mqtt is not None
+        await self._mqtt.wait_connected()
 
     @property
     def has_telemetry(self) -> bool:
         return bool(self._cycles)
+
+    def _heartbeat(self) -> bytes:
+        """The ``{p}/status`` heartbeat: uptime, version and device health, as JSON."""
+        stats = self.statistics()
+        body = {
+            "status": ONLINE,
+            "version": self.version,
+            "uptime": round(trio.current_time() - self._started_at, 1),
+            "devices": len(self._specs),
+            "failed": sorted(stats.failed),
+            "restarts": sum(stats.restarts.values()),
+            "crashes": sum(stats.crashes.values()),
+            "watchdog_firings": stats.watchdog_firings,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
 
     async def _log_statistics(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -11,13 +11,14 @@ end with the connection); a publish to a wildcard topic, or while the broker is 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
-from triolette.core.errors import PublishError
+from triolette.actors.mqtt import Confirmed
+from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 
 
@@ -38,16 +39,28 @@ def topic_matches(topic_filter: str, topic: str) -> bool:
 class MemoryBroker:
     """A broker in memory for tests. ``messages`` lists every message it accepted, in order.
 
-    Set :attr:`online` to false to make publishes fail (as during an outage); call
-    :meth:`fail_next` to refuse only the next few.
+    Set :attr:`online` to false for an outage: every connection drops (no will: the broker
+    itself is gone) and connecting fails until it is true again. Call :meth:`fail_next` to
+    refuse only the next few publishes.
     """
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.retained: dict[str, Message] = {}
-        self.online = True
+        self._online = True
         self._refuse = 0
         self._clients: list[MemoryTransport] = []
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @online.setter
+    def online(self, value: bool) -> None:
+        self._online = value
+        if not value:
+            for client in list(self._clients):
+                client._lose()
 
     def client(self) -> MemoryTransport:
         """A new client connection, not yet connected."""
@@ -107,42 +120,59 @@ class MemoryTransport:
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self.subscriptions: list[str] = []
-        self.connected = False
+        self.connects = 0
         self._will: Message | None = None
         self._on_message: Callable[[Message], None] | None = None
+        self._lost = trio.Event()
+        self._lost.set()
 
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> None:
+    @property
+    def connected(self) -> bool:
+        return not self._lost.is_set()
+
+    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
         await trio.lowlevel.checkpoint()
         if not self.broker.online:
-            raise PublishError(will.topic, "broker is unreachable")
+            raise ConnectError("memory broker", "connection refused (the broker is down)")
         self._will = will
         self._on_message = on_message
-        self.connected = True
+        self._lost = trio.Event()
+        self.connects += 1
         self.broker._clients.append(self)
+        return False  # sessions are clean
 
-    async def publish(self, message: Message) -> None:
+    async def serve(self) -> None:
+        await self._lost.wait()
+
+    async def publish(self, message: Message, confirmed: Confirmed) -> None:
         await trio.lowlevel.checkpoint()
         if not self.connected:
             raise PublishError(message.topic, "not connected")
-        self.broker._accept(message)
+        try:
+            self.broker._accept(message)
+        except PublishError as error:
+            confirmed(error)
+        else:
+            confirmed(None)
 
-    async def subscribe(self, topic: str) -> None:
+    async def subscribe(self, topics: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
-        self.subscriptions.append(topic)
-        for retained in list(self.broker.retained.values()):
-            if topic_matches(topic, retained.topic):
-                self.deliver(retained)
+        for topic in topics:
+            self.subscriptions.append(topic)
+            for retained in list(self.broker.retained.values()):
+                if topic_matches(topic, retained.topic):
+                    self.deliver(retained)
 
     async def disconnect(self) -> None:
         await trio.lowlevel.checkpoint()
         self._will = None  # a clean disconnect discards the will
-        self._close()
+        self._lose()
 
     def drop(self) -> None:
         """End the connection uncleanly: the broker publishes the will (once)."""
         will, self._will = self._will, None
         was_connected = self.connected
-        self._close()
+        self._lose()
         if will is not None and was_connected and self.broker.online:
             self.broker._accept(will, will=True)
 
@@ -150,10 +180,10 @@ class MemoryTransport:
         if self._on_message is not None:
             self._on_message(message)
 
-    def _close(self) -> None:
+    def _lose(self) -> None:
         self.subscriptions = []  # clean session: subscriptions end with the connection
         if self.connected:
-            self.connected = False
+            self._lost.set()
             self.broker._clients.remove(self)
 
 
