@@ -144,7 +144,7 @@ class Mosquitto:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Mosquitto:
-        """Start the broker and wait (at most 5 s) until it accepts TCP connections.
+        """Start the broker and wait (at most 5 s) until it accepts an MQTT connection.
 
         On an early exit (usually a port taken in the meantime) it retries up to 3 times, on a
         new port unless one was given. Raises RuntimeError if it is already running, was
@@ -184,7 +184,7 @@ class Mosquitto:
             time.sleep(0.05)  # retry pacing while the old listener's port is released
 
     def kill(self) -> None:
-        """SIGKILL the broker and wait for it to exit: a crash. Does nothing if it is not running."""
+        """SIGKILL the broker and wait until it is gone (a crash); a no-op if it is not running."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -262,13 +262,18 @@ class Mosquitto:
             self._dir = Path(tempfile.mkdtemp(prefix="triolette-mosquitto-"))
             # Started as root, mosquitto drops to its own user, which must still read these.
             self._dir.chmod(0o755)
+            # mosquitto writes its log itself (flushed per line, so a SIGKILL loses nothing);
+            # as root it opens the file only after switching to its own user.
+            self.log_path.touch()
+            self.log_path.chmod(0o666)
 
     def _write_config(self, directory: Path) -> Path:
         lines = [
             f"listener {self._port} {self._host}",
             "allow_anonymous true",
             "persistence false",
-            "log_dest stdout",
+            f"log_dest file {self.log_path}",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
             *(f"log_type {log_type}" for log_type in _LOG_TYPES),
             "connection_messages true",
             *self._extra_config,
@@ -279,7 +284,10 @@ class Mosquitto:
         return path
 
     def _spawn(self) -> str | None:
-        """Start one process on ``self._port``; None when it is ready, else why it failed."""
+        """Start one process on ``self._port``; None when it is ready, else why it failed.
+
+        Its stdout and stderr go to the log file too (errors before the log opens land there).
+        """
         assert self._dir is not None
         config = self._write_config(self._dir)
         with self.log_path.open("ab") as log:
@@ -298,12 +306,12 @@ class Mosquitto:
         while True:
             if proc.poll() is not None:
                 return f"exited with code {proc.returncode} on port {self._port}"
-            if _accepts(self._host, self._port) and proc.poll() is None:
+            if _accepts(self._host, self._port):
                 return None
             if time.monotonic() >= deadline:
                 proc.kill()
                 proc.wait()
-                return f"not accepting connections on port {self._port} after {_READY_TIMEOUT} s"
+                return f"no CONNACK on port {self._port} within {_READY_TIMEOUT} s"
             time.sleep(_POLL_INTERVAL)  # readiness poll interval
 
     def _failure_message(self, failures: list[str]) -> str:
@@ -311,10 +319,27 @@ class Mosquitto:
         return f"mosquitto did not start ({'; '.join(failures)}); log:\n{tail}"
 
 
+# MQTT 3.1.1 CONNECT (clean session, keepalive 60 s, client id "triolette-ready-probe"),
+# the CONNACK that accepts it, and DISCONNECT.
+_PROBE_CONNECT = b"\x10\x21\x00\x04MQTT\x04\x02\x00\x3c\x00\x15triolette-ready-probe"
+_PROBE_CONNACK = b"\x20\x02\x00\x00"
+_PROBE_DISCONNECT = b"\xe0\x00"
+
+
 def _accepts(host: str, port: int) -> bool:
+    """Whether an MQTT broker answers at the address: a TCP connect alone could reach another
+    program that took the port, while our broker is about to exit on "address in use"."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
+        with socket.create_connection((host, port), timeout=0.25) as probe:
+            probe.sendall(_PROBE_CONNECT)
+            answer = b""
+            while len(answer) < len(_PROBE_CONNACK):
+                chunk = probe.recv(len(_PROBE_CONNACK) - len(answer))
+                if not chunk:
+                    return False
+                answer += chunk
+            probe.sendall(_PROBE_DISCONNECT)
+            return answer == _PROBE_CONNACK
     except OSError:
         return False
 
