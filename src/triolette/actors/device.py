@@ -117,12 +117,20 @@ class DeviceContext:
             self._actor.consult(published)
         return published
 
-    async def publish(self, suffix: str, payload: str | bytes, *, retain: bool = False) -> bool:
-        """Publish ``payload`` on ``{prefix}/{device}/{suffix}``; return whether confirmed."""
+    async def publish(
+        self, suffix: str, payload: str | bytes, *, retain: bool = False, qos: int = 1
+    ) -> bool:
+        """Publish ``payload`` on ``{prefix}/{device}/{suffix}``; return whether confirmed.
+
+        While the broker is away it returns false at once: a retained message is then kept
+        (the latest per topic) and sent after the reconnect, others wait in a bounded queue.
+        """
+        if qos not in (0, 1):
+            raise ValueError(f"{self.name}: qos must be 0 or 1, got {qos!r}")
         for level in suffix.split("/"):
             check_name(level, "topic suffix level")
         topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
-        return await self._actor.mqtt.publish(Message(topic, payload, retain=retain))
+        return await self._actor.mqtt.publish(Message(topic, payload, qos=qos, retain=retain))
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the app's clock (virtual under trio's autojump clock in tests)."""

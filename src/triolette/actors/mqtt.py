@@ -371,6 +371,23 @@ class MqttActor:
             self._waiting.discard(outgoing)
         return done.is_set() and outgoing.error is None
 
+    async def enqueue(self, message: Message) -> bool:
+        """Queue ``message``, waiting only for room (not for the broker); false if closed.
+
+        For streams where each message need not be confirmed before the next (QoS 0
+        readings, or QoS 1 events whose order and delivery the broker and paho handle).
+        """
+        if message.retain:
+            self._queue_retained(message, None)
+            await trio.lowlevel.checkpoint()
+            return True
+        queue = self._qos1_in if message.qos else self._qos0_in
+        try:
+            await queue.send(_Outgoing(message))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
     def publish_nowait(self, message: Message) -> bool:
         """Queue ``message`` without waiting; false when its queue is full or closed."""
         if message.retain:
