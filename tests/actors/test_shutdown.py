@@ -30,13 +30,20 @@ from tests.actors.backends import (
     RecordingStore,
     release_all,
 )
-from triolette import DeviceContext, DeviceStore, FlushIncompleteError, SaveOnChange
+from triolette import (
+    App,
+    DeviceContext,
+    DeviceStore,
+    FlushIncompleteError,
+    Message,
+    SaveOnChange,
+)
 from triolette.actors.persistence import (
     PersistenceActor,
     PersistenceClient,
     PersistenceStatistics,
 )
-from triolette.testing import AppHarness
+from triolette.testing import AppHarness, MemoryBroker, MemoryTransport
 
 WHEN = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
@@ -349,3 +356,41 @@ async def test_a_backend_error_is_published_again_after_the_backend_recovered(au
     await harness.run(cycles=6)
     assert outage_again.is_set()
     assert [e["type"] for e in harness.errors()] == ["OSError", "OSError"]
+
+
+class _NoGoodbyeTransport(MemoryTransport):
+    """Hands every message to the broker but never confirms the final ``offline``."""
+
+    async def publish(self, message: Message, confirmed: Callable[..., None]) -> None:
+        if message.topic.endswith("/status") and message.payload == b"offline":
+            await trio.lowlevel.checkpoint()
+            return
+        await super().publish(message, confirmed)
+
+
+async def test_one_deadline_bounds_the_whole_shutdown(autojump_clock):
+    """Devices slow to stop, then a broker that never confirms the goodbye: all of it fits
+    in ``shutdown_timeout``, counted from the request, and the flush that fitted is kept."""
+    broker = MemoryBroker()
+    backend = RecordingStore()
+    app = App("app", store=backend, transport=_NoGoodbyeTransport(broker), shutdown_timeout=5)
+
+    @app.device("slow")
+    async def slow(ctx: DeviceContext, store: DeviceStore) -> None:
+        store["x"] = 1
+        try:
+            await ctx.sleep(10_000)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(3)  # slow to stop: uses 3 s of the 5
+            store["x"] = 2
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        requested = trio.current_time()
+        app.shutdown()
+    took = trio.current_time() - requested
+
+    assert took == pytest.approx(5, abs=0.01)  # not 3 + the 5 s publish timeout
+    assert backend.stored("slow") == {"x": 2}
+    assert [m.text for m in broker.on("app/slow/availability")] == ["online", "offline"]

@@ -144,3 +144,37 @@ def test_a_second_signal_during_a_slow_flush_stops_at_once_and_leaves_a_loadable
     assert took < 2.5  # did not wait for the 3 s write
     on_disk = _on_disk(path)  # the interrupted write never tears the file
     assert all(before[name] <= on_disk[name] <= last[name] for name in before)
+
+
+def test_a_device_stuck_in_an_uncancellable_call_cannot_hold_the_exit_past_the_deadline(tmp_path):
+    path = tmp_path / "state.json"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BRIDGE_STUCK": "1"}
+    env["BRIDGE_SHUTDOWN_TIMEOUT"] = "2"
+    process = subprocess.Popen(
+        [sys.executable, str(BRIDGE), str(path), str(DEVICES), "0.02"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    last: dict[str, int] = {}
+    try:
+        _read_until(process, DEVICES * 3, last)
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        out, log = process.communicate(timeout=15)  # raises if it never exits by itself
+        took = time.monotonic() - stopped_at
+    finally:
+        _reap(process)
+        if process.stderr is not None:
+            process.stderr.close()
+    for line in out.splitlines():
+        name, _, value = line.strip().partition(" ")
+        if value:
+            last[name] = max(last.get(name, 0), int(value))
+    assert process.returncode == 1, log
+    # The 2 s deadline, then a 1 s grace before giving up on the stuck device (plus start-up
+    # noise): well inside a container's 10 s, where it would otherwise wait for SIGKILL.
+    assert 2 <= took < 6, log
+    assert "stuck did not stop" in log
+    assert _on_disk(path) == last  # every device that could stop saved its last count

@@ -149,6 +149,9 @@ class PersistenceActor:
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
         self._wall_deadline = math.inf
+        self.backend_idle = threading.Event()
+        """Set while no backend call runs in a worker thread; safe to wait on from any thread."""
+        self.backend_idle.set()
         self._gave_up = False
 
     # -- the producers' side (trio thread, synchronous) ------------------------------------
@@ -485,6 +488,7 @@ class PersistenceActor:
         def deliver(done: outcome.Outcome[Any]) -> None:
             result.append(done)
             finished.set()
+            self.backend_idle.set()
             if not mock_clock:
                 # An abandoned call may end after the trio run did: nobody waits for it then.
                 with contextlib.suppress(trio.RunFinishedError):
@@ -492,6 +496,7 @@ class PersistenceActor:
 
         # trio.to_thread.run_sync would cost extra trips through a busy event loop (limiter,
         # checkpoints); this is its abandon-on-cancel path reduced to one wake-up.
+        self.backend_idle.clear()
         trio.lowlevel.start_thread_soon(lambda: fn(*args), deliver)
         if mock_clock:
             # Under a mock clock this task stays runnable while the thread works, so an

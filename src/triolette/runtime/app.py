@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -48,6 +49,9 @@ from triolette.stores.protocol import Store
 
 logger = logging.getLogger("triolette.app")
 
+STUCK_GRACE = 1.0
+"""Seconds :meth:`App.run` waits, after abandoning a shutdown, before it exits regardless."""
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
@@ -78,7 +82,10 @@ class App:
 
     ``store`` is the backend for device state (``None``: devices cannot take a
     ``DeviceStore``). ``transport`` is the broker connection; without one, publishes are only
-    logged. ``shutdown_timeout`` bounds the final flush after the devices stopped.
+    logged. ``shutdown_timeout`` is the one deadline of a shutdown, counted from the request
+    (a signal, :meth:`shutdown`, ``cycles`` done, an escalation): the devices stopping, the
+    final flush and the MQTT goodbye all fit in it. 8 s by default: inside the 10 s a
+    container gets between SIGTERM and SIGKILL.
     """
 
     def __init__(
@@ -89,7 +96,7 @@ class App:
         store: Store | None = None,
         transport: Transport | None = None,
         topic_prefix: str | None = None,
-        shutdown_timeout: float = 10.0,
+        shutdown_timeout: float = 8.0,
         publish_timeout: float = 5.0,
         restart_backoff: Backoff | None = None,
         restart_limit: RestartLimit | None = None,
@@ -127,6 +134,9 @@ class App:
         self._watchdog_firings = 0
         self._serving = trio.Event()
         self._started_at = 0.0
+        self._stop_deadline: float | None = None
+        self._stopping = trio.Event()
+        self._abandoned = trio.Event()
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -318,8 +328,10 @@ class App:
             supervisor.scope.cancel()
         failure: Exception | None = None
         mqtt_started = False
+        deadline = trio.CancelScope()
         try:
             async with trio.open_nursery() as root:
+                root.start_soon(_run_in, deadline, self._enforce_deadline)
                 try:
                     if persistence is not None:
                         keys = [spec.name for spec in specs if spec.uses_store]
@@ -335,7 +347,9 @@ class App:
                 except Exception as error:
                     failure = error
                 finally:
+                    self._begin_stop()
                     await self._finish(persistence, mqtt if mqtt_started else None)
+                    deadline.cancel()
         finally:
             self._state = _STOPPED
         if failure is not None:
@@ -348,10 +362,35 @@ class App:
             raise supervisor.escalation
 
     def shutdown(self) -> None:
-        """Start a graceful shutdown: stop every device, then flush. Safe to call any time."""
+        """Start a graceful shutdown: stop every device, then flush. Safe to call any time.
+
+        The ``shutdown_timeout`` deadline starts now (or when serving starts, if not yet).
+        """
         self._shutdown_requested = True
         if self._supervisor is not None:
+            self._begin_stop()
             self._supervisor.scope.cancel()
+
+    def _begin_stop(self) -> None:
+        """Start the shutdown deadline, once."""
+        if self._stop_deadline is None:
+            self._stop_deadline = trio.current_time() + self.shutdown_timeout
+            self._stopping.set()
+
+    def _time_left(self) -> float:
+        assert self._stop_deadline is not None
+        return max(0.0, self._stop_deadline - trio.current_time())
+
+    async def _enforce_deadline(self) -> None:
+        """At the shutdown deadline, stop waiting for devices, the flush and the broker."""
+        await self._stopping.wait()
+        assert self._stop_deadline is not None
+        await trio.sleep_until(self._stop_deadline)
+        logger.error(
+            "the shutdown deadline (%g s) passed: stopping without waiting any longer",
+            self.shutdown_timeout,
+        )
+        self._abandon()
 
     def run(self) -> None:
         """Serve in a new trio run until SIGINT or SIGTERM, then shut down gracefully.
@@ -381,6 +420,7 @@ class App:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_signals, signals)
+                nursery.start_soon(self._exit_if_stuck)
                 try:
                     await self.serve()
                 except Exception as error:  # raised below, outside the nursery: not grouped
@@ -388,6 +428,30 @@ class App:
                 nursery.cancel_scope.cancel()
         if failure is not None:
             raise failure
+
+    async def _exit_if_stuck(self) -> None:
+        """Once the shutdown was abandoned, end the process if serving cannot end.
+
+        A device blocked in a call that cannot be cancelled (a worker thread reading a hung
+        sensor) keeps the trio run open forever. After :data:`STUCK_GRACE` seconds this logs
+        which devices are stuck, waits (as long again, at most) for a backend write already
+        under way to finish, and exits with status 1 like a power cut would: the built-in
+        stores replace state atomically, so what is on disk loads.
+        """
+        await self._abandoned.wait()
+        await trio.sleep(STUCK_GRACE)
+        stuck = sorted(self._supervisor.active) if self._supervisor else []
+        logger.critical(
+            "shutdown could not finish: %s did not stop (blocked in a call that cannot be "
+            "cancelled?); exiting without them",
+            ", ".join(stuck) or "a task",
+        )
+        if self._persistence is not None:
+            await trio.to_thread.run_sync(
+                self._persistence.backend_idle.wait, STUCK_GRACE, abandon_on_cancel=True
+            )
+        logging.shutdown()
+        os._exit(1)
 
     async def _watch_signals(self, signals: Any) -> None:
         count = 0
@@ -557,12 +621,12 @@ class App:
         # Persistence first, so errors of the final flush still reach the error topic.
         if persistence is not None:
             persistence.close()
-        flushed = persistence is None or await persistence.wait_stopped(self.shutdown_timeout)
+        flushed = persistence is None or await persistence.wait_stopped(self._time_left())
         if not flushed:
             self._abandon()
         if mqtt is not None:  # None: it never started
             mqtt.close()
-            with trio.move_on_after(self.publish_timeout, shield=True):
+            with trio.move_on_after(self._time_left(), shield=True):
                 await mqtt.stopped.wait()
             if not mqtt.stopped.is_set():
                 mqtt.abandon()
@@ -571,7 +635,10 @@ class App:
                 self._unsaved.setdefault(key, "not durable when the shutdown ended")
 
     def _abandon(self) -> None:
-        """Stop waiting for the flush (deadline passed, or a second signal)."""
+        """Stop waiting for the flush (deadline passed, or a second signal). Once."""
+        if self._abandoned.is_set():
+            return
+        self._abandoned.set()
         persistence = self._persistence
         if persistence is not None and not persistence.stopped.is_set():
             senders = persistence.statistics().mailbox_senders
@@ -586,6 +653,11 @@ class App:
             self._mqtt.abandon()
         if self._supervisor is not None:
             self._supervisor.scope.cancel()
+
+
+async def _run_in(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await task()
 
 
 async def _nothing_to_flush(key: str) -> None:

@@ -81,6 +81,8 @@ class Supervisor:
         self.flush_timeout = flush_timeout
         self._rng = rng or random.Random()
         self.scope = trio.CancelScope()
+        self.active: set[str] = set()
+        """Devices whose task is still running (a stuck one stays here after a stop)."""
         self.restarts: dict[str, int] = {spec.name: 0 for spec in specs}
         self.crashes: dict[str, int] = {spec.name: 0 for spec in specs}
         self.limit = limit
@@ -109,6 +111,7 @@ class Supervisor:
 
     async def _supervise(self, spec: DeviceSpec) -> None:
         crashes = 0
+        self.active.add(spec.name)
         try:
             while True:
                 started = trio.current_time()
@@ -135,6 +138,7 @@ class Supervisor:
                 logger.warning("%s: restarting in %.2f s (restart %d)", spec.name, delay, crashes)
                 await trio.sleep(delay)
         finally:
+            self.active.discard(spec.name)
             self._ended(spec)
 
     def _may_restart(self, spec: DeviceSpec, error: Exception | None) -> bool:
