@@ -2,6 +2,7 @@
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.mqtt import Transport as Transport
+from triolette.actors.paho import PahoTransport as PahoTransport
 from triolette.core.backoff import Backoff as Backoff
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
@@ -51,6 +52,7 @@ __all__ = [
     "MemoryStore",
     "Message",
     "NullStore",
+    "PahoTransport",
     "PersistPolicy",
     "PublishError",
     "RegistrationError",

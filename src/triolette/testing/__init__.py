@@ -5,8 +5,17 @@ from triolette.testing.broker import MemoryBroker as MemoryBroker
 from triolette.testing.broker import MemoryTransport as MemoryTransport
 from triolette.testing.conformance import check_store as check_store
 from triolette.testing.harness import AppHarness as AppHarness
+from triolette.testing.mosquitto import Mosquitto as Mosquitto
+from triolette.testing.observer import Observer as Observer
 
-__all__ = ["AppHarness", "MemoryBroker", "MemoryTransport", "check_store"]
+__all__ = [
+    "AppHarness",
+    "MemoryBroker",
+    "MemoryTransport",
+    "Mosquitto",
+    "Observer",
+    "check_store",
+]
 
 claim_public_names(globals())
 del claim_public_names
