@@ -136,17 +136,15 @@ def test_backend_constructors(tmp_path):
     store.close()
 
 
-@pytest.mark.xfail(
-    reason="asyncio.sleep inside a trio app needs the asyncio interop (asyncio=True) issue",
-)
 async def test_device_handler_with_manual_save(autojump_clock):
+    """The seed's example verbatim, but for ``asyncio=True``: asyncio code in a trio app."""
     import asyncio
 
     backend = MemoryStore()
     harness = AppHarness.create(store=backend)
     app = harness.app
 
-    @app.device("controller")
+    @app.device("controller", asyncio=True)
     async def controller(ctx: DeviceContext, store: DeviceStore) -> None:
         while True:
             # ... do work ...

@@ -65,6 +65,8 @@ class DeviceSpec:
     """Seconds a telemetry cycle or a command may take before it is cancelled."""
     heartbeat: float | None = None
     """Seconds a device handler may go without ``ctx.heartbeat()`` before it is restarted."""
+    asyncio: bool = False
+    """The handler is asyncio code, run in the app's trio-asyncio loop."""
 
 
 class Hooks(Protocol):

@@ -10,6 +10,7 @@ what is pending, closes the backend and ends. ``serve()`` returns once that happ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -148,6 +149,7 @@ class App:
         persist: PersistPolicy | None = None,
         restart: str = TRANSIENT,
         timeout: float | None = None,
+        asyncio: bool = False,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -155,11 +157,14 @@ class App:
         then ``persist`` decides whether the store is saved. Exceptions are reported and the
         loop goes on. With ``timeout``, a cycle still running after that many seconds (a hung
         sensor read) is cancelled and reported as a :class:`~triolette.HandlerTimeoutError`.
-        ``restart`` is the restart type (see :meth:`device`).
+        ``restart`` is the restart type (see :meth:`device`). With ``asyncio=True`` the
+        handler is asyncio code, run in the app's trio-asyncio loop.
         """
         if not (isinstance(interval, int | float) and 0 < interval < math.inf):
             raise RegistrationError(f"{name}: interval must be a positive number of seconds")
-        return self._decorator(TELEMETRY, name, float(interval), persist, restart, timeout)
+        return self._decorator(
+            TELEMETRY, name, float(interval), persist, restart, timeout, asyncio=asyncio
+        )
 
     def device(
         self,
@@ -168,6 +173,7 @@ class App:
         persist: PersistPolicy | None = None,
         restart: str = TRANSIENT,
         heartbeat: float | None = None,
+        asyncio: bool = False,
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
@@ -177,8 +183,12 @@ class App:
         ``"permanent"`` (restarted after either) or ``"temporary"`` (never restarted).
         With ``heartbeat``, a handler that goes that many seconds without calling
         ``ctx.heartbeat()`` is cancelled and counts as crashed (``HeartbeatMissedError``).
+        With ``asyncio=True`` the handler is asyncio code (it may await ``asyncio.sleep`` or
+        an asyncio library), run in the app's trio-asyncio loop.
         """
-        return self._decorator(DEVICE, name, None, persist, restart, heartbeat=heartbeat)
+        return self._decorator(
+            DEVICE, name, None, persist, restart, heartbeat=heartbeat, asyncio=asyncio
+        )
 
     def command(
         self,
@@ -187,14 +197,16 @@ class App:
         persist: PersistPolicy | None = None,
         restart: str = TRANSIENT,
         timeout: float | None = None,
+        asyncio: bool = False,
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
         The handler gets each message (``payload: str``, ``topic: str``); a returned dict is
         published as state. Exceptions are reported and the next message is handled; so is a
-        handler still running after ``timeout`` seconds, which is cancelled.
+        handler still running after ``timeout`` seconds, which is cancelled. ``asyncio=True``:
+        the handler is asyncio code.
         """
-        return self._decorator(COMMAND, name, None, persist, restart, timeout)
+        return self._decorator(COMMAND, name, None, persist, restart, timeout, asyncio=asyncio)
 
     @property
     def device_names(self) -> list[str]:
@@ -210,6 +222,7 @@ class App:
         timeout: float | None = None,
         *,
         heartbeat: float | None = None,
+        asyncio: bool = False,
     ) -> Callable[[F], F]:
         check_name(name)
         for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
@@ -234,6 +247,10 @@ class App:
             if name in self._specs:  # two decorators made before either was applied
                 raise RegistrationError(f"{name}: a device of that name is already registered")
             call, uses_store = bind(name, kind, function)
+            if asyncio:
+                from triolette.runtime.aio import through_asyncio  # only apps that need it
+
+                call = through_asyncio(call)
             if uses_store and self.store is None:
                 raise RegistrationError(
                     f"{name}: the handler takes a DeviceStore but the App has no store"
@@ -251,6 +268,7 @@ class App:
                 restart=restart,
                 timeout=None if timeout is None else float(timeout),
                 heartbeat=None if heartbeat is None else float(heartbeat),
+                asyncio=asyncio,
             )
             return function
 
@@ -330,7 +348,7 @@ class App:
         mqtt_started = False
         deadline = trio.CancelScope()
         try:
-            async with trio.open_nursery() as root:
+            async with self._asyncio_loop(), trio.open_nursery() as root:
                 root.start_soon(_run_in, deadline, self._enforce_deadline)
                 try:
                     if persistence is not None:
@@ -360,6 +378,14 @@ class App:
             )
         if supervisor.escalation is not None:
             raise supervisor.escalation
+
+    def _asyncio_loop(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The app's trio-asyncio loop, opened only when some registration needs one."""
+        if any(spec.asyncio for spec in self._specs.values()):
+            from triolette.runtime.aio import open_loop  # importing trio-asyncio patches asyncio
+
+            return open_loop()
+        return contextlib.nullcontext()
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop every device, then flush. Safe to call any time.
