@@ -7,6 +7,7 @@ from triolette.testing.conformance import check_store as check_store
 from triolette.testing.harness import AppHarness as AppHarness
 from triolette.testing.mosquitto import Mosquitto as Mosquitto
 from triolette.testing.observer import Observer as Observer
+from triolette.testing.transport_conformance import check_transport as check_transport
 
 __all__ = [
     "AppHarness",
@@ -15,6 +16,7 @@ __all__ = [
     "Mosquitto",
     "Observer",
     "check_store",
+    "check_transport",
 ]
 
 claim_public_names(globals())

@@ -88,6 +88,8 @@ class MemoryBroker:
         return self._fan_out(Message(topic, payload, qos=1, retain=False))
 
     def _accept(self, message: Message, *, will: bool = False) -> None:
+        if not message.topic:
+            raise PublishError(message.topic, "a topic name cannot be empty")
         if "+" in message.topic or "#" in message.topic:
             raise PublishError(message.topic, "a topic name cannot hold a wildcard")
         if not self.online:
@@ -157,6 +159,8 @@ class MemoryTransport:
 
     async def subscribe(self, topics: Sequence[str]) -> None:
         await trio.lowlevel.checkpoint()
+        if not self.connected:
+            raise ConnectError("memory broker", "cannot subscribe: not connected")
         for topic in topics:
             self.subscriptions.append(topic)
             for retained in list(self.broker.retained.values()):
