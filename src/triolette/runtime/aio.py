@@ -73,3 +73,9 @@ class AsyncioDeviceContext(DeviceContext):
         channel = self._trio.commands()
         iterator: AsyncIterator[Message] = trio_asyncio.trio_as_aio(channel)
         return iterator
+
+
+def entered_in_loop(manager: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+    """An asyncio async context manager, entered and exited from trio through the loop."""
+    wrapped: contextlib.AbstractAsyncContextManager[Any] = trio_asyncio.aio_as_trio(manager)
+    return wrapped

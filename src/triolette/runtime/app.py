@@ -120,6 +120,7 @@ class App:
         self.heartbeat_every = heartbeat_every
         self.reconnect_backoff = reconnect_backoff or Backoff(initial=0.5, maximum=30, jitter=0.5)
         self._specs: dict[str, DeviceSpec] = {}
+        self._adapters: dict[Any, _Adapter] = {}
         self._state = _NEW
         self._shutdown_requested = False
         self._supervisor: Supervisor | None = None
@@ -208,6 +209,41 @@ class App:
         """
         return self._decorator(COMMAND, name, None, persist, restart, timeout, asyncio=asyncio)
 
+    def adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool = False) -> None:
+        """Register a hardware adapter: handlers annotated with ``port`` get the instance.
+
+        ``factory()`` builds it when the app starts. If it is an async context manager it is
+        entered before any device starts and exited after every device stopped; with
+        ``asyncio=True`` it is an asyncio one, entered and used in the app's trio-asyncio loop
+        (from ``asyncio=True`` handlers). Register an adapter before the devices that take it.
+        """
+        if self._state != _NEW:
+            raise RegistrationError(f"adapter {port!r}: adapters must be registered before run")
+        if port in self._adapters:
+            raise RegistrationError(f"adapter {port!r}: already registered")
+        if not callable(factory):
+            raise RegistrationError(f"adapter {port!r}: the factory must be callable")
+        self._adapters[port] = _Adapter(factory, asyncio)
+
+    async def _enter_adapters(self, stack: contextlib.AsyncExitStack) -> None:
+        for port, adapter in self._adapters.items():
+            instance = adapter.factory()
+            if hasattr(instance, "__aenter__") and hasattr(instance, "__aexit__"):
+                if adapter.asyncio:
+                    from triolette.runtime.aio import entered_in_loop
+
+                    instance = await stack.enter_async_context(entered_in_loop(instance))
+                else:
+                    instance = await stack.enter_async_context(instance)
+            adapter.instance = instance
+            logger.debug("adapter %r ready", port)
+
+    def _adapter_providers(self) -> dict[Any, Any]:
+        def provider(adapter: _Adapter) -> Any:
+            return lambda ctx, store, message: adapter.instance
+
+        return {port: provider(adapter) for port, adapter in self._adapters.items()}
+
     @property
     def device_names(self) -> list[str]:
         return list(self._specs)
@@ -246,7 +282,7 @@ class App:
                 raise RegistrationError(f"{name}: devices must be declared before the app runs")
             if name in self._specs:  # two decorators made before either was applied
                 raise RegistrationError(f"{name}: a device of that name is already registered")
-            call, uses_store = bind(name, kind, function)
+            call, uses_store = bind(name, kind, function, self._adapter_providers())
             if asyncio:
                 from triolette.runtime.aio import through_asyncio  # only apps that need it
 
@@ -361,7 +397,9 @@ class App:
                     companions = [metronome.run for metronome in metronomes.values()]
                     if self.log_statistics_every is not None:
                         companions.append(self._log_statistics)
-                    await supervisor.run(companions)
+                    async with contextlib.AsyncExitStack() as adapters:
+                        await self._enter_adapters(adapters)
+                        await supervisor.run(companions)
                 except Exception as error:
                     failure = error
                 finally:
@@ -381,7 +419,9 @@ class App:
 
     def _asyncio_loop(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The app's trio-asyncio loop, opened only when some registration needs one."""
-        if any(spec.asyncio for spec in self._specs.values()):
+        if any(spec.asyncio for spec in self._specs.values()) or any(
+            adapter.asyncio for adapter in self._adapters.values()
+        ):
             from triolette.runtime.aio import open_loop  # importing trio-asyncio patches asyncio
 
             return open_loop()
@@ -679,6 +719,13 @@ class App:
             self._mqtt.abandon()
         if self._supervisor is not None:
             self._supervisor.scope.cancel()
+
+
+@attrs.define
+class _Adapter:
+    factory: Callable[[], Any]
+    asyncio: bool
+    instance: Any = None
 
 
 async def _run_in(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:

@@ -1,10 +1,10 @@
 """Dependency injection by annotation, resolved once when a handler is registered.
 
 A handler asks for what it needs by annotating its parameters: ``DeviceContext``, ``DeviceStore``
-(any parameter name) or ``logging.Logger``, optionally as ``X | None``; a command handler may
-also take ``topic: str`` and ``payload: str`` by name. Anything else is a
-:class:`~triolette.RegistrationError` naming the handler and the parameter, raised at
-registration, never at the first call.
+(any parameter name), ``logging.Logger`` or a registered adapter's port type, optionally as
+``X | None``; a command handler may also take ``topic: str`` and ``payload: str`` by name.
+Anything else is a :class:`~triolette.RegistrationError` naming the handler and the parameter,
+raised at registration, never at the first call.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import inspect
 import logging
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from triolette.actors.device import COMMAND, DeviceContext, Handler
@@ -32,11 +32,19 @@ _COMMAND_BY_NAME: dict[str, Provider] = {
     "topic": lambda ctx, store, message: message.topic if message else "",
     "payload": lambda ctx, store, message: message.text if message else "",
 }
-_WHAT = "DeviceContext, DeviceStore or logging.Logger"
+_WHAT = "DeviceContext, DeviceStore, logging.Logger or a registered adapter's type"
 
 
-def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler, bool]:
-    """Return the handler called with injected arguments, and whether it uses a DeviceStore."""
+def bind(
+    device: str,
+    kind: str,
+    function: Callable[..., Any],
+    extra: Mapping[Any, Provider] | None = None,
+) -> tuple[Handler, bool]:
+    """Return the handler called with injected arguments, and whether it uses a DeviceStore.
+
+    ``extra`` adds injectables by annotation (the app's adapters).
+    """
     where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
     if not inspect.iscoroutinefunction(function):
         raise RegistrationError(f"{where} must be an 'async def' function")
@@ -45,17 +53,19 @@ def bind(device: str, kind: str, function: Callable[..., Any]) -> tuple[Handler,
     keywords: dict[str, Provider] = {}
     skipped = False  # after a parameter left at its default, the rest go by keyword
     for parameter in inspect.signature(function).parameters.values():
-        provider = _provider(parameter, hints.get(parameter.name, parameter.annotation), kind)
+        provider = _provider(
+            parameter, hints.get(parameter.name, parameter.annotation), kind, extra or {}
+        )
         if provider is None:
             if parameter.default is not inspect.Parameter.empty:
                 skipped = True
                 continue
-            extra = "; a command handler may also take topic: str and payload: str" * (
+            hint = "; a command handler may also take topic: str and payload: str" * (
                 kind == COMMAND
             )
             raise RegistrationError(
                 f"{where}: cannot inject parameter {parameter.name!r} "
-                f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{extra}"
+                f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{hint}"
             )
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY or (
             skipped and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -92,7 +102,9 @@ def _caller(
     return call
 
 
-def _provider(parameter: inspect.Parameter, annotation: Any, kind: str) -> Provider | None:
+def _provider(
+    parameter: inspect.Parameter, annotation: Any, kind: str, extra: Mapping[Any, Provider]
+) -> Provider | None:
     if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         return None
     by_name = kind == COMMAND and parameter.name in _COMMAND_BY_NAME
@@ -103,7 +115,7 @@ def _provider(parameter: inspect.Parameter, annotation: Any, kind: str) -> Provi
         if len(others) == 1:  # Optional[X] / X | None: injected as X
             annotation = others[0]
     try:
-        return _BY_TYPE.get(annotation)
+        return _BY_TYPE.get(annotation) or extra.get(annotation)
     except TypeError:  # an unhashable annotation
         return None
 
