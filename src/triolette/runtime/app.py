@@ -11,7 +11,6 @@ what is pending, closes the backend and ends. ``serve()`` returns once that happ
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -19,13 +18,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, DeviceSpec
 from triolette.actors.metronome import Metronome
-from triolette.actors.mqtt import LogTransport, MqttActor, MqttStatistics, Transport
-from triolette.actors.persistence import PersistenceActor, PersistenceStatistics
+from triolette.actors.mqtt import LogTransport, MqttActor, Transport
+from triolette.actors.persistence import PersistenceActor
 from triolette.core.backoff import Backoff
 from triolette.core.errors import (
     ConnectError,
@@ -38,7 +36,9 @@ from triolette.core.errors import (
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
-from triolette.core.topics import ONLINE, Topics, check_name
+from triolette.core.topics import Topics, check_name
+from triolette.runtime.adapters import Adapters
+from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
 from triolette.runtime.injection import bind
 from triolette.runtime.supervisor import (
     RESTART_TYPES,
@@ -56,26 +56,6 @@ STUCK_GRACE = 1.0
 F = TypeVar("F", bound=Callable[..., Any])
 
 _NEW, _RUNNING, _STOPPED = "new", "running", "stopped"
-
-
-@attrs.frozen
-class AppStatistics:
-    """Counters of a running (or finished) app, for logs, tests and benchmarks."""
-
-    persistence: PersistenceStatistics | None
-    mqtt: MqttStatistics | None
-    cycles: dict[str, int]
-    restarts: dict[str, int]
-    errors_repeated: int
-    """Error reports that repeated the previous one of their device (counted, not published)."""
-    skipped_ticks: dict[str, int]
-    """Telemetry ticks each device missed because a cycle overran (skipped, not run late)."""
-    failed: dict[str, str]
-    """Devices stopped for good (temporary ones that crashed, or past the restart limit)."""
-    crashes: dict[str, int]
-    """Crashes of each device's actor (each followed by a restart unless it was given up)."""
-    watchdog_firings: int
-    """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
 
 
 class App:
@@ -120,7 +100,7 @@ class App:
         self.heartbeat_every = heartbeat_every
         self.reconnect_backoff = reconnect_backoff or Backoff(initial=0.5, maximum=30, jitter=0.5)
         self._specs: dict[str, DeviceSpec] = {}
-        self._adapters: dict[Any, _Adapter] = {}
+        self._adapters = Adapters()
         self._state = _NEW
         self._shutdown_requested = False
         self._supervisor: Supervisor | None = None
@@ -219,30 +199,7 @@ class App:
         """
         if self._state != _NEW:
             raise RegistrationError(f"adapter {port!r}: adapters must be registered before run")
-        if port in self._adapters:
-            raise RegistrationError(f"adapter {port!r}: already registered")
-        if not callable(factory):
-            raise RegistrationError(f"adapter {port!r}: the factory must be callable")
-        self._adapters[port] = _Adapter(factory, asyncio)
-
-    async def _enter_adapters(self, stack: contextlib.AsyncExitStack) -> None:
-        for port, adapter in self._adapters.items():
-            instance = adapter.factory()
-            if hasattr(instance, "__aenter__") and hasattr(instance, "__aexit__"):
-                if adapter.asyncio:
-                    from triolette.runtime.aio import entered_in_loop
-
-                    instance = await stack.enter_async_context(entered_in_loop(instance))
-                else:
-                    instance = await stack.enter_async_context(instance)
-            adapter.instance = instance
-            logger.debug("adapter %r ready", port)
-
-    def _adapter_providers(self) -> dict[Any, Any]:
-        def provider(adapter: _Adapter) -> Any:
-            return lambda ctx, store, message: adapter.instance
-
-        return {port: provider(adapter) for port, adapter in self._adapters.items()}
+        self._adapters.register(port, factory, asyncio=asyncio)
 
     @property
     def device_names(self) -> list[str]:
@@ -282,7 +239,7 @@ class App:
                 raise RegistrationError(f"{name}: devices must be declared before the app runs")
             if name in self._specs:  # two decorators made before either was applied
                 raise RegistrationError(f"{name}: a device of that name is already registered")
-            call, uses_store = bind(name, kind, function, self._adapter_providers())
+            call, uses_store = bind(name, kind, function, self._adapters.providers())
             if asyncio:
                 from triolette.runtime.aio import through_asyncio  # only apps that need it
 
@@ -398,7 +355,7 @@ class App:
                     if self.log_statistics_every is not None:
                         companions.append(self._log_statistics)
                     async with contextlib.AsyncExitStack() as adapters:
-                        await self._enter_adapters(adapters)
+                        await self._adapters.enter(adapters)
                         await supervisor.run(companions)
                 except Exception as error:
                     failure = error
@@ -419,9 +376,7 @@ class App:
 
     def _asyncio_loop(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The app's trio-asyncio loop, opened only when some registration needs one."""
-        if any(spec.asyncio for spec in self._specs.values()) or any(
-            adapter.asyncio for adapter in self._adapters.values()
-        ):
+        if any(spec.asyncio for spec in self._specs.values()) or self._adapters.need_asyncio:
             from triolette.runtime.aio import open_loop  # importing trio-asyncio patches asyncio
 
             return open_loop()
@@ -589,19 +544,8 @@ class App:
         return bool(self._cycles)
 
     def _heartbeat(self) -> bytes:
-        """The ``{p}/status`` heartbeat: uptime, version and device health, as JSON."""
-        stats = self.statistics()
-        body = {
-            "status": ONLINE,
-            "version": self.version,
-            "uptime": round(trio.current_time() - self._started_at, 1),
-            "devices": len(self._specs),
-            "failed": sorted(stats.failed),
-            "restarts": sum(stats.restarts.values()),
-            "crashes": sum(stats.crashes.values()),
-            "watchdog_firings": stats.watchdog_firings,
-        }
-        return json.dumps(body, separators=(",", ":")).encode()
+        uptime = trio.current_time() - self._started_at
+        return heartbeat_body(self.statistics(), self.version, uptime, len(self._specs))
 
     async def _log_statistics(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -611,28 +555,7 @@ class App:
         task_status.started()
         while True:
             await trio.sleep(self.log_statistics_every)
-            logger.info("%s", self._statistics_line())
-
-    def _statistics_line(self) -> str:
-        stats = self.statistics()
-        parts = [
-            f"cycles={sum(stats.cycles.values())}",
-            f"crashes={sum(stats.crashes.values())}",
-            f"restarts={sum(stats.restarts.values())}",
-            f"watchdog={stats.watchdog_firings}",
-            f"failed={','.join(stats.failed) or '-'}",
-        ]
-        if stats.persistence is not None:
-            p = stats.persistence
-            parts += [
-                f"pending={p.pending_keys}",
-                f"mailbox={p.mailbox_depth}/{p.mailbox_peak}",
-                f"batches={p.batches}",
-                f"store_failures={p.failures}",
-            ]
-        if stats.mqtt is not None:
-            parts.append(f"outbox={stats.mqtt.outbox_depth}/{stats.mqtt.outbox_peak}")
-        return "statistics: " + " ".join(parts)
+            logger.info("%s", statistics_line(self.statistics()))
 
     def report(self, device: str | None, error: BaseException) -> None:
         """Log ``error`` and publish it on the error topics; a repeat is only counted.
@@ -719,13 +642,6 @@ class App:
             self._mqtt.abandon()
         if self._supervisor is not None:
             self._supervisor.scope.cancel()
-
-
-@attrs.define
-class _Adapter:
-    factory: Callable[[], Any]
-    asyncio: bool
-    instance: Any = None
 
 
 async def _run_in(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:

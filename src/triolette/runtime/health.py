@@ -1,0 +1,68 @@
+"""What an app tells about its health: statistics, the status heartbeat, the periodic log line."""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+
+from triolette.actors.mqtt import MqttStatistics
+from triolette.actors.persistence import PersistenceStatistics
+from triolette.core.topics import ONLINE
+
+
+@attrs.frozen
+class AppStatistics:
+    """Counters of a running (or finished) app, for logs, tests and benchmarks."""
+
+    persistence: PersistenceStatistics | None
+    mqtt: MqttStatistics | None
+    cycles: dict[str, int]
+    restarts: dict[str, int]
+    errors_repeated: int
+    """Error reports that repeated the previous one of their device (counted, not published)."""
+    skipped_ticks: dict[str, int]
+    """Telemetry ticks each device missed because a cycle overran (skipped, not run late)."""
+    failed: dict[str, str]
+    """Devices stopped for good (temporary ones that crashed, or past the restart limit)."""
+    crashes: dict[str, int]
+    """Crashes of each device's actor (each followed by a restart unless it was given up)."""
+    watchdog_firings: int
+    """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
+
+
+def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: int) -> bytes:
+    """The ``{p}/status`` heartbeat: uptime, version and device health, as compact JSON."""
+    body = {
+        "status": ONLINE,
+        "version": version,
+        "uptime": round(uptime, 1),
+        "devices": devices,
+        "failed": sorted(stats.failed),
+        "restarts": sum(stats.restarts.values()),
+        "crashes": sum(stats.crashes.values()),
+        "watchdog_firings": stats.watchdog_firings,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def statistics_line(stats: AppStatistics) -> str:
+    """One ``statistics: key=value ...`` line an operator can grep for."""
+    parts = [
+        f"cycles={sum(stats.cycles.values())}",
+        f"crashes={sum(stats.crashes.values())}",
+        f"restarts={sum(stats.restarts.values())}",
+        f"watchdog={stats.watchdog_firings}",
+        f"failed={','.join(stats.failed) or '-'}",
+    ]
+    if stats.persistence is not None:
+        p = stats.persistence
+        parts += [
+            f"pending={p.pending_keys}",
+            f"mailbox={p.mailbox_depth}/{p.mailbox_peak}",
+            f"batches={p.batches}",
+            f"store_failures={p.failures}",
+        ]
+    if stats.mqtt is not None:
+        parts.append(f"outbox={stats.mqtt.outbox_depth}/{stats.mqtt.outbox_peak}")
+    return "statistics: " + " ".join(parts)
