@@ -5,6 +5,7 @@
     triolette run MODULE[:ATTR] [flags]      python -m triolette run ...
     triolette store show PATH
     triolette store copy SRC DST
+    triolette watch [TOPIC ...]              print what a broker carries
 
 Exit status: 0 clean stop; 1 some device's state was not saved (or a ``store`` command
 failed); 2 the restart limit stopped the app; 3 bad settings, a bad command line or an app
@@ -14,6 +15,7 @@ that cannot be loaded, reported as ``error: <message>`` on stderr before anythin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -21,6 +23,7 @@ import logging
 import os
 import sqlite3
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,6 +33,7 @@ from triolette.core.jsonstate import decode_document, decode_state
 from triolette.runtime.app import App
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.watch import Watch
 
 logger = logging.getLogger("triolette.cli")
 
@@ -89,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
                 help=help_text,
             )
     run.set_defaults(handler=_run)
+
+    watch = commands.add_parser(
+        "watch",
+        help="print every message on some topics (like mosquitto_sub -v)",
+        description="Subscribe to TOPIC filters (default '#') and print each message as "
+        "'topic payload', marking retained ones, until Ctrl-C.",
+    )
+    watch.add_argument("topics", metavar="TOPIC", nargs="*", default=["#"])
+    watch.add_argument(
+        "--host", default=None, help="broker host (env TRIOLETTE_MQTT_HOST; default 127.0.0.1)"
+    )
+    watch.add_argument(
+        "--port", default=None, help="broker port (env TRIOLETTE_MQTT_PORT; default 1883)"
+    )
+    watch.set_defaults(handler=_watch)
 
     store = commands.add_parser("store", help="show or copy stored device state")
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -229,6 +248,17 @@ def _store_settings(argument: str, path: str) -> Settings:
     if not Path(path).is_file():
         raise SettingsError(argument, f"no such file: {path}")
     return settings
+
+
+def _watch(args: argparse.Namespace) -> int:
+    host = args.host or os.environ.get("TRIOLETTE_MQTT_HOST") or "127.0.0.1"
+    port_text = args.port or os.environ.get("TRIOLETTE_MQTT_PORT") or "1883"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise SettingsError("--port", f"must be between 1 and 65535, got {port_text}")
+    print(f"watching {' '.join(args.topics)} on {host}:{port_text} (Ctrl-C stops)", flush=True)
+    with Watch(host, int(port_text), args.topics), contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+    return EXIT_OK
 
 
 def _store_show(args: argparse.Namespace) -> int:
