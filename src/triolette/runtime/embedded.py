@@ -19,6 +19,7 @@ amqtt is an optional dependency: ``pip install 'triolette[broker]'``. It is impo
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib
 import ipaddress
@@ -30,8 +31,6 @@ from typing import Any
 import trio
 
 from triolette.core.errors import SettingsError, TrioletteError
-
-__all__ = ["BrokerExtraMissingError", "EmbeddedBroker"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +85,8 @@ class EmbeddedBroker:
         self.shutdown_timeout = shutdown_timeout
         self._port = port
         self._running = False
+        self._active = False  # run() entered and not returned yet
+        self._clients: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
@@ -126,10 +127,19 @@ class EmbeddedBroker:
         (an ``ImportError``) when amqtt is not installed, and OSError when the port cannot
         be bound (e.g. another broker already listens on it).
         """
-        if self._running:
+        if self._active:
             raise RuntimeError(f"{self!r} is already running")
-        aio_as_trio = _asyncio_bridge()
         broker_class = _import_broker_class()
+        aio_as_trio = _asyncio_bridge()
+        self._active = True
+        try:
+            await self._serve(aio_as_trio, broker_class, task_status)
+        finally:
+            self._active = False
+
+    async def _serve(
+        self, aio_as_trio: Any, broker_class: Any, task_status: trio.TaskStatus[None]
+    ) -> None:
         with _QuietLibraryLogs():
             broker, server = await aio_as_trio(self._start)(broker_class)
             try:
@@ -148,7 +158,7 @@ class EmbeddedBroker:
                         self.url,
                         self.shutdown_timeout,
                     )
-                server.close()  # the port is freed even when the broker's shutdown overran
+                self._close_everything(server)  # even when the broker's shutdown overran
                 logger.info("embedded MQTT broker on %s stopped", self.url)
 
     # -- asyncio side (runs in the trio-asyncio loop) ----------------------------------------
@@ -170,9 +180,7 @@ class EmbeddedBroker:
         await broker.start()
         try:
             server = await asyncio.start_server(
-                functools.partial(broker.stream_connected, listener_name=_LISTENER),
-                self.host,
-                self._port,
+                functools.partial(self._serve_client, broker), self.host, self._port
             )
         except OSError as error:
             await broker.shutdown()
@@ -186,17 +194,39 @@ class EmbeddedBroker:
             raise
         return broker, server
 
-    @staticmethod
-    async def _stop(broker: Any, server: asyncio.Server) -> None:
+    async def _serve_client(
+        self, broker: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One client connection, from accept to close (an asyncio task per connection)."""
+        self._clients.add(writer)
+        try:
+            await broker.stream_connected(reader, writer, listener_name=_LISTENER)
+        except asyncio.CancelledError:
+            # This task ends here either way. Ending it cancelled would make Python 3.11's
+            # start_server raise CancelledError in a done callback (fixed in 3.12), which
+            # trio-asyncio propagates into the loop's nursery: an error in the caller.
+            pass
+        finally:
+            # Closing twice is harmless, and amqtt 0.12.1 can skip it: its writer adapter
+            # drains before closing and gives up when draining fails (client gone first).
+            self._clients.discard(writer)
+            writer.close()
+
+    async def _stop(self, broker: Any, server: asyncio.Server) -> None:
         server.close()  # accept no new client while the broker disconnects the others
         try:
             await broker.shutdown()
         except Exception:
             logger.warning("embedded MQTT broker: error while shutting down", exc_info=True)
-        close_clients = getattr(server, "close_clients", None)  # Python 3.13+
-        if close_clients is not None:
-            close_clients()
+        self._close_everything(server)
         await server.wait_closed()
+
+    def _close_everything(self, server: asyncio.Server) -> None:
+        """Close the listening socket and every client connection still open."""
+        server.close()
+        for writer in list(self._clients):
+            writer.close()
+        self._clients.clear()
 
 
 def _is_loopback(host: str) -> bool:
@@ -226,7 +256,40 @@ def _import_broker_class() -> Any:
         module = importlib.import_module("amqtt.broker")
     except ImportError as error:
         raise BrokerExtraMissingError() from error
-    return module.Broker
+    return _spec_retained_delivery(module.Broker)
+
+
+# Set while amqtt handles a SUBSCRIBE packet (in that client's asyncio task).
+_subscribing: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "triolette_embedded_subscribing", default=False
+)
+
+
+@functools.cache
+def _spec_retained_delivery(base: Any) -> Any:
+    """amqtt's Broker, sending retained messages on SUBSCRIBE only, as MQTT 3.1.1 says.
+
+    amqtt 0.12.1 also sends them on CONNECT, at QoS 0, for every filter that *any* client
+    subscribed to: a client that subscribed to nothing receives other clients' retained
+    messages, and a resumed session gets retained commands again. Both hooks are private
+    amqtt methods; if they change, this quietly does nothing and the tests catch it.
+    """
+
+    class Broker(base):  # type: ignore[misc]
+        async def _handle_subscription(self, *args: Any, **kwargs: Any) -> None:
+            token = _subscribing.set(True)
+            try:
+                await super()._handle_subscription(*args, **kwargs)
+            finally:
+                _subscribing.reset(token)
+
+        async def _publish_retained_messages_for_subscription(
+            self, *args: Any, **kwargs: Any
+        ) -> None:
+            if _subscribing.get():
+                await super()._publish_retained_messages_for_subscription(*args, **kwargs)
+
+    return Broker
 
 
 class _QuietLibraryLogs:
