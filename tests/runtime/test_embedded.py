@@ -51,20 +51,6 @@ async def observing(broker: EmbeddedBroker, topics: tuple[str, ...]) -> AsyncIte
         yield observer
     finally:
         await trio.to_thread.run_sync(observer.close)
-        _break_cycle(observer)
-
-
-def _break_cycle(observer: Observer) -> None:
-    """Let refcounting, not the cyclic GC, free the observer's paho client.
-
-    paho keeps a wake-up socketpair open after loop_stop() until the client is finalised.
-    The client's callbacks are the observer's bound methods, a reference cycle; when the GC
-    breaks it, it may finalise a socket before the client closes it: a ResourceWarning,
-    which filterwarnings=error turns into a failure at the end of the session.
-    """
-    client = observer._client
-    client.on_connect = client.on_disconnect = None
-    client.on_subscribe = client.on_message = None
 
 
 def _client(client_id: str = "") -> mqtt.Client:
@@ -345,3 +331,26 @@ async def test_an_app_publishes_through_the_embedded_broker_in_the_same_loop():
     state = next(m for m in retained if m.topic == "demo/lamp/state")
     assert later.payloads("demo/lamp/state")[0] == {"on": True}
     assert state.qos == 1
+
+
+@needs_amqtt
+async def test_an_app_with_an_embedded_broker_serves_through_it_and_stops_it_last():
+    broker = EmbeddedBroker(port=0)
+    app = triolette.App("demo", embedded_broker=broker, heartbeat_every=None)
+
+    @app.telemetry("meter", interval=0.05)
+    async def meter() -> dict[str, object]:
+        return {"impulses": 1}
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        assert broker.running
+        async with observing(broker, ("demo/#",)) as observer:
+            await observer.until(lambda ms: any(m.topic == "demo/meter/state" for m in ms))
+            app.shutdown()
+            await observer.until(
+                lambda ms: ("demo/status", b"offline") in [(m.topic, m.payload) for m in ms]
+            )
+    # The goodbye went out through the broker before it stopped, and then the port closed.
+    assert not broker.running
+    assert await connect_refused(broker.port)

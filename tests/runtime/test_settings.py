@@ -531,3 +531,30 @@ def test_describe_shows_what_is_in_effect(tmp_path):
     assert "store=MemoryStore(" in line
     assert "\n" not in line
     assert "broker=none (publishes only logged)" in Settings().describe()
+
+
+def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch):
+    from triolette import App
+    from triolette.runtime import settings as settings_module
+    from triolette.runtime.embedded import EmbeddedBroker
+
+    app = App("demo")
+    Settings.from_sources({"mqtt_port": "18999"}, {}).apply(app)
+    assert isinstance(app.embedded_broker, EmbeddedBroker)
+    assert app.embedded_broker.port == 18999  # --port without --host: the embedded one's
+    assert app.transport is None
+
+    monkeypatch.setattr(settings_module, "broker_installed", lambda: False)
+    bare = App("bare")
+    Settings.from_sources({}, {}).apply(bare)
+    assert bare.embedded_broker is None  # a dry run instead, with a warning
+
+
+def test_a_host_or_a_dry_run_never_embeds_a_broker():
+    from triolette import App
+
+    for flags in ({"mqtt_host": "broker.lan"}, {"dry_run": True}):
+        app = App("demo")
+        Settings.from_sources(flags, {}).apply(app)
+        assert app.embedded_broker is None
+        assert app.transport is not None

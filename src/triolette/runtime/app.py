@@ -23,6 +23,7 @@ import trio
 from triolette.actors.device import COMMAND, DEVICE, TELEMETRY, DeviceActor, DeviceSpec
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import LogTransport, MqttActor, Transport
+from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.core.backoff import Backoff
 from triolette.core.errors import (
@@ -38,6 +39,7 @@ from triolette.core.policies import PersistPolicy
 from triolette.core.repeats import RepeatFilter
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.adapters import Adapters
+from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
 from triolette.runtime.injection import bind
 from triolette.runtime.supervisor import (
@@ -85,6 +87,7 @@ class App:
         log_statistics_every: float | None = 300.0,
         heartbeat_every: float | None = 60.0,
         reconnect_backoff: Backoff | None = None,
+        embedded_broker: EmbeddedBroker | None = None,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -98,6 +101,7 @@ class App:
         self.mailbox_size = mailbox_size
         self.log_statistics_every = log_statistics_every
         self.heartbeat_every = heartbeat_every
+        self.embedded_broker = embedded_broker
         self.reconnect_backoff = reconnect_backoff or Backoff(initial=0.5, maximum=30, jitter=0.5)
         self._specs: dict[str, DeviceSpec] = {}
         self._adapters = Adapters()
@@ -343,7 +347,11 @@ class App:
         try:
             async with self._asyncio_loop(), trio.open_nursery() as root:
                 root.start_soon(_run_in, deadline, self._enforce_deadline)
+                embedded = trio.CancelScope()
                 try:
+                    if self.embedded_broker is not None:
+                        await root.start(_run_in, embedded, self.embedded_broker.run)
+                        mqtt.transport = self.transport or self._embedded_transport()
                     if persistence is not None:
                         keys = [spec.name for spec in specs if spec.uses_store]
                         await root.start(persistence.run, keys)
@@ -363,6 +371,7 @@ class App:
                     self._begin_stop()
                     await self._finish(persistence, mqtt if mqtt_started else None)
                     deadline.cancel()
+                    embedded.cancel()  # after the MQTT actor said goodbye through it
         finally:
             self._state = _STOPPED
         if failure is not None:
@@ -376,11 +385,31 @@ class App:
 
     def _asyncio_loop(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The app's trio-asyncio loop, opened only when some registration needs one."""
-        if any(spec.asyncio for spec in self._specs.values()) or self._adapters.need_asyncio:
+        if (
+            any(spec.asyncio for spec in self._specs.values())
+            or self._adapters.need_asyncio
+            or self.embedded_broker is not None
+        ):
             from triolette.runtime.aio import open_loop  # importing trio-asyncio patches asyncio
 
             return open_loop()
         return contextlib.nullcontext()
+
+    def _embedded_transport(self) -> Transport:
+        """A connection to the embedded broker, and a line saying how to watch it."""
+        broker = self.embedded_broker
+        assert broker is not None
+        logger.info(
+            "embedded MQTT broker at %s; watch what %s publishes with: "
+            "triolette watch --port %d '%s/#'  (or %s)",
+            broker.url,
+            self.name,
+            broker.port,
+            self.topics.prefix,
+            broker.subscribe_hint(self.topics.prefix),
+        )
+        host = "127.0.0.1" if broker.host in ("0.0.0.0", "::", "") else broker.host
+        return PahoTransport(host, broker.port, client_id=self.name, keepalive=30)
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop every device, then flush. Safe to call any time.
@@ -644,9 +673,18 @@ class App:
             self._supervisor.scope.cancel()
 
 
-async def _run_in(scope: trio.CancelScope, task: Callable[[], Awaitable[None]]) -> None:
+async def _run_in(
+    scope: trio.CancelScope,
+    task: Callable[..., Awaitable[None]],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run ``task`` inside ``scope``, so its owner can stop it alone; passes ``started`` on."""
     with scope:
-        await task()
+        if task_status is trio.TASK_STATUS_IGNORED:
+            await task()
+        else:
+            await task(task_status=task_status)
 
 
 async def _nothing_to_flush(key: str) -> None:

@@ -22,9 +22,11 @@ import asyncio
 import contextvars
 import functools
 import importlib
+import importlib.util
 import ipaddress
 import logging
 import shlex
+import socket
 from types import TracebackType
 from typing import Any
 
@@ -227,6 +229,21 @@ class EmbeddedBroker:
         for writer in list(self._clients):
             writer.close()
         self._clients.clear()
+
+
+def broker_installed() -> bool:
+    """Whether the ``broker`` extra (amqtt) is installed, without importing it."""
+    return importlib.util.find_spec("amqtt") is not None
+
+
+def usual_port_or_free(host: str = "127.0.0.1", port: int = 1883) -> int:
+    """``port`` if nothing listens there now, else 0 (the broker then picks a free one)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return 0
+    return port
 
 
 def _is_loopback(host: str) -> bool:

@@ -29,6 +29,12 @@ from triolette.actors.mqtt import LogTransport
 from triolette.actors.paho import PahoTransport
 from triolette.core.errors import RegistrationError, SettingsError
 from triolette.core.topics import Topics, check_name
+from triolette.runtime.embedded import (
+    INSTALL_HINT,
+    EmbeddedBroker,
+    broker_installed,
+    usual_port_or_free,
+)
 from triolette.stores.jsonfile import JsonFileStore
 from triolette.stores.sqlite import SqliteStore
 
@@ -233,6 +239,20 @@ class Settings:
             keepalive=self.keepalive,
         )
 
+    def embedded_broker(self) -> EmbeddedBroker | None:
+        """The broker to embed when none is configured: on ``--port`` if given, else on 1883
+        when that is free, else on a free port. ``None`` (a dry run, with a warning saying
+        what to install) without the ``broker`` extra."""
+        if not broker_installed():
+            logger.warning(
+                "no broker host given, and the embedded broker is not installed (%s): "
+                "publishes are only logged",
+                INSTALL_HINT,
+            )
+            return None
+        port = self.mqtt_port if self.mqtt_port is not None else usual_port_or_free()
+        return EmbeddedBroker(port=port)
+
     def store(self) -> JsonFileStore | SqliteStore | None:
         """A new store for :attr:`store_path` (chosen by its suffix), or ``None`` if not given.
 
@@ -256,13 +276,15 @@ class Settings:
         else:
             stray = [
                 self.sources.get(name, name)
-                for name in ("mqtt_port", "client_id", "username", "password", "tls",
+                for name in ("client_id", "username", "password", "tls",
                              "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure",
                              "keepalive")
                 if self.sources.get(name, "").startswith(("-", ENV_PREFIX))
             ]  # fmt: skip
             if stray:
                 logger.warning("no broker host given: %s ignored", ", ".join(stray))
+            if app.transport is None and app.embedded_broker is None:
+                app.embedded_broker = self.embedded_broker()
         store = self.store()
         if store is not None:
             app.store = store
@@ -282,6 +304,8 @@ class Settings:
             broker = f"{host}:{self.port}"
         elif app is not None and app.transport is not None:
             broker = f"as the app set it ({app.transport!r})"
+        elif app is not None and app.embedded_broker is not None:
+            broker = f"embedded ({app.embedded_broker!r})"
         else:
             broker = "none (publishes only logged)"
         parts = [f"broker={broker}"]

@@ -144,9 +144,15 @@ class Observer:
                 return
             self._closed = True
             self._condition.notify_all()
+        client = self._client
         if self._started:
-            self._client.disconnect()
-            self._client.loop_stop()
+            client.disconnect()
+            client.loop_stop()
+        # The callbacks are this observer's bound methods: a reference cycle. Broken here, the
+        # client is freed by refcounting, which closes paho's wake-up sockets in order; left to
+        # the cyclic GC, a socket may be finalised first (a ResourceWarning).
+        client.on_connect = client.on_disconnect = None
+        client.on_subscribe = client.on_message = None
 
     def __enter__(self) -> Observer:
         if not self._started:
