@@ -1,12 +1,16 @@
 """A gas-meter bridge: it counts the meter's impulses and keeps the total across restarts.
 
     python examples/gas_meter.py [--state-dir ./data] [--interval 2] [--seconds S]
+                                 [--host HOST] [--port PORT] [--dry-run]
 
 Every interval it reads the impulses since the last reading (simulated here), adds them to the
 total in ``STATE_DIR/state.json`` and publishes it. Stop it with Ctrl-C (or let ``--seconds``
-do it): the final state is written, and the next run counts on from it. No broker is wired up
-in this release, so each publish is logged, and the calibration command (``{"m3_per_impulse":
-0.01}`` on ``gas2mqtt/gas-meter-calibration/set``) can only come from a test's AppHarness.
+do it): the final state is written, and the next run counts on from it.
+
+With no ``--host`` (nor ``TRIOLETTE_MQTT_HOST``) it starts an embedded MQTT broker on
+127.0.0.1 (port 1883, or a free one when that is taken; it needs the ``broker`` extra) and
+says how to watch it. ``--dry-run`` uses no broker at all. The calibration command,
+``{"m3_per_impulse": 0.01}`` on ``gas2mqtt/gas-meter-calibration/set``, changes the rate.
 """
 
 from __future__ import annotations
@@ -15,13 +19,21 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import signal
 from pathlib import Path
 
 import trio
 
-from triolette import App, DeviceStore, JsonFileStore, SaveAtMostEvery, SaveOnChange
+from triolette import (
+    App,
+    DeviceStore,
+    JsonFileStore,
+    SaveAtMostEvery,
+    SaveOnChange,
+    Settings,
+)
 
 
 def read_impulses() -> int:
@@ -78,12 +90,20 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=Path("data"), help="default ./data")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
     parser.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
+    parser.add_argument("--host", help="an MQTT broker to use instead of the embedded one")
+    parser.add_argument("--port", help="its port (or the embedded broker's)")
+    parser.add_argument("--dry-run", action="store_true", help="no broker: log each publish")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     log = logging.getLogger("gas_meter")
     path = args.state_dir / "state.json"
     log.info("state lives in %s", path.absolute())
-    app = App("gas2mqtt", store=JsonFileStore(path))  # no transport yet: publishes are logged
+    app = App("gas2mqtt", store=JsonFileStore(path))
+    # The same settings as `triolette run` (flags here, TRIOLETTE_* variables otherwise):
+    # a broker host, or else an embedded broker, or with --dry-run none.
+    flags = {"mqtt_host": args.host, "mqtt_port": args.port, "dry_run": args.dry_run or None}
+    Settings.from_sources(flags, os.environ).apply(app)
+    logging.getLogger("triolette.published").setLevel(logging.DEBUG)  # show every publish
     add_devices(app, interval=args.interval)
     if args.seconds is None:
         app.run()  # until Ctrl-C or SIGTERM; exits non-zero if state could not be saved

@@ -18,7 +18,8 @@ import trio
 import trio.testing
 
 from triolette import MemoryStore
-from triolette.testing import AppHarness
+from triolette.testing import AppHarness, Observer
+from triolette.testing.mosquitto import free_port
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 GAS_METER = [sys.executable, str(EXAMPLES / "gas_meter.py")]
@@ -130,6 +131,79 @@ async def test_the_gas_meter_saves_its_last_total_on_ctrl_c(tmp_path: Path):
     saved = saved_meter(tmp_path)
     assert saved["impulses"] == states[-1]["impulses"]
     assert saved["m3"] == states[-1]["m3"]
+
+
+async def _run_until_interrupted(args: list[str], states: int) -> str:
+    """Run the gas meter until it logged ``states`` states, then Ctrl-C it; return its log."""
+    process = await trio.lowlevel.open_process([*GAS_METER, *args], stderr=subprocess.PIPE)
+    assert process.stderr is not None
+    log = ""
+    try:
+        with trio.fail_after(30):
+            async for chunk in process.stderr:
+                log += chunk.decode()
+                if len(logged_states(log)) >= states:
+                    break
+            process.send_signal(signal.SIGINT)
+            async for chunk in process.stderr:
+                log += chunk.decode()
+            assert await process.wait() == 0, log
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()
+            await process.stderr.aclose()
+    return log
+
+
+async def test_the_first_run_embeds_a_broker_and_a_second_run_counts_on(tmp_path: Path):
+    """The README's first command: no broker installed, Ctrl-C, run again."""
+    args = ["--state-dir", str(tmp_path), "--interval", "0.3"]
+    first = await _run_until_interrupted(args, states=3)
+    assert "embedded MQTT broker at mqtt://127.0.0.1:" in first
+    assert "triolette watch --port" in first  # it says how to look at what it publishes
+    assert "stopped; every change is saved in" in first
+    saved = saved_meter(tmp_path)
+    assert saved["impulses"] == logged_states(first)[-1]["impulses"]
+
+    second = await _run_until_interrupted(args, states=1)
+    resumed = logged_states(second)[0]
+    assert resumed["impulses"] - resumed["new_impulses"] == saved["impulses"]
+
+
+async def test_a_subscriber_gets_the_examples_retained_state_from_the_embedded_broker(
+    tmp_path: Path,
+):
+    port = free_port()
+    process = await trio.lowlevel.open_process(
+        [*GAS_METER, "--state-dir", str(tmp_path), "--interval", "0.2", "--port", str(port)],
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    observer = Observer("127.0.0.1", port, ["gas2mqtt/#"])
+    log = ""
+    try:
+        with trio.fail_after(30):
+            async for chunk in process.stderr:  # the first state is out: the broker is up
+                log += chunk.decode()
+                if logged_states(log):
+                    break
+            await trio.to_thread.run_sync(observer.start)
+            await observer.until(
+                lambda ms: any(m.topic == "gas2mqtt/gas-meter/state" and m.retain for m in ms)
+            )
+    finally:
+        await trio.to_thread.run_sync(observer.close)
+        process.send_signal(signal.SIGINT)
+        with trio.CancelScope(shield=True):
+            async for chunk in process.stderr:
+                log += chunk.decode()
+            await process.wait()
+            await process.stderr.aclose()
+    assert process.returncode == 0, log
+    retained = [m for m in observer.messages if m.topic == "gas2mqtt/gas-meter/state"][0]
+    assert json.loads(retained.payload) in logged_states(log)
 
 
 async def test_a_calibration_command_changes_the_rate_and_is_saved_at_once(

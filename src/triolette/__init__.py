@@ -27,6 +27,8 @@ from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.runtime.app import App as App
+from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
+from triolette.runtime.settings import Settings as Settings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
@@ -45,6 +47,7 @@ __all__ = [
     "ConnectError",
     "DeviceContext",
     "DeviceStore",
+    "EmbeddedBroker",
     "FlushIncompleteError",
     "HandlerTimeoutError",
     "HeartbeatMissedError",
@@ -62,6 +65,7 @@ __all__ = [
     "SaveOnChange",
     "SaveOnPublish",
     "SaveOnShutdown",
+    "Settings",
     "SettingsError",
     "SqliteStore",
     "StateNotJSONError",
