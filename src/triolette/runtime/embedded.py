@@ -237,13 +237,15 @@ def broker_installed() -> bool:
 
 
 def usual_port_or_free(host: str = "127.0.0.1", port: int = 1883) -> int:
-    """``port`` if nothing listens there now, else 0 (the broker then picks a free one)."""
+    """``port`` if nothing listens there now, else a port that is free now (so that it can be
+    printed before the broker starts)."""
     with socket.socket() as probe:
         try:
             probe.bind((host, port))
         except OSError:
-            return 0
-    return port
+            probe.bind((host, 0))
+        bound: int = probe.getsockname()[1]
+    return bound
 
 
 def _is_loopback(host: str) -> bool:
