@@ -202,7 +202,7 @@ async def test_a_subscriber_gets_the_examples_retained_state_from_the_embedded_b
             await process.wait()
             await process.stderr.aclose()
     assert process.returncode == 0, log
-    retained = [m for m in observer.messages if m.topic == "gas2mqtt/gas-meter/state"][0]
+    retained = next(m for m in observer.messages if m.topic == "gas2mqtt/gas-meter/state")
     assert json.loads(retained.payload) in logged_states(log)
 
 

@@ -375,9 +375,12 @@ async def test_one_deadline_bounds_the_whole_shutdown(autojump_clock):
     backend = RecordingStore()
     app = App("app", store=backend, transport=_NoGoodbyeTransport(broker), shutdown_timeout=5)
 
+    running = trio.Event()
+
     @app.device("slow")
     async def slow(ctx: DeviceContext, store: DeviceStore) -> None:
         store["x"] = 1
+        running.set()
         try:
             await ctx.sleep(10_000)
         finally:
@@ -387,6 +390,7 @@ async def test_one_deadline_bounds_the_whole_shutdown(autojump_clock):
 
     async with trio.open_nursery() as nursery:
         await nursery.start(app.serve)
+        await running.wait()
         requested = trio.current_time()
         app.shutdown()
     took = trio.current_time() - requested

@@ -239,12 +239,7 @@ class MosquittoRig:
 KINDS = ("memory", "mosquitto")
 
 # Where the double and the real transport disagree: the check states the real behaviour.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("mosquitto", "serve returns when the connection is already gone"): (
-        "PahoTransport.serve() on a connection already closed: _read waits on the closed "
-        "socket (fd -1) and trio raises ValueError instead of serve() returning"
-    ),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 # Checks a rig cannot run (check_transport leaves them out).

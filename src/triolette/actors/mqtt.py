@@ -33,6 +33,8 @@ from triolette.core.messages import Message
 from triolette.core.topics import OFFLINE, ONLINE, Topics, error_body
 
 logger = logging.getLogger("triolette.mqtt")
+published_log = logging.getLogger("triolette.published")
+"""Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]``."""
 
 Confirmed = Callable[[PublishError | None], None]
 
@@ -175,11 +177,11 @@ class MqttActor:
         self._scope = trio.CancelScope(shield=True)
         self._closed = trio.Event()
         self.connected = False
-        self._up = trio.Event()  # set while connected; a new one after each loss
+        self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
 
     async def wait_connected(self) -> None:
-        """Return once connected to the broker (at once if connected now)."""
+        """Return once connected and subscribed to the command topics (at once if so now)."""
         await self._up.wait()
 
     def route(self, device: str, deliver: Callable[[Message], bool]) -> None:
@@ -247,13 +249,13 @@ class MqttActor:
         ``ready`` is called once subscribed and ``online`` is handed over.
         """
         self.connected = True
-        self._up.set()
         logger.info("connected to the MQTT broker")
         try:
             async with trio.open_nursery() as connection:
                 connection.start_soon(self._watch, connection.cancel_scope)
                 if not session_kept and self._routes:
                     await self.transport.subscribe([self.topics.command(d) for d in self._routes])
+                self._up.set()  # subscribed: commands sent from now on arrive
                 await self._hand_over(_Outgoing(Message(self.topics.status, ONLINE, retain=True)))
                 ready()
                 for topic, message in self._retained.items():
@@ -271,7 +273,8 @@ class MqttActor:
             return False
         finally:
             self.connected = False
-            self._up = trio.Event()
+            if self._up.is_set():
+                self._up = trio.Event()
             self._release_waiters("the connection was lost")
 
     async def _watch(self, connection: trio.CancelScope) -> None:
@@ -329,6 +332,9 @@ class MqttActor:
         def confirmed(error: PublishError | None) -> None:
             if error is None:
                 self._counters.published += 1
+                if published_log.isEnabledFor(logging.DEBUG):
+                    retained = " (retained)" * message.retain
+                    published_log.debug("publish %s %s%s", message.topic, message.text, retained)
             else:
                 self._counters.failed += 1
                 logger.debug("publish to %s failed: %s", message.topic, error)

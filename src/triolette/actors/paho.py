@@ -123,8 +123,11 @@ class PahoTransport:
         try:
             await trio.to_thread.run_sync(client.reconnect)
         except socket.gaierror as error:
+            # EAI_AGAIN: no answer from the resolver (say, at boot): an outage, not a verdict.
             raise ConnectError(
-                self.broker, f"the host name does not resolve ({error})", permanent=True
+                self.broker,
+                f"the host name does not resolve ({error})",
+                permanent=error.errno != socket.EAI_AGAIN,
             ) from error
         except ssl.SSLCertVerificationError as error:
             raise ConnectError(
@@ -266,7 +269,7 @@ class PahoTransport:
 
     async def _read(self, sock: Any) -> None:
         client = self._client
-        while True:
+        while not self._gone(sock):
             try:
                 await trio.lowlevel.wait_readable(sock)
             except trio.ClosedResourceError:
@@ -286,6 +289,8 @@ class PahoTransport:
                 await self._write_wanted.wait()
                 self._write_wanted = trio.Event()
                 continue
+            if self._gone(sock):
+                return
             try:
                 await trio.lowlevel.wait_writable(sock)
             except trio.ClosedResourceError:
@@ -301,6 +306,13 @@ class PahoTransport:
             if self._client.loop_misc() != _SUCCESS:  # keepalive: the broker stopped answering
                 self._close_socket()
                 return
+
+    def _gone(self, sock: Any) -> bool:
+        """Whether ``sock`` was closed meanwhile (waiting on it would raise): the loss is noted."""
+        if self._client.socket() is sock:
+            return False
+        self._lost.set()
+        return True
 
     def _confirm_written(self) -> None:
         unwritten = self._unwritten

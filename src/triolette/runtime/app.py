@@ -563,7 +563,8 @@ class App:
         await self._serving.wait()
 
     async def wait_until_connected(self) -> None:
-        """Wait until the app is serving and connected to the broker."""
+        """Wait until the app is serving, connected to the broker and subscribed to its
+        command topics (again after each reconnect)."""
         await self._serving.wait()
         assert self._mqtt is not None
         await self._mqtt.wait_connected()
