@@ -81,7 +81,7 @@ class PahoTransport:
         if tls is not None:
             client.tls_set_context(tls)
         client.connect_timeout = connect_timeout
-        client.max_inflight_messages_set(inflight)
+        client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
         client.on_connect = self._on_connect
         client.on_message = self._on_paho_message
         client.on_subscribe = self._on_subscribe
@@ -100,6 +100,7 @@ class PahoTransport:
         self._lost = trio.Event()
         self._lost.set()
         self._write_wanted = trio.Event()
+        self._writing_eagerly = False
 
     def __repr__(self) -> str:
         return f"PahoTransport({self.host!r}, {self.port}, client_id={self.client_id!r})"
@@ -203,9 +204,11 @@ class PahoTransport:
         if qos and not self._pending:
             client.on_publish = self._on_publish  # only then: it costs every QoS 0 packet
         refused: str | None
+        self._writing_eagerly = True  # paho asks for the writer on every publish: not needed
         try:
             info = client.publish(message.topic, message.payload, qos, message.retain)
         except ValueError as error:  # a topic paho refuses (wildcards, too long)
+            self._writing_eagerly = False
             refused = str(error)
         else:
             # QoS 1 while the connection just died: paho keeps it and sends it after CONNACK.
@@ -221,6 +224,9 @@ class PahoTransport:
         if qos:
             self._pending[info.mid] = (message.topic, confirmed)
         client.loop_write()  # eagerly; the writer task takes over what the socket refused
+        self._writing_eagerly = False
+        if client.want_write():
+            self._write_wanted.set()
         if not qos:
             if info.is_published():
                 confirmed(None)
@@ -368,7 +374,8 @@ class PahoTransport:
                 confirmed(PublishError(topic, "connection lost before it was written"))
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        if trio.lowlevel.in_trio_task():  # in the connect thread, connect() checks afterwards
+        # In the connect thread connect() checks afterwards; in publish() it writes itself.
+        if not self._writing_eagerly and trio.lowlevel.in_trio_task():
             self._write_wanted.set()
 
 
