@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 import triolette
 from triolette.core.errors import SettingsError
 from triolette.runtime.embedded import BrokerExtraMissingError, EmbeddedBroker
+from triolette.stores.memory import MemoryStore
 from triolette.testing.observer import Observer
 
 needs_amqtt = pytest.mark.skipif(
@@ -354,3 +355,31 @@ async def test_an_app_with_an_embedded_broker_serves_through_it_and_stops_it_las
     # The goodbye went out through the broker before it stopped, and then the port closed.
     assert not broker.running
     assert await connect_refused(broker.port)
+
+
+@needs_amqtt
+async def test_an_embedded_broker_that_cannot_start_fails_at_once_not_after_the_deadline(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        app = triolette.App(
+            "app",
+            store=MemoryStore(),
+            shutdown_timeout=30.0,
+            embedded_broker=EmbeddedBroker(port=port),
+        )
+
+        @app.telemetry("meter", interval=1)
+        async def meter() -> dict[str, int]:
+            return {"x": 1}
+
+        started = trio.current_time()
+        with pytest.raises(OSError, match="cannot listen"):
+            await app.serve()
+        assert trio.current_time() - started < 5.0  # not the 30 s shutdown deadline
+    finally:
+        taken.close()

@@ -177,6 +177,7 @@ class MqttActor:
         self._scope = trio.CancelScope(shield=True)
         self._closed = trio.Event()
         self.connected = False
+        self._reported_started = False
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
 
@@ -201,6 +202,8 @@ class MqttActor:
         try:
             with self._scope:
                 await self._keep_connected(task_status)
+            if not self._reported_started:  # abandoned before the first attempt ended
+                task_status.started()
         finally:
             self.stopped.set()
 
@@ -212,7 +215,7 @@ class MqttActor:
         def report_started() -> None:
             nonlocal started
             if not started:
-                started = True
+                started = self._reported_started = True
                 task_status.started()
 
         while True:
@@ -254,7 +257,15 @@ class MqttActor:
             async with trio.open_nursery() as connection:
                 connection.start_soon(self._watch, connection.cancel_scope)
                 if not session_kept and self._routes:
-                    await self.transport.subscribe([self.topics.command(d) for d in self._routes])
+                    try:
+                        await self.transport.subscribe(
+                            [self.topics.command(d) for d in self._routes]
+                        )
+                    except ConnectError as error:  # no SUBACK: this connection is no good
+                        logger.warning("%s", error)
+                        await self.transport.disconnect()
+                        connection.cancel_scope.cancel()
+                        return False
                 self._up.set()  # subscribed: commands sent from now on arrive
                 await self._hand_over(_Outgoing(Message(self.topics.status, ONLINE, retain=True)))
                 ready()
@@ -268,9 +279,6 @@ class MqttActor:
                 await self._say_goodbye()
                 connection.cancel_scope.cancel()
                 return True
-        except ConnectError as error:  # a subscription the broker never acknowledged
-            logger.warning("%s", error)
-            return False
         finally:
             self.connected = False
             if self._up.is_set():

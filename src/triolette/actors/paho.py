@@ -223,15 +223,18 @@ class PahoTransport:
             return
         if qos:
             self._pending[info.mid] = (message.topic, confirmed)
+        if not qos:
+            self._unwritten.append((info, message.topic, confirmed))
         client.loop_write()  # eagerly; the writer task takes over what the socket refused
         self._writing_eagerly = False
+        if self._lost.is_set():  # the write found the connection gone (and failed what waited)
+            if not qos and self._unwritten and self._unwritten[-1][0] is info:
+                self._unwritten.pop()
+                confirmed(PublishError(message.topic, "connection lost before it was written"))
+            return
         if client.want_write():
             self._write_wanted.set()
-        if not qos:
-            if info.is_published():
-                confirmed(None)
-            else:
-                self._unwritten.append((info, message.topic, confirmed))
+        self._confirm_written()  # this write may also have finished earlier QoS 0 messages
 
     async def subscribe(self, topics: Sequence[str]) -> None:
         """Subscribe to ``topics`` (QoS 1) in one request; return after the broker's SUBACK.
@@ -292,6 +295,7 @@ class PahoTransport:
         client = self._client
         while True:
             if not client.want_write():
+                self._confirm_written()  # a publish's own write may have finished them
                 await self._write_wanted.wait()
                 self._write_wanted = trio.Event()
                 continue

@@ -238,10 +238,12 @@ class PersistenceActor:
         Cancellation from outside is shielded; only :meth:`abandon` stops it early.
         A backend error while loading ``keys`` propagates before ``started``.
         """
+        started = False
         try:
             with self._scope:
                 await self._read(tuple(keys))
                 task_status.started()
+                started = True
                 async with self._receive:
                     await self._serve()
                 while self._pending:
@@ -251,6 +253,8 @@ class PersistenceActor:
                     await self._in_thread(getattr(self.backend, "close", _nothing))
                 except Exception as error:  # everything is durable; closing is tidying up
                     logger.error("could not close the store cleanly: %s", error)
+            if not started:  # abandoned while loading: the caller must not wait for ever
+                task_status.started()
         finally:
             self.stopped.set()
             for _, _, done in self._waiters:

@@ -342,7 +342,7 @@ class App:
         if self._shutdown_requested:
             supervisor.scope.cancel()
         failure: Exception | None = None
-        mqtt_started = False
+        mqtt_started = persistence_started = False
         deadline = trio.CancelScope()
         try:
             async with self._asyncio_loop(), trio.open_nursery() as root:
@@ -355,6 +355,7 @@ class App:
                     if persistence is not None:
                         keys = [spec.name for spec in specs if spec.uses_store]
                         await root.start(persistence.run, keys)
+                        persistence_started = True
                     await root.start(mqtt.run)
                     mqtt_started = True
                     task_status.started()
@@ -369,7 +370,10 @@ class App:
                     failure = error
                 finally:
                     self._begin_stop()
-                    await self._finish(persistence, mqtt if mqtt_started else None)
+                    await self._finish(
+                        persistence if persistence_started else None,
+                        mqtt if mqtt_started else None,
+                    )
                     deadline.cancel()
                     embedded.cancel()  # after the MQTT actor said goodbye through it
         finally:

@@ -1,0 +1,49 @@
+"""PahoTransport details a real broker shows: confirmations of partly written messages."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import trio
+
+from triolette.actors.paho import PahoTransport
+from triolette.core.errors import PublishError
+from triolette.core.messages import Message
+from triolette.testing import Mosquitto
+
+
+async def test_a_qos0_message_finished_by_a_later_eager_write_is_confirmed(
+    mosquitto: Mosquitto,
+) -> None:
+    transport = PahoTransport(mosquitto.host, mosquitto.port)
+    await transport.connect(Message("review/will", b"x"), lambda message: None)
+    transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    results: dict[str, PublishError | None] = {}
+
+    def recorder(name: str) -> Callable[[PublishError | None], None]:
+        def confirmed(error: PublishError | None) -> None:
+            results.setdefault(name, error)
+
+        return confirmed
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.serve)
+        await transport.publish(
+            Message("review/big", b"x" * 2_000_000, qos=0),
+            recorder("big"),
+        )
+        assert "big" not in results  # only partly written: the socket refused the rest
+        for n in range(400):  # no checkpoint in this loop: the writer task never runs
+            time.sleep(0.01)  # noqa: ASYNC251 -- on purpose: the broker drains, trio does not run
+            await transport.publish(
+                Message("review/small", b"y", qos=0),
+                recorder(f"small{n}"),
+            )
+            if f"small{n}" in results:
+                break
+        assert results.get(f"small{n}", "missing") is None  # an eager write finished them all
+        assert results.get("big", "missing") is None, "confirmed by the write that finished it"
+        await transport.disconnect()
+        nursery.cancel_scope.cancel()
