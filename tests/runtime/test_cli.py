@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from triolette import SettingsError
+from triolette import JsonFileStore, SettingsError
 from triolette.runtime.cli import build_parser, load_app, main
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.settings import OPTIONS
@@ -328,3 +328,16 @@ def test_the_operations_page_lists_every_flag_and_variable():
     for option in OPTIONS:
         assert f"`{option.flag}`" in page, option.flag
         assert f"`{option.env}`" in page, option.env
+
+
+def test_a_store_locked_by_another_process_exits_3_naming_the_holder(tmp_path):
+    path = tmp_path / "state.json"
+    owner = JsonFileStore(path)
+    owner.load_all()  # holds the lock, as a running copy of the bridge does
+    try:
+        result = triolette("run", APP, "--dry-run", "--store", str(path))
+    finally:
+        owner.close()
+    assert result.returncode == 3, result.stderr
+    assert "lock" in result.stderr
+    assert str(os.getpid()) in result.stderr  # the holder's pid, from its lock file

@@ -33,6 +33,7 @@ from triolette.core.errors import (
     HeartbeatMissedError,
     RegistrationError,
     RestartLimitError,
+    StoreLockedError,
 )
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
@@ -454,8 +455,9 @@ class App:
         whose state is not known to be durable is reported by name.
 
         Exit status: 0 after a clean stop, 1 if some device's state could not be saved, 2 if
-        the restart limit stopped the app (the message names the device), 3 if the broker
-        refused us for good at start-up (a host name that does not resolve, bad credentials).
+        the restart limit stopped the app (the message names the device), 3 if at start-up the
+        broker refused us for good (a host name that does not resolve, bad credentials) or
+        another process holds the store's lock.
         """
         try:
             trio.run(self._serve_until_signalled)
@@ -465,7 +467,7 @@ class App:
         except RestartLimitError as error:
             logger.critical("%s", error)
             raise SystemExit(2) from error
-        except ConnectError as error:
+        except (ConnectError, StoreLockedError) as error:  # retrying would not help
             logger.critical("%s", error)
             raise SystemExit(3) from error
 

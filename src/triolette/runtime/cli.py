@@ -7,9 +7,10 @@
     triolette store copy SRC DST
     triolette watch [TOPIC ...]              print what a broker carries
 
-Exit status: 0 clean stop; 1 some device's state was not saved (or a ``store`` command
-failed); 2 the restart limit stopped the app; 3 bad settings, a bad command line or an app
-that cannot be loaded, reported as ``error: <message>`` on stderr before anything connects.
+Exit status: 0 clean stop; 1 some device's state was not saved, or another error (or a
+``store`` command failed); 2 the restart limit stopped the app; 3 bad settings, a bad command
+line or an app that cannot be loaded (``error: <message>`` on stderr, before anything starts),
+or at start-up a store locked by another process or a broker that refuses the app for good.
 """
 
 from __future__ import annotations

@@ -74,8 +74,9 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("mqtt_host", "--host", "TRIOLETTE_MQTT_HOST", "MQTT broker host name or address",
-           "none: no broker, publishes are only logged", metavar="HOST"),
-    Option("mqtt_port", "--port", "TRIOLETTE_MQTT_PORT", "MQTT broker port, 1 to 65535",
+           "none: a broker embedded in the app (with the broker extra)", metavar="HOST"),
+    Option("mqtt_port", "--port", "TRIOLETTE_MQTT_PORT",
+           "MQTT broker port, 1 to 65535 (without --host: the embedded broker's)",
            "1883, or 8883 with TLS", "int", "PORT"),
     Option("client_id", "--client-id", "TRIOLETTE_MQTT_CLIENT_ID", "MQTT client id",
            "APP-HOSTNAME", metavar="ID"),
@@ -285,6 +286,11 @@ class Settings:
                 logger.warning("no broker host given: %s ignored", ", ".join(stray))
             if app.transport is None and app.embedded_broker is None:
                 app.embedded_broker = self.embedded_broker()
+            elif self.sources.get("mqtt_port", "").startswith(("-", ENV_PREFIX)):
+                logger.warning(
+                    "no broker host given: %s ignored (the app set its own connection)",
+                    self.sources["mqtt_port"],
+                )
         store = self.store()
         if store is not None:
             app.store = store
