@@ -23,7 +23,7 @@ import triolette
 from triolette.core.errors import SettingsError
 from triolette.runtime.embedded import BrokerExtraMissingError, EmbeddedBroker
 from triolette.stores.memory import MemoryStore
-from triolette.testing.observer import Observer
+from triolette.testing.observer import Observer, publish_once
 
 needs_amqtt = pytest.mark.skipif(
     importlib.util.find_spec("amqtt") is None,
@@ -67,23 +67,11 @@ def _connect(client: mqtt.Client, port: int) -> None:
     assert connected.wait(5), "no CONNACK within 5 s"
 
 
-def _publish(port: int, topic: str, payload: bytes, *, qos: int, retain: bool) -> None:
-    client = _client()
-    _connect(client, port)
-    try:
-        info = client.publish(topic, payload, qos=qos, retain=retain)
-        info.wait_for_publish(5)  # PUBACK for QoS 1
-        assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
 async def publish(
     broker: EmbeddedBroker, topic: str, payload: bytes, *, qos: int, retain: bool
 ) -> None:
     await trio.to_thread.run_sync(
-        lambda: _publish(broker.port, topic, payload, qos=qos, retain=retain)
+        lambda: publish_once(HOST, broker.port, topic, payload, qos=qos, retain=retain)
     )
 
 

@@ -22,11 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 import trio
 import trio.testing
-from paho.mqtt.enums import CallbackAPIVersion
 
 from triolette import (
     App,
@@ -43,7 +41,7 @@ from triolette import (
 from triolette.actors.mqtt import MqttStatistics
 from triolette.core.messages import Message
 from triolette.testing.mosquitto import Mosquitto
-from triolette.testing.observer import Observer
+from triolette.testing.observer import Observer, publish_once
 from triolette.testing.plugin import ObserverFactory
 
 BRIDGE = Path(__file__).with_name("mqtt_bridge_process.py")
@@ -175,19 +173,7 @@ async def observe(factory: ObserverFactory, broker: Mosquitto, prefix: str) -> O
 
 def send(broker: Mosquitto, topic: str, payload: str) -> None:
     """Publish at QoS 1 from a client of its own; return once the broker acknowledged it."""
-    connected = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=unique("controller"))
-    client.on_connect = lambda *_: connected.set()
-    client.connect(broker.host, broker.port, keepalive=5)
-    client.loop_start()
-    try:
-        assert connected.wait(5), "the controller got no CONNACK"
-        info = client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout=5)
-        assert info.is_published(), f"no PUBACK for {topic}"
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_once(broker.host, broker.port, topic, payload)
 
 
 def counts(observer: Observer, topic: str) -> list[int]:

@@ -8,20 +8,13 @@ import subprocess
 import sys
 import threading
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from triolette.runtime.watch import Watch
 from triolette.testing import Mosquitto
+from triolette.testing.observer import publish_once
 
 
 def _publish(broker: Mosquitto, topic: str, payload: str, *, retain: bool) -> None:
-    client = paho.Client(CallbackAPIVersion.VERSION2)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-    client.disconnect()
-    client.loop_stop()
+    publish_once(broker.host, broker.port, topic, payload, retain=retain)
 
 
 class _Lines(io.StringIO):

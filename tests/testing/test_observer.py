@@ -5,31 +5,16 @@ from __future__ import annotations
 import re
 import threading
 
-import paho.mqtt.client as mqtt
 import pytest
 import trio
-from paho.mqtt.enums import CallbackAPIVersion
 
 from triolette.core.messages import Message
 from triolette.testing.mosquitto import Mosquitto
-from triolette.testing.observer import Observer
+from triolette.testing.observer import Observer, publish_once
 
 
 def send(broker: Mosquitto, topic: str, payload: str, *, retain: bool = False) -> None:
-    """Publish at QoS 1 from a separate client; returns once the broker acknowledged it."""
-    connected = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.on_connect = lambda *_: connected.set()
-    client.connect(broker.host, broker.port, keepalive=5)
-    client.loop_start()
-    try:
-        assert connected.wait(5), "the publisher got no CONNACK"
-        info = client.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(timeout=5)
-        assert info.is_published(), f"no PUBACK for {topic}"
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_once(broker.host, broker.port, topic, payload, retain=retain)
 
 
 def test_retained_messages_arrive_flagged_and_live_ones_unflagged(mosquitto, mqtt_observer_factory):

@@ -17,14 +17,11 @@ from __future__ import annotations
 import functools
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-import paho.mqtt.client as mqtt
 import pytest
 import trio
-from paho.mqtt.enums import CallbackAPIVersion
 
 from triolette.actors.mqtt import Confirmed
 from triolette.actors.paho import PahoTransport
@@ -32,7 +29,7 @@ from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 from triolette.testing.broker import MemoryBroker, MemoryTransport
 from triolette.testing.mosquitto import Mosquitto
-from triolette.testing.observer import Observer
+from triolette.testing.observer import Observer, publish_once
 from triolette.testing.plugin import ObserverFactory
 from triolette.testing.transport_conformance import (
     TRANSPORT_CHECKS,
@@ -124,20 +121,7 @@ class MemoryRig:
 
 
 def _send(broker: Mosquitto, topic: str, payload: bytes) -> None:
-    """Publish at QoS 1 from a separate paho client; return once the broker acknowledged it."""
-    connected = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-    client.on_connect = lambda *_: connected.set()
-    client.connect(broker.host, broker.port, keepalive=5)
-    client.loop_start()
-    try:
-        assert connected.wait(5), "the publisher got no CONNACK"
-        info = client.publish(topic, payload, qos=1)
-        info.wait_for_publish(timeout=5)
-        assert info.is_published(), f"no PUBACK for {topic}"
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_once(broker.host, broker.port, topic, payload)
 
 
 # Connects a PahoTransport with the will given on the command line, says so, then serves

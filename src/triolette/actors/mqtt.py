@@ -209,36 +209,33 @@ class MqttActor:
 
     async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
         will = Message(self.topics.status, OFFLINE, retain=True)
-        started = False
         failures = 0
 
         def report_started() -> None:
-            nonlocal started
-            if not started:
-                started = self._reported_started = True
+            if not self._reported_started:
+                self._reported_started = True
                 task_status.started()
 
         while True:
             try:
                 session_kept = await self.transport.connect(will, self._inbound)
             except ConnectError as error:
-                if error.permanent and not started:
+                if error.permanent and not self._reported_started:
                     raise
                 self._counters.connect_failures += 1
-                delay = self._reconnect.delay(failures, self._rng)
-                failures += 1
-                log = logger.warning if failures == 1 else logger.info
-                log("%s; retrying in %.1f s (attempt %d)", error, delay, failures)
+                problem = str(error)
             else:
                 self._counters.connects += 1
                 up_since = trio.current_time()
                 if await self._serve_connection(session_kept, report_started):
                     return
                 if trio.current_time() - up_since >= self._reconnect.reset_after:
-                    failures = 0
-                delay = self._reconnect.delay(failures, self._rng)
-                failures += 1
-                logger.warning("lost the connection to the broker; reconnecting in %.1f s", delay)
+                    failures = 0  # it was a stable connection: start the backoff again
+                problem = "lost the connection to the broker"
+            delay = self._reconnect.delay(failures, self._rng)
+            failures += 1
+            log = logger.warning if failures == 1 else logger.info
+            log("%s; reconnecting in %.1f s (attempt %d)", problem, delay, failures)
             report_started()  # devices run while the broker is away
             if self._closed.is_set():
                 return  # no broker to say goodbye to: its will already says offline
@@ -377,7 +374,7 @@ class MqttActor:
         try:
             with trio.move_on_after(self._publish_timeout):
                 if not message.retain:
-                    queue = self._qos1_in if message.qos else self._qos0_in
+                    queue = self._queue_for(message)
                     try:
                         await queue.send(outgoing)
                     except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -399,7 +396,7 @@ class MqttActor:
             self._queue_retained(message, None)
             await trio.lowlevel.checkpoint()
             return True
-        queue = self._qos1_in if message.qos else self._qos0_in
+        queue = self._queue_for(message)
         await trio.lowlevel.checkpoint_if_cancelled()
         try:
             try:
@@ -473,7 +470,7 @@ class MqttActor:
                 self._qos1_in.send_nowait(_WAKE)
 
     def _queue_nowait(self, outgoing: _Outgoing) -> bool:
-        queue = self._qos1_in if outgoing.message.qos else self._qos0_in
+        queue = self._queue_for(outgoing.message)
         try:
             queue.send_nowait(outgoing)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
@@ -481,6 +478,9 @@ class MqttActor:
             return False
         self._note_depth()
         return True
+
+    def _queue_for(self, message: Message) -> trio.MemorySendChannel[_Outgoing]:
+        return self._qos1_in if message.qos else self._qos0_in
 
     def _depth(self) -> int:
         return (

@@ -252,12 +252,11 @@ def _store_settings(argument: str, path: str) -> Settings:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    host = args.host or os.environ.get("TRIOLETTE_MQTT_HOST") or "127.0.0.1"
-    port_text = args.port or os.environ.get("TRIOLETTE_MQTT_PORT") or "1883"
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise SettingsError("--port", f"must be between 1 and 65535, got {port_text}")
-    print(f"watching {' '.join(args.topics)} on {host}:{port_text} (Ctrl-C stops)", flush=True)
-    with Watch(host, int(port_text), args.topics), contextlib.suppress(KeyboardInterrupt):
+    # The same --host/--port checks and variables as `run`.
+    settings = Settings.from_sources({"mqtt_host": args.host, "mqtt_port": args.port}, os.environ)
+    host = settings.mqtt_host or "127.0.0.1"
+    print(f"watching {' '.join(args.topics)} on {host}:{settings.port} (Ctrl-C stops)", flush=True)
+    with Watch(host, settings.port, args.topics), contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
     return EXIT_OK
 

@@ -7,6 +7,7 @@ from triolette.testing.conformance import check_store as check_store
 from triolette.testing.harness import AppHarness as AppHarness
 from triolette.testing.mosquitto import Mosquitto as Mosquitto
 from triolette.testing.observer import Observer as Observer
+from triolette.testing.observer import publish_once as publish_once
 from triolette.testing.transport_conformance import check_transport as check_transport
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Observer",
     "check_store",
     "check_transport",
+    "publish_once",
 ]
 
 claim_public_names(globals())

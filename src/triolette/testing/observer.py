@@ -340,3 +340,35 @@ def _decode(payload: bytes) -> Any:
         return json.loads(payload)
     except ValueError:
         return payload.decode("utf-8", errors="replace")
+
+
+def publish_once(
+    host: str,
+    port: int,
+    topic: str,
+    payload: str | bytes,
+    *,
+    qos: int = 1,
+    retain: bool = False,
+    timeout: float = 5.0,
+) -> None:
+    """Publish one message from a client of its own, as a controller elsewhere would.
+
+    Blocking: returns once the broker acknowledged it (QoS 1) or it was written (QoS 0).
+    Raises AssertionError naming what did not come (the CONNACK, the acknowledgement) within
+    ``timeout``. From a trio test, run it with ``trio.to_thread.run_sync``.
+    """
+    connected = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+    client.on_connect = lambda *_: connected.set()
+    client.connect(host, port, keepalive=5)
+    client.loop_start()
+    try:
+        assert connected.wait(timeout), f"the publisher got no CONNACK from {host}:{port}"
+        info = client.publish(topic, payload, qos=qos, retain=retain)
+        info.wait_for_publish(timeout=timeout)
+        assert info.is_published(), f"no acknowledgement for {topic}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        client.on_connect = None  # no cycle left for the garbage collector (see Observer.close)
