@@ -34,9 +34,19 @@ from triolette.core.topics import OFFLINE, ONLINE, Topics, error_body
 
 logger = logging.getLogger("triolette.mqtt")
 published_log = logging.getLogger("triolette.published")
-"""Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]``."""
+"""Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]`` (in a
+dry run, ``triolette.mqtt`` logs them at INFO instead)."""
 
-Confirmed = Callable[[PublishError | None], None]
+
+class Confirmed(Protocol):
+    """What :meth:`Transport.publish` calls once it knows a message's fate.
+
+    With ``None`` when the broker has the message (QoS 1: acknowledged; QoS 0: written), else
+    with the :class:`~triolette.PublishError` saying why not. Called synchronously; it must
+    not block. Any function of that one argument is one.
+    """
+
+    def __call__(self, error: PublishError | None, /) -> None: ...
 
 
 class Transport(Protocol):
@@ -67,14 +77,18 @@ class Transport(Protocol):
 
 
 class LogTransport:
-    """A transport with no broker: every publish is logged and counts as confirmed (dry runs)."""
+    """A transport with no broker (a dry run): every publish is logged and confirmed at once.
+
+    The messages are logged at INFO on ``triolette.mqtt``; an :class:`MqttActor` driving this
+    transport logs them nowhere else and does not claim a connection.
+    """
 
     def __init__(self) -> None:
         self._closed = trio.Event()
 
     async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
         await trio.lowlevel.checkpoint()
-        logger.info("no broker configured: publishes are only logged")
+        logger.info("dry run, no broker: publishes are logged, not sent")
         return False
 
     async def serve(self) -> None:
@@ -144,7 +158,8 @@ class MqttActor:
     Like the persistence actor it is shielded from outside cancellation, so devices can still
     publish ``offline`` while they stop; :meth:`abandon` stops it at the shutdown deadline.
     ``heartbeat`` builds the periodic ``{p}/status`` payload, published every
-    ``heartbeat_every`` seconds while connected.
+    ``heartbeat_every`` seconds while connected. With a :class:`LogTransport` it is a
+    ``dry_run``: that transport logs each message, so the actor does not.
     """
 
     def __init__(
@@ -161,6 +176,7 @@ class MqttActor:
     ) -> None:
         self.transport = transport
         self.topics = topics
+        self.dry_run = isinstance(transport, LogTransport)  # it logs what is published itself
         self._qos0_in, self._qos0_out = trio.open_memory_channel[_Outgoing](outbox_size)
         self._qos1_in, self._qos1_out = trio.open_memory_channel[_Outgoing](outbox_size)
         self._retained: dict[str, Message] = {}  # latest per topic: re-published on reconnect
@@ -249,7 +265,8 @@ class MqttActor:
         ``ready`` is called once subscribed and ``online`` is handed over.
         """
         self.connected = True
-        logger.info("connected to the MQTT broker")
+        if not self.dry_run:
+            logger.info("connected to the MQTT broker")
         try:
             async with trio.open_nursery() as connection:
                 connection.start_soon(self._watch, connection.cancel_scope)
@@ -340,7 +357,7 @@ class MqttActor:
         def confirmed(error: PublishError | None) -> None:
             if error is None:
                 self._counters.published += 1
-                if published_log.isEnabledFor(logging.DEBUG):
+                if not self.dry_run and published_log.isEnabledFor(logging.DEBUG):
                     retained = " (retained)" * message.retain
                     published_log.debug("publish %s %s%s", message.topic, message.text, retained)
             else:
