@@ -1,6 +1,7 @@
 """triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
 
 from triolette.actors.device import DeviceContext as DeviceContext
+from triolette.actors.mqtt import Confirmed as Confirmed
 from triolette.actors.mqtt import Transport as Transport
 from triolette.actors.paho import PahoTransport as PahoTransport
 from triolette.core.backoff import Backoff as Backoff
@@ -44,6 +45,7 @@ __all__ = [
     "AnySavePolicy",
     "App",
     "Backoff",
+    "Confirmed",
     "ConnectError",
     "DeviceContext",
     "DeviceStore",

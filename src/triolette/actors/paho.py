@@ -26,12 +26,11 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from triolette.actors.mqtt import Confirmed
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 
 logger = logging.getLogger("triolette.mqtt")
-
-Confirmed = Callable[[PublishError | None], None]
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK refusals that retrying cannot cure: protocol version, client id, credentials,
