@@ -14,6 +14,10 @@ three places, each bounded:
 asks. While disconnected it returns false at once (the message is queued), so telemetry and
 persistence go on through an outage. Inbound command messages are routed to the addressed
 device's own bounded mailbox.
+
+Over 400 lines on purpose: the connection loop, the pumps and the queues share one state (what
+is held, unsent or awaited when a connection dies), and read best in one place. What a
+transport is lives in :mod:`triolette.actors.transport`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 import attrs
 import trio
 
+from triolette.actors.transport import LogTransport as LogTransport
+from triolette.actors.transport import Transport as Transport
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
@@ -36,75 +41,6 @@ logger = logging.getLogger("triolette.mqtt")
 published_log = logging.getLogger("triolette.published")
 """Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]`` (in a
 dry run, ``triolette.mqtt`` logs them at INFO instead)."""
-
-
-class Confirmed(Protocol):
-    """What :meth:`Transport.publish` calls once it knows a message's fate.
-
-    With ``None`` when the broker has the message (QoS 1: acknowledged; QoS 0: written), else
-    with the :class:`~triolette.PublishError` saying why not. Called synchronously; it must
-    not block. Any function of that one argument is one.
-    """
-
-    def __call__(self, error: PublishError | None, /) -> None: ...
-
-
-class Transport(Protocol):
-    """A connection to a broker. Only the MQTT actor calls it.
-
-    ``connect`` opens the connection (again, after a loss), registering the will (sent by the
-    broker if the connection dies) and the callback for inbound messages (called
-    synchronously; it must not block). It returns whether the broker kept the session, and
-    raises :class:`~triolette.ConnectError`. ``serve`` drives the open connection and returns
-    when it is lost. ``publish`` hands a message over, waiting at most for room in the QoS 1
-    window; it calls ``confirmed`` exactly once, with ``None`` when the broker acknowledged
-    it (QoS 1) or it was written (QoS 0), else with a :class:`~triolette.PublishError` (a
-    refused message); it raises ``PublishError`` only when not connected, and if cancelled
-    nothing was handed over.
-    ``subscribe`` returns after the broker acknowledged. ``disconnect`` is the clean goodbye:
-    the will is not sent.
-    """
-
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool: ...
-
-    async def serve(self) -> None: ...
-
-    async def publish(self, message: Message, confirmed: Confirmed) -> None: ...
-
-    async def subscribe(self, topics: Sequence[str]) -> None: ...
-
-    async def disconnect(self) -> None: ...
-
-
-class LogTransport:
-    """A transport with no broker (a dry run): every publish is logged and confirmed at once.
-
-    The messages are logged at INFO on ``triolette.mqtt``; an :class:`MqttActor` driving this
-    transport logs them nowhere else and does not claim a connection.
-    """
-
-    def __init__(self) -> None:
-        self._closed = trio.Event()
-
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
-        await trio.lowlevel.checkpoint()
-        logger.info("dry run, no broker: publishes are logged, not sent")
-        return False
-
-    async def serve(self) -> None:
-        await self._closed.wait()
-
-    async def publish(self, message: Message, confirmed: Confirmed) -> None:
-        await trio.lowlevel.checkpoint()
-        logger.info("publish %s %s%s", message.topic, message.text, " (retained)" * message.retain)
-        confirmed(None)
-
-    async def subscribe(self, topics: Sequence[str]) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def disconnect(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._closed.set()
 
 
 @attrs.define(eq=False)

@@ -26,7 +26,7 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from triolette.actors.mqtt import Confirmed
+from triolette.actors.transport import Confirmed
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 
