@@ -1,4 +1,4 @@
-"""PahoTransport details a real broker shows: confirmations of partly written messages."""
+"""PahoTransport details a real broker shows: socket options, partly written messages."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import socket
 import time
 from collections.abc import Callable
 
+import pytest
 import trio
 
 from triolette.actors.paho import PahoTransport
-from triolette.core.errors import PublishError
+from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 from triolette.testing import Mosquitto
 
@@ -17,9 +18,9 @@ from triolette.testing import Mosquitto
 async def test_a_qos0_message_finished_by_a_later_eager_write_is_confirmed(
     mosquitto: Mosquitto,
 ) -> None:
-    transport = PahoTransport(mosquitto.host, mosquitto.port)
+    small_send_buffer = (socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport = PahoTransport(mosquitto.host, mosquitto.port, socket_options=[small_send_buffer])
     await transport.connect(Message("review/will", b"x"), lambda message: None)
-    transport._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     results: dict[str, PublishError | None] = {}
 
     def recorder(name: str) -> Callable[[PublishError | None], None]:
@@ -47,3 +48,15 @@ async def test_a_qos0_message_finished_by_a_later_eager_write_is_confirmed(
         assert results.get("big", "missing") is None, "confirmed by the write that finished it"
         await transport.disconnect()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_socket_option_the_system_refuses_is_a_permanent_connect_error(
+    mosquitto: Mosquitto,
+) -> None:
+    unknown = (socket.SOL_SOCKET, 0x7FFF, 1)
+    transport = PahoTransport(mosquitto.host, mosquitto.port, socket_options=[unknown])
+    refused = rf"socket option \({socket.SOL_SOCKET}, 32767, 1\) refused"
+    with pytest.raises(ConnectError, match=refused) as caught:
+        await transport.connect(Message("review/will", b"x"), lambda message: None)
+    assert caught.value.permanent
+    assert not transport.connected

@@ -45,7 +45,9 @@ class PahoTransport:
     ``inflight`` bounds the QoS 1 messages sent and not yet acknowledged: :meth:`publish` waits
     for room, so memory stays bounded when the broker is slow. QoS 0 messages never wait for
     that window. ``tls`` is a ready :class:`ssl.SSLContext` (built before the app starts, as
-    reading certificates blocks). The password is never logged or shown in ``repr``.
+    reading certificates blocks). ``socket_options`` are ``(level, option, value)`` triples
+    set on each connection's socket once it is open, such as ``(socket.IPPROTO_TCP,
+    socket.TCP_NODELAY, 1)``. The password is never logged or shown in ``repr``.
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class PahoTransport:
         keepalive: float = 60.0,
         connect_timeout: float = 5.0,
         inflight: int = 100,
+        socket_options: Sequence[tuple[int, int, int]] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -68,6 +71,7 @@ class PahoTransport:
         self.tls = tls
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
+        self.socket_options = tuple(socket_options)
         self.broker = f"{host}:{port}"
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -112,7 +116,8 @@ class PahoTransport:
         """Open a connection (the first, or again after a loss); true if the session was kept.
 
         Raises :class:`~triolette.ConnectError`, ``permanent`` when retrying cannot help (the
-        host name does not resolve, the certificate does not verify, credentials refused).
+        host name does not resolve, the certificate does not verify, a socket option refused,
+        credentials refused).
         Cancellation waits for a connect already in its thread (bounded by
         ``connect_timeout``).
         """
@@ -136,6 +141,7 @@ class PahoTransport:
         except (OSError, ValueError) as error:
             raise ConnectError(self.broker, str(error) or type(error).__name__) from error
         self._sock = client.socket()
+        self._set_socket_options()
         self._lost = trio.Event()
         self._write_wanted = trio.Event()
         with trio.move_on_after(self.connect_timeout):
@@ -151,6 +157,15 @@ class PahoTransport:
         if client.want_write():  # paho resends unacknowledged QoS 1 messages after CONNACK
             self._write_wanted.set()
         return self._session_present
+
+    def _set_socket_options(self) -> None:
+        for option in self.socket_options:
+            try:
+                self._sock.setsockopt(*option)
+            except OSError as error:
+                self._close_socket()
+                refused = f"socket option {option} refused: {error}"
+                raise ConnectError(self.broker, refused, permanent=True) from error
 
     def _connack_reason(self) -> ReasonCode | None:
         return self._connack  # set by the on_connect callback
