@@ -12,6 +12,7 @@ import trio
 from triolette.actors.paho import PahoTransport
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
+from triolette.core.topics import MAX_NAME_BYTES, Topics, check_name
 from triolette.testing import Mosquitto
 
 
@@ -60,3 +61,31 @@ async def test_a_socket_option_the_system_refuses_is_a_permanent_connect_error(
         await transport.connect(Message("review/will", b"x"), lambda message: None)
     assert caught.value.permanent
     assert not transport.connected
+
+
+async def test_the_longest_names_check_name_allows_make_topics_mosquitto_takes(
+    mosquitto: Mosquitto,
+) -> None:
+    longest = "é" * (MAX_NAME_BYTES // 2)
+    topics = Topics(check_name(longest, "topic prefix"))
+    names = [check_name(name) for name in (longest, "Küche", "温度", "a\u2028b")]
+    results: list[PublishError | None] = []
+    all_confirmed = trio.Event()
+
+    def confirmed(error: PublishError | None) -> None:
+        results.append(error)
+        if len(results) == len(names):
+            all_confirmed.set()
+
+    transport = PahoTransport(mosquitto.host, mosquitto.port)
+    await transport.connect(Message("review/will", b"x"), lambda message: None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.serve)
+        for name in names:
+            await transport.publish(Message(topics.availability(name), b"online"), confirmed)
+        with trio.fail_after(5):
+            await all_confirmed.wait()
+        assert results == [None] * len(names)
+        assert transport.connected  # a malformed topic would have cost the connection
+        await transport.disconnect()
+        nursery.cancel_scope.cancel()
