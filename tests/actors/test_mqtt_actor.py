@@ -138,3 +138,18 @@ async def test_an_app_without_a_transport_logs_each_state_once(
         ("triolette.mqtt", "INFO", 'publish app/meter/state {"n":1} (retained)'),
         ("triolette.mqtt", "INFO", 'publish app/meter/state {"n":2} (retained)'),
     ]
+
+
+async def test_a_transport_given_after_construction_is_no_dry_run(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    actor = MqttActor(LogTransport(), Topics("app"))
+    actor.transport = MemoryTransport(MemoryBroker())  # as the app does for an embedded broker
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        assert await actor.publish(Message("app/meter/event", b"tick"))
+        actor.close()
+    lines = logged(caplog)
+    assert ("triolette.mqtt", "INFO", "connected to the MQTT broker") in lines
+    assert ("triolette.published", "DEBUG", "publish app/meter/event tick") in lines

@@ -112,7 +112,6 @@ class MqttActor:
     ) -> None:
         self.transport = transport
         self.topics = topics
-        self.dry_run = isinstance(transport, LogTransport)  # it logs what is published itself
         self._qos0_in, self._qos0_out = trio.open_memory_channel[_Outgoing](outbox_size)
         self._qos1_in, self._qos1_out = trio.open_memory_channel[_Outgoing](outbox_size)
         self._retained: dict[str, Message] = {}  # latest per topic: re-published on reconnect
@@ -132,6 +131,11 @@ class MqttActor:
         self._reported_started = False
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether the transport is a :class:`LogTransport`, which logs what is published."""
+        return isinstance(self.transport, LogTransport)
 
     async def wait_connected(self) -> None:
         """Return once connected and subscribed to the command topics (at once if so now)."""
