@@ -133,4 +133,5 @@ def test_the_cli_refuses_a_dollar_topic_prefix_naming_the_flag(capsys):
 
     assert main(["run", "tests.runtime.cli_app:app", "--topic-prefix", "$SYS"]) == 3
     error = capsys.readouterr().err
-    assert error.startswith("error: --topic-prefix: '$SYS' starts with '$'"), error
+    assert error.startswith("error: --topic-prefix: "), error
+    assert "'$SYS' starts with '$'" in error
