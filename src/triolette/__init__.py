@@ -1,8 +1,9 @@
 """triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
 
 from triolette.actors.device import DeviceContext as DeviceContext
-from triolette.actors.mqtt import Transport as Transport
 from triolette.actors.paho import PahoTransport as PahoTransport
+from triolette.actors.transport import Confirmed as Confirmed
+from triolette.actors.transport import Transport as Transport
 from triolette.core.backoff import Backoff as Backoff
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
@@ -44,6 +45,7 @@ __all__ = [
     "AnySavePolicy",
     "App",
     "Backoff",
+    "Confirmed",
     "ConnectError",
     "DeviceContext",
     "DeviceStore",

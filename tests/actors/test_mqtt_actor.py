@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
+import pytest
 import trio
 
 from triolette import App
-from triolette.actors.mqtt import MqttActor
+from triolette.actors.mqtt import LogTransport, MqttActor
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError
 from triolette.core.messages import Message
@@ -71,3 +73,83 @@ async def test_a_shutdown_during_a_slow_first_connect_is_not_a_runtime_error(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_soon)
         await app.serve()  # a clean stop (nothing to flush) is expected
+
+
+# -- a dry run ------------------------------------------------------------------------------------
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str]]:
+    return [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+
+
+async def test_a_dry_run_logs_each_publish_once_and_claims_no_broker(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    actor = MqttActor(LogTransport(), Topics("app"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        assert await actor.publish(Message("app/meter/state", b'{"x":1}', retain=True))
+        assert await actor.publish(Message("app/meter/event", b"tick"))
+        actor.close()
+    lines = logged(caplog)
+    assert [line for line in lines if "app/meter/" in line[2]] == [
+        ("triolette.mqtt", "INFO", 'publish app/meter/state {"x":1} (retained)'),
+        ("triolette.mqtt", "INFO", "publish app/meter/event tick"),
+    ]
+    assert ("triolette.mqtt", "INFO", "dry run, no broker: publishes are logged, not sent") in lines
+    assert not [line for line in lines if "connected" in line[2]]
+
+
+async def test_with_a_broker_the_connection_is_logged_and_publishes_only_at_debug(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    actor = MqttActor(MemoryTransport(MemoryBroker()), Topics("app"))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        assert await actor.publish(Message("app/meter/event", b"tick"))
+        actor.close()
+    lines = logged(caplog)
+    assert ("triolette.mqtt", "INFO", "connected to the MQTT broker") in lines
+    assert [line for line in lines if "app/meter/" in line[2]] == [
+        ("triolette.published", "DEBUG", "publish app/meter/event tick"),
+    ]
+
+
+async def test_an_app_without_a_transport_logs_each_state_once(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    app = App("app")
+    cycles = 0
+
+    @app.telemetry("meter", interval=1)
+    async def meter() -> dict[str, int]:
+        nonlocal cycles
+        cycles += 1
+        if cycles == 2:
+            app.shutdown()
+        return {"n": cycles}
+
+    await app.serve()
+    states = [line for line in logged(caplog) if "app/meter/state" in line[2]]
+    assert states == [
+        ("triolette.mqtt", "INFO", 'publish app/meter/state {"n":1} (retained)'),
+        ("triolette.mqtt", "INFO", 'publish app/meter/state {"n":2} (retained)'),
+    ]
+
+
+async def test_a_transport_given_after_construction_is_no_dry_run(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    actor = MqttActor(LogTransport(), Topics("app"))
+    actor.transport = MemoryTransport(MemoryBroker())  # as the app does for an embedded broker
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        assert await actor.publish(Message("app/meter/event", b"tick"))
+        actor.close()
+    lines = logged(caplog)
+    assert ("triolette.mqtt", "INFO", "connected to the MQTT broker") in lines
+    assert ("triolette.published", "DEBUG", "publish app/meter/event tick") in lines

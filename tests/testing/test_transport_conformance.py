@@ -23,7 +23,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest
 import trio
 
-from triolette.actors.mqtt import Confirmed
+from triolette import Confirmed
 from triolette.actors.paho import PahoTransport
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message

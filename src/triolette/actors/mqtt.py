@@ -14,6 +14,10 @@ three places, each bounded:
 asks. While disconnected it returns false at once (the message is queued), so telemetry and
 persistence go on through an outage. Inbound command messages are routed to the addressed
 device's own bounded mailbox.
+
+Over 400 lines on purpose: the connection loop, the pumps and the queues share one state (what
+is held, unsent or awaited when a connection dies), and read best in one place. What a
+transport is lives in :mod:`triolette.actors.transport`.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable
 
 import attrs
 import trio
 
+from triolette.actors.transport import LogTransport as LogTransport
+from triolette.actors.transport import Transport as Transport
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
@@ -34,63 +39,8 @@ from triolette.core.topics import OFFLINE, ONLINE, Topics, error_body
 
 logger = logging.getLogger("triolette.mqtt")
 published_log = logging.getLogger("triolette.published")
-"""Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]``."""
-
-Confirmed = Callable[[PublishError | None], None]
-
-
-class Transport(Protocol):
-    """A connection to a broker. Only the MQTT actor calls it.
-
-    ``connect`` opens the connection (again, after a loss), registering the will (sent by the
-    broker if the connection dies) and the callback for inbound messages (called
-    synchronously; it must not block). It returns whether the broker kept the session, and
-    raises :class:`~triolette.ConnectError`. ``serve`` drives the open connection and returns
-    when it is lost. ``publish`` hands a message over, waiting at most for room in the QoS 1
-    window; it calls ``confirmed`` exactly once, with ``None`` when the broker acknowledged
-    it (QoS 1) or it was written (QoS 0), else with a :class:`~triolette.PublishError` (a
-    refused message); it raises ``PublishError`` only when not connected, and if cancelled
-    nothing was handed over.
-    ``subscribe`` returns after the broker acknowledged. ``disconnect`` is the clean goodbye:
-    the will is not sent.
-    """
-
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool: ...
-
-    async def serve(self) -> None: ...
-
-    async def publish(self, message: Message, confirmed: Confirmed) -> None: ...
-
-    async def subscribe(self, topics: Sequence[str]) -> None: ...
-
-    async def disconnect(self) -> None: ...
-
-
-class LogTransport:
-    """A transport with no broker: every publish is logged and counts as confirmed (dry runs)."""
-
-    def __init__(self) -> None:
-        self._closed = trio.Event()
-
-    async def connect(self, will: Message, on_message: Callable[[Message], None]) -> bool:
-        await trio.lowlevel.checkpoint()
-        logger.info("no broker configured: publishes are only logged")
-        return False
-
-    async def serve(self) -> None:
-        await self._closed.wait()
-
-    async def publish(self, message: Message, confirmed: Confirmed) -> None:
-        await trio.lowlevel.checkpoint()
-        logger.info("publish %s %s%s", message.topic, message.text, " (retained)" * message.retain)
-        confirmed(None)
-
-    async def subscribe(self, topics: Sequence[str]) -> None:
-        await trio.lowlevel.checkpoint()
-
-    async def disconnect(self) -> None:
-        await trio.lowlevel.checkpoint()
-        self._closed.set()
+"""Every message the broker confirmed, at DEBUG: ``publish TOPIC PAYLOAD [(retained)]`` (in a
+dry run, ``triolette.mqtt`` logs them at INFO instead)."""
 
 
 @attrs.define(eq=False)
@@ -144,7 +94,8 @@ class MqttActor:
     Like the persistence actor it is shielded from outside cancellation, so devices can still
     publish ``offline`` while they stop; :meth:`abandon` stops it at the shutdown deadline.
     ``heartbeat`` builds the periodic ``{p}/status`` payload, published every
-    ``heartbeat_every`` seconds while connected.
+    ``heartbeat_every`` seconds while connected. With a :class:`LogTransport` it is a
+    ``dry_run``: that transport logs each message, so the actor does not.
     """
 
     def __init__(
@@ -180,6 +131,11 @@ class MqttActor:
         self._reported_started = False
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether the transport is a :class:`LogTransport`, which logs what is published."""
+        return isinstance(self.transport, LogTransport)
 
     async def wait_connected(self) -> None:
         """Return once connected and subscribed to the command topics (at once if so now)."""
@@ -249,7 +205,8 @@ class MqttActor:
         ``ready`` is called once subscribed and ``online`` is handed over.
         """
         self.connected = True
-        logger.info("connected to the MQTT broker")
+        if not self.dry_run:
+            logger.info("connected to the MQTT broker")
         try:
             async with trio.open_nursery() as connection:
                 connection.start_soon(self._watch, connection.cancel_scope)
@@ -340,7 +297,7 @@ class MqttActor:
         def confirmed(error: PublishError | None) -> None:
             if error is None:
                 self._counters.published += 1
-                if published_log.isEnabledFor(logging.DEBUG):
+                if not self.dry_run and published_log.isEnabledFor(logging.DEBUG):
                     retained = " (retained)" * message.retain
                     published_log.debug("publish %s %s%s", message.topic, message.text, retained)
             else:

@@ -9,6 +9,9 @@ keepalive pings, and closing a connection whose broker stopped answering). The b
 
 One paho client lives as long as the transport, so QoS 1 messages not yet acknowledged when a
 connection dies stay in paho's store and are sent again after the next CONNACK.
+
+A little over 400 lines: the public methods and the paho callbacks share the connection's
+state (the window, the pending confirmations), so they stay in one class.
 """
 
 from __future__ import annotations
@@ -26,12 +29,11 @@ from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from triolette.actors.transport import Confirmed
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 
 logger = logging.getLogger("triolette.mqtt")
-
-Confirmed = Callable[[PublishError | None], None]
 
 _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # CONNACK refusals that retrying cannot cure: protocol version, client id, credentials,
@@ -46,7 +48,9 @@ class PahoTransport:
     ``inflight`` bounds the QoS 1 messages sent and not yet acknowledged: :meth:`publish` waits
     for room, so memory stays bounded when the broker is slow. QoS 0 messages never wait for
     that window. ``tls`` is a ready :class:`ssl.SSLContext` (built before the app starts, as
-    reading certificates blocks). The password is never logged or shown in ``repr``.
+    reading certificates blocks). ``socket_options`` are ``(level, option, value)`` triples
+    set on each connection's socket once it is open, such as ``(socket.IPPROTO_TCP,
+    socket.TCP_NODELAY, 1)``. The password is never logged or shown in ``repr``.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class PahoTransport:
         keepalive: float = 60.0,
         connect_timeout: float = 5.0,
         inflight: int = 100,
+        socket_options: Sequence[tuple[int, int, int]] = (),
     ) -> None:
         self.host = host
         self.port = port
@@ -69,26 +74,9 @@ class PahoTransport:
         self.tls = tls
         self.keepalive = keepalive
         self.connect_timeout = connect_timeout
+        self.socket_options = tuple(socket_options)
         self.broker = f"{host}:{port}"
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or "",
-            protocol=paho.MQTTv311,
-            reconnect_on_failure=False,  # the MQTT actor owns reconnection and its backoff
-        )
-        if username is not None:
-            client.username_pw_set(username, password)
-        if tls is not None:
-            client.tls_set_context(tls)
-        client.connect_timeout = connect_timeout
-        client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
-        client.on_connect = self._on_connect
-        client.on_message = self._on_paho_message
-        client.on_subscribe = self._on_subscribe
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_register_write
-        client.connect_async(host, port, keepalive=max(1, round(keepalive)))
-        self._client = client
+        self._client = self._new_client(password)
         self._window = trio.Semaphore(inflight)
         self._pending: dict[int, tuple[str, Confirmed]] = {}  # QoS 1 mid -> topic, confirmation
         self._unwritten: deque[tuple[paho.MQTTMessageInfo, str, Confirmed]] = deque()  # QoS 0
@@ -102,6 +90,27 @@ class PahoTransport:
         self._write_wanted = trio.Event()
         self._writing_eagerly = False
 
+    def _new_client(self, password: str | None) -> paho.Client:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id or "",
+            protocol=paho.MQTTv311,
+            reconnect_on_failure=False,  # the MQTT actor owns reconnection and its backoff
+        )
+        if self.username is not None:
+            client.username_pw_set(self.username, password)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
+        client.connect_timeout = self.connect_timeout
+        client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
+        client.on_connect = self._on_connect
+        client.on_message = self._on_paho_message
+        client.on_subscribe = self._on_subscribe
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_register_write
+        client.connect_async(self.host, self.port, keepalive=max(1, round(self.keepalive)))
+        return client
+
     def __repr__(self) -> str:
         return f"PahoTransport({self.host!r}, {self.port}, client_id={self.client_id!r})"
 
@@ -113,7 +122,8 @@ class PahoTransport:
         """Open a connection (the first, or again after a loss); true if the session was kept.
 
         Raises :class:`~triolette.ConnectError`, ``permanent`` when retrying cannot help (the
-        host name does not resolve, the certificate does not verify, credentials refused).
+        host name does not resolve, the certificate does not verify, a socket option refused,
+        credentials refused).
         Cancellation waits for a connect already in its thread (bounded by
         ``connect_timeout``).
         """
@@ -137,6 +147,7 @@ class PahoTransport:
         except (OSError, ValueError) as error:
             raise ConnectError(self.broker, str(error) or type(error).__name__) from error
         self._sock = client.socket()
+        self._set_socket_options()
         self._lost = trio.Event()
         self._write_wanted = trio.Event()
         with trio.move_on_after(self.connect_timeout):
@@ -152,6 +163,15 @@ class PahoTransport:
         if client.want_write():  # paho resends unacknowledged QoS 1 messages after CONNACK
             self._write_wanted.set()
         return self._session_present
+
+    def _set_socket_options(self) -> None:
+        for option in self.socket_options:
+            try:
+                self._sock.setsockopt(*option)
+            except OSError as error:
+                self._close_socket()
+                refused = f"socket option {option} refused: {error}"
+                raise ConnectError(self.broker, refused, permanent=True) from error
 
     def _connack_reason(self) -> ReasonCode | None:
         return self._connack  # set by the on_connect callback
@@ -190,6 +210,8 @@ class PahoTransport:
         after the next CONNACK. Raises ``PublishError`` only when not connected. If
         cancelled, nothing was handed over.
         """
+        # Over 50 lines on purpose: from the window to the eager write there is no checkpoint,
+        # so a cancellation never leaves a message half handed over; one body keeps that visible.
         qos = message.qos
         if qos:
             try:

@@ -1,4 +1,4 @@
-"""The MQTT topic layout of a bridge, and the JSON bodies of its error reports.
+"""The MQTT topic layout of a bridge, the rules for the names in it, and error report bodies.
 
 | topic                        | payload                         | retained |
 |------------------------------|---------------------------------|----------|
@@ -21,24 +21,82 @@ from triolette.core.errors import RegistrationError
 ONLINE = "online"
 OFFLINE = "offline"
 
-_FORBIDDEN = {"+": "an MQTT wildcard", "#": "an MQTT wildcard", "\0": "a NUL character"}
+MAX_TOPIC_BYTES = 65_535
+"""MQTT's limit on a topic, in bytes of UTF-8."""
+MAX_NAME_BYTES = (MAX_TOPIC_BYTES - len("//availability")) // 2
+"""A name's limit: then any prefix and any device name fit, ``{p}/{device}/availability``
+being the longest topic built from them."""
+
+_FORBIDDEN = {
+    "+": "an MQTT wildcard",
+    "#": "an MQTT wildcard",
+    "/": "which would add a topic level",
+    "\0": "a NUL character",
+}
 
 
 def check_name(name: object, what: str = "device name") -> str:
-    """Return ``name`` if it can be one MQTT topic level, else raise ``RegistrationError``.
+    """Return ``name`` if it can be a prefix or device level of topics, else raise.
 
-    The error (also a ``ValueError``) names the offender; a non-``str`` is a ``TypeError``.
+    The rules of :func:`check_level`, and no ``$`` in front: MQTT keeps topics starting with
+    ``$`` for the broker, and a name can be the prefix (the app name is, unless another is
+    given). Raises ``RegistrationError`` (also a ``ValueError``) naming the offender; a
+    non-``str`` is a ``TypeError``.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"{what} must be a str, got {name!r}")
-    if not name or name != name.strip():
-        raise RegistrationError(f"{what} {name!r} is empty or has surrounding spaces")
-    for char, reason in _FORBIDDEN.items():
-        if char in name:
-            raise RegistrationError(f"{what} {name!r} contains {char!r}, {reason}")
-    if "/" in name:
-        raise RegistrationError(f"{what} {name!r} contains '/', which would add a topic level")
-    return name
+    level = check_level(name, what)
+    if level.startswith("$"):
+        raise RegistrationError(
+            f"{what} {_shown(level)} starts with '$', which MQTT keeps for the broker's topics"
+        )
+    return level
+
+
+def check_level(level: object, what: str = "topic level") -> str:
+    """Return ``level`` if it can be one MQTT topic level that every broker accepts, else raise.
+
+    One level (no ``/``) and no wildcard (``+``, ``#``); not empty, no surrounding spaces;
+    text a broker takes rather than dropping the connection: encodable as UTF-8 (no lone
+    surrogate), no control characters (C0 with NUL, DEL, C1) and no Unicode non-characters;
+    at most :data:`MAX_NAME_BYTES` bytes of UTF-8. Raises ``RegistrationError`` (also a
+    ``ValueError``) naming the offender with ``repr``, so invisible characters show; a
+    non-``str`` is a ``TypeError``.
+    """
+    if not isinstance(level, str):
+        raise TypeError(f"{what} must be a str, got {level!r}")
+    for char in level:
+        reason = _refusal(char)
+        if reason is not None:
+            raise RegistrationError(f"{what} {_shown(level)} contains {char!r}, {reason}")
+    if not level or level != level.strip():
+        raise RegistrationError(f"{what} {_shown(level)} is empty or has surrounding spaces")
+    size = len(level.encode())
+    if size > MAX_NAME_BYTES:
+        raise RegistrationError(
+            f"{what} {_shown(level)} is {size} bytes of UTF-8; at most {MAX_NAME_BYTES} fit "
+            f"in an MQTT topic ({MAX_TOPIC_BYTES} bytes) with the prefix and a device name"
+        )
+    return level
+
+
+def _refusal(char: str) -> str | None:
+    """Why ``char`` cannot be in a topic (MQTT 3.1.1 section 1.5.3, as mosquitto checks it)."""
+    code = ord(char)
+    if char in _FORBIDDEN:
+        return _FORBIDDEN[char]
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        return "a control character"
+    if 0xD800 <= code <= 0xDFFF:
+        return "a lone surrogate, which UTF-8 cannot encode"
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:
+        return "a Unicode non-character"
+    return None
+
+
+def _shown(name: str) -> str:
+    """``repr(name)``, shortened when long: an error message stays one readable line."""
+    if len(name) <= 60:
+        return repr(name)
+    return f"{name[:40]!r}... ({len(name)} characters)"
 
 
 @attrs.frozen

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from triolette.actors.mqtt import Confirmed
+from triolette.actors.transport import Confirmed
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 

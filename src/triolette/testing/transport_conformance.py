@@ -3,12 +3,15 @@
 The runtime talks to the broker only through a :class:`~triolette.Transport`, and most tests
 run on the in-memory double (:class:`~triolette.testing.MemoryTransport`). These checks state
 what the runtime relies on, seen from outside: by other clients of the same broker. They run
-on the double and on :class:`~triolette.actors.paho.PahoTransport` against a real mosquitto,
+on the double and on :class:`~triolette.PahoTransport` against a real mosquitto,
 so what a test shows on the double holds on the wire.
 
 A :class:`TransportRig` gives the checks their broker: new transports to it, an outside
 subscriber (:meth:`~TransportRig.observe`) and publisher (:meth:`~TransportRig.inject`), and
 the faults: a client that dies without a goodbye, an outage, a broker that hangs.
+
+Over 400 lines on purpose: it is a catalogue, one short check per clause of the contract,
+read (and run) in order; splitting it would scatter the contract.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import attrs
 import trio
 from trio.testing import wait_all_tasks_blocked
 
-from triolette.actors.mqtt import Transport
+from triolette.actors.transport import Transport
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 
