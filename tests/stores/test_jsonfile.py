@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from triolette import JsonFileStore
-from triolette.stores._encoded import QuarantineReport
+from triolette.stores import QuarantineReport
 from triolette.stores._files import temp_prefix
 
 GOOD = {"sensor": {"count": 3}, "counter": {"n": 1}}
@@ -52,6 +52,16 @@ CORRUPT = [
     pytest.param(b'{"sensor": {"v": NaN}}\n', "NaN", id="nan"),
     pytest.param(b'{"sensor": {"v": -Infinity}}\n', "-Infinity", id="infinity"),
     pytest.param(b'{"sensor": {"v": "\\ud800"}}\n', "lone surrogate", id="lone-surrogate"),
+    pytest.param(
+        b'{"sensor": {"count": 9}, "sensor": {"count": 3}}\n',
+        "the key 'sensor' appears twice",
+        id="repeated-device",
+    ),
+    pytest.param(
+        b'{"sensor": {"count": 9, "count": 3}}\n',
+        "the key 'count' appears twice",
+        id="repeated-key",
+    ),
     pytest.param(
         b'{"sensor": {"v": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
         "nests too deeply",
@@ -91,7 +101,7 @@ def _corrupt_files(path: Path) -> list[Path]:
 
 def _error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
-        r for r in caplog.records if r.name == "triolette.stores" and r.levelno == logging.ERROR
+        r for r in caplog.records if r.name == "triolette.stores" and r.levelno >= logging.ERROR
     ]
 
 
@@ -155,7 +165,11 @@ def test_corrupt_file_without_last_good_is_moved_aside_and_store_starts_empty(
 
     moved = _check_quarantined(path, raw, reason, store, caplog, (before, after))
     assert store.quarantined[0].restored_from is None
-    assert "starting without that data" in _error_records(caplog)[0].getMessage()
+    (record,) = _error_records(caplog)
+    assert record.levelno == logging.CRITICAL, "a loss of every device's state is not missed"
+    assert "EVERY DEVICE STARTS FROM EMPTY" in record.getMessage()
+    assert "on_damage='refuse'" in record.getMessage()
+    assert "\n" not in record.getMessage()
     assert not path.exists()
     _save_leaves_quarantine_alone(store, "sensor", {"count": 4}, moved, raw)
     assert json.loads(path.read_bytes()) == {"sensor": {"count": 4}}
@@ -188,6 +202,7 @@ def test_corrupt_file_with_last_good_is_moved_aside_and_last_good_restored(
     moved = _check_quarantined(path, raw, reason, store, caplog, (before, after))
     assert store.quarantined[0].restored_from == last_good
     assert str(last_good) in _error_records(caplog)[0].getMessage()
+    assert _error_records(caplog)[0].levelno == logging.ERROR  # nothing lost: no alarm
     # Rewritten at once, before any save: a crash now leaves the good content in place.
     assert json.loads(path.read_bytes()) == LAST_GOOD
     assert path.stat().st_ino != damaged_inode
@@ -356,6 +371,7 @@ def test_existing_world_readable_file_becomes_owner_only_after_first_save(tmp_pa
     store.save("sensor", {"count": 4})
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.last_good.stat().st_mode) == 0o600  # the old generation too
     store.close()
 
 
