@@ -122,8 +122,11 @@ def test_a_database_with_another_schema_is_refused_naming_its_columns(tmp_path):
 
     assert "key, value" in str(error)
     assert "not key and data" in str(error)
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:  # the other program's, untouched
         assert db.execute("SELECT * FROM store").fetchall() == [("sensor", "{}")]
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        assert tables == [("store",)]
 
 
 def test_a_database_another_program_keeps_locked_is_refused(tmp_path):

@@ -71,7 +71,7 @@ class LockedFileStore(EncodedStore):
             return error.strerror
         return f"{error.filename}: {error.strerror}"
 
-    def _check_loss(self, what: Path | str, reason: str) -> None:
+    def _check_loss(self, what: str, reason: str) -> None:
         """Raise :class:`StoreOpenError` when ``on_damage="refuse"`` forbids losing ``what``.
 
         Called before anything is moved, so the damage stays in place and a restart (systemd

@@ -50,7 +50,7 @@ class JsonFileStore(LockedFileStore):
             problem = str(exc)
         good, good_problem = self._read_last_good()
         if good is None:
-            self._check_loss(self.path, problem)  # before anything moves
+            self._check_loss("the file", problem)  # before anything moves
             if good_problem is not None:
                 moved = quarantine(self.last_good)
                 self._report(QuarantineReport(self.last_good, good_problem, moved))

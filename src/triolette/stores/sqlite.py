@@ -95,7 +95,7 @@ class SqliteStore(LockedFileStore):
             try:
                 rows = self._read()
             except _DamagedDatabase as exc:
-                self._check_loss(self.path, str(exc))
+                self._check_loss("the database", str(exc))
                 self._quarantine_database(str(exc))
                 rows = self._read()
             return self._check_rows(rows)
@@ -123,9 +123,21 @@ class SqliteStore(LockedFileStore):
             )
             # On failure the connection stays open: every caller disconnects on error, and a
             # damaged database must be moved aside before closing (see _quarantine_database).
+            self._refuse_foreign(self._db)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         return self._db
+
+    def _refuse_foreign(self, db: sqlite3.Connection) -> None:
+        """Raise :class:`StoreOpenError`, before anything is written, if the table ``store``
+        exists without our columns: the database belongs to another program."""
+        columns = [row[1] for row in db.execute("PRAGMA table_info(store)")]
+        if columns and not {"key", "data"} <= set(columns):
+            raise StoreOpenError(
+                self.path,
+                f"its table 'store' has the columns {', '.join(columns)}, not key and data: "
+                "it is not a triolette or cosalette store",
+            )
 
     def _read(self) -> list[tuple[str, str]]:
         try:
@@ -138,13 +150,6 @@ class SqliteStore(LockedFileStore):
         if verdict != "ok":
             raise _DamagedDatabase(f"quick_check failed: {verdict}")
         db.executescript(_SCHEMA)
-        columns = [row[1] for row in db.execute("PRAGMA table_info(store)")]
-        if not {"key", "data"} <= set(columns):
-            raise StoreOpenError(
-                self.path,
-                f"its table 'store' has the columns {', '.join(columns)}, not key and data: "
-                "it is not a triolette or cosalette store",
-            )
         return db.execute("SELECT key, data FROM store").fetchall()
 
     def _quarantine_database(self, reason: str) -> None:
