@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from tests.stores.layout import corrupt_files, temp_prefix
 from triolette import JsonFileStore
 from triolette.stores import QuarantineReport
-from triolette.stores._files import temp_prefix
 
 GOOD = {"sensor": {"count": 3}, "counter": {"n": 1}}
 GOOD_BYTES = (json.dumps(GOOD, indent=2) + "\n").encode()  # as cosalette writes it
@@ -95,10 +95,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
-def _corrupt_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
-
-
 def _error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
         r for r in caplog.records if r.name == "triolette.stores" and r.levelno >= logging.ERROR
@@ -114,7 +110,7 @@ def _check_quarantined(
     opened: tuple[datetime.datetime, datetime.datetime],
 ) -> Path:
     """The bytes sit unchanged under a UTC-stamped name, reported once and logged once."""
-    (moved,) = _corrupt_files(path)
+    (moved,) = corrupt_files(path)
     assert moved.read_bytes() == raw
     match = STAMP.search(moved.name)
     assert match, moved.name
@@ -142,7 +138,7 @@ def _save_leaves_quarantine_alone(
     identity = moved.stat()
     store.save(key, state)
     store.close()
-    assert _corrupt_files(store.path) == [moved]
+    assert corrupt_files(store.path) == [moved]
     assert moved.read_bytes() == raw
     assert moved.stat().st_ino == identity.st_ino
     assert moved.stat().st_mtime_ns == identity.st_mtime_ns
@@ -237,8 +233,8 @@ def test_corrupt_file_and_corrupt_last_good_are_both_kept_and_store_starts_empty
     with caplog.at_level(logging.ERROR, logger="triolette.stores"):
         assert store.load_all() == {}
 
-    assert [m.read_bytes() for m in _corrupt_files(path)] == [b"[1, 2"]
-    assert [m.read_bytes() for m in _corrupt_files(last_good)] == [b"\0\0\0"]
+    assert [m.read_bytes() for m in corrupt_files(path)] == [b"[1, 2"]
+    assert [m.read_bytes() for m in corrupt_files(last_good)] == [b"\0\0\0"]
     assert not path.exists()
     assert not last_good.exists()
     assert {r.path for r in store.quarantined} == {path, last_good}
@@ -268,7 +264,7 @@ def test_moving_a_damaged_file_aside_is_made_durable(tmp_path, monkeypatch):
 
     assert store.load_all() == {}
 
-    (moved,) = _corrupt_files(path)
+    (moved,) = corrupt_files(path)
     linked_at = events.index(("link", str(moved)))
     assert ("fsync", str(folder)) in events[linked_at + 1 :]
     store.close()
@@ -283,7 +279,7 @@ def test_repeated_quarantines_each_keep_their_own_copy(tmp_path):
         assert store.load_all() == {}
         store.close()
 
-    moved = _corrupt_files(path)
+    moved = corrupt_files(path)
     assert sorted(m.read_bytes() for m in moved) == sorted(contents)
 
 

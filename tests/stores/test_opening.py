@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.stores.layout import corrupt_files
 from triolette import JsonFileStore, SqliteStore, StoreLockedError
 from triolette.core.errors import StoreOpenError
 
@@ -316,10 +317,6 @@ def test_a_quarantined_json_file_is_owner_only(tmp_path):
 # -- refusing to start from empty -----------------------------------------------------------
 
 
-def _corrupt_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
-
-
 @pytest.mark.parametrize("last_good", [None, b"\0\0"], ids=["no-last-good", "damaged-last-good"])
 def test_refuse_leaves_a_damaged_json_file_in_place_and_refuses_every_time(
     tmp_path, caplog, last_good
@@ -338,7 +335,7 @@ def test_refuse_leaves_a_damaged_json_file_in_place_and_refuses_every_time(
         assert store.quarantined == []
 
     assert path.read_bytes() == b'{"gas": {"impulses": 12'
-    assert _corrupt_files(path) == []
+    assert corrupt_files(path) == []
     assert caplog.records == []
     assert JsonFileStore(path).load_all() == {}, "the failed open kept its lock"
 
@@ -363,7 +360,7 @@ def test_refuse_leaves_a_damaged_database_in_place(tmp_path):
     assert "on_damage='refuse'" in str(_refused(store))
 
     assert path.read_bytes() == content
-    assert _corrupt_files(path) == []
+    assert corrupt_files(path) == []
 
 
 def test_refuse_leaves_a_damaged_row_in_place(tmp_path):
