@@ -13,6 +13,7 @@ import logging
 import os
 import sqlite3
 import stat
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -24,7 +25,21 @@ from triolette import JsonFileStore, SqliteStore, StoreLockedError
 from triolette.core.errors import StoreOpenError
 
 BACKENDS = {"json": (JsonFileStore, "state.json"), "sqlite": (SqliteStore, "state.db")}
-AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _modes_bind_us() -> bool:
+    """Whether file modes stop this process: not for root with its usual capabilities."""
+    with tempfile.TemporaryDirectory() as folder:
+        probe = Path(folder) / "probe"
+        probe.touch(mode=0o000)
+        try:
+            probe.read_bytes()
+        except PermissionError:
+            return True
+        return False
+
+
+MIGHTY = not _modes_bind_us()
 
 Store = JsonFileStore | SqliteStore
 
@@ -89,19 +104,34 @@ def test_a_file_where_the_folder_should_be_is_refused(tmp_path, backend):
     assert "Not a directory" in str(_refused(store))
 
 
-@pytest.mark.skipif(AS_ROOT, reason="root writes anywhere")
+@pytest.mark.skipif(MIGHTY, reason="file modes do not stop this process (root)")
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_a_folder_that_is_not_writable_is_refused(tmp_path, backend):
     folder = tmp_path / "data"
     folder.mkdir(mode=0o500)
     store, _ = _store(backend, folder)
     try:
-        assert "Permission denied" in str(_refused(store))
+        assert f"{folder}: the folder is not writable" in str(_refused(store))
     finally:
         folder.chmod(0o700)
 
 
-@pytest.mark.skipif(AS_ROOT, reason="root reads anything")
+@pytest.mark.skipif(MIGHTY, reason="file modes do not stop this process (root)")
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_a_folder_that_became_read_only_is_refused_at_open_not_at_each_write(tmp_path, backend):
+    folder = tmp_path / "data"
+    store, _ = _store(backend, folder)
+    store.save("sensor", {"count": 1})
+    store.close()  # the lock file and the store file exist from now on
+    folder.chmod(0o500)
+    try:
+        error = _refused(store)
+    finally:
+        folder.chmod(0o700)
+    assert f"{folder}: the folder is not writable" in str(error)
+
+
+@pytest.mark.skipif(MIGHTY, reason="file modes do not stop this process (root)")
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_an_unreadable_file_is_refused(tmp_path, backend):
     store, path = _store(backend, tmp_path)
@@ -299,6 +329,19 @@ def test_a_quarantined_database_and_its_log_are_owner_only(tmp_path):
     (report,) = store.quarantined
     for name in (report.moved_to, f"{report.moved_to}-wal"):
         assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_a_store_file_others_may_read_is_made_owner_only_when_opened(tmp_path, backend):
+    store, path = _store(backend, tmp_path)
+    store.save("token", {"secret": "s3cr3t"})
+    store.close()
+    path.chmod(0o644)  # copied in from a backup, say
+
+    assert store.load_all() == {"token": {"secret": "s3cr3t"}}
+    store.close()
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
 def test_a_quarantined_json_file_is_owner_only(tmp_path):

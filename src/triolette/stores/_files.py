@@ -6,7 +6,7 @@
 * :func:`sweep_temps`: removes temp files a killed writer left behind.
 * :func:`quarantine`: moves a damaged file aside under a timestamped name, never deleting it.
 * :class:`FileLock`: an exclusive ``flock`` that names its holder.
-* :func:`read_file`, :func:`make_folder`, :func:`warn_if_shared`: the opening side.
+* :func:`read_file`, :func:`make_folder`, :func:`check_folder`: the opening side.
 
 The state folder may be writable by others, while the bridge often runs as root: no file in it
 is ever opened, read or chmod-ed through a symbolic link (``O_NOFOLLOW``, ``fchmod`` on the
@@ -76,9 +76,14 @@ def read_file(path: Path) -> bytes | None:
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as file:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
+        own(fd)
         return file.read()
+
+
+def own(fd: int) -> None:
+    """Make the open file owner-only when others may read it (a copy from elsewhere)."""
+    if os.fstat(fd).st_mode & 0o077:
+        os.fchmod(fd, 0o600)
 
 
 def refuse_link(path: Path) -> None:
@@ -104,9 +109,15 @@ def make_folder(folder: Path) -> None:
         fsync_folder(created.parent)
 
 
-def warn_if_shared(folder: Path) -> None:
-    """Log one warning when ``folder`` is writable by its group or by others."""
-    mode = stat.S_IMODE(os.stat(folder).st_mode)
+def check_folder(folder: Path) -> None:
+    """Raise ``OSError`` unless ``folder`` is a folder we may create files in (every write
+    does); log one warning when its group or others may too."""
+    status = os.stat(folder)
+    if not stat.S_ISDIR(status.st_mode):
+        raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(folder))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "the folder is not writable", str(folder))
+    mode = stat.S_IMODE(status.st_mode)
     if mode & (stat.S_IWGRP | stat.S_IWOTH):
         logger.warning(
             "the state folder %s is writable by %s (mode %04o): anyone who can write there can "

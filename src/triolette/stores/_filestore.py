@@ -9,7 +9,7 @@ from typing import Literal
 
 from triolette.core.errors import StoreOpenError
 from triolette.stores._encoded import EncodedStore, QuarantineReport
-from triolette.stores._files import FileLock, logger, make_folder, warn_if_shared
+from triolette.stores._files import FileLock, check_folder, logger, make_folder
 
 OnDamage = Literal["start-empty", "refuse"]
 ON_DAMAGE: tuple[OnDamage, ...] = ("start-empty", "refuse")
@@ -45,7 +45,7 @@ class LockedFileStore(EncodedStore):
     def _open(self) -> dict[str, str]:
         try:
             make_folder(self.path.parent)
-            warn_if_shared(self.path.parent)
+            check_folder(self.path.parent)
             self._lock.acquire()
         except OSError as exc:
             raise StoreOpenError(self.path, self._cause(exc)) from exc

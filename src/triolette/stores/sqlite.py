@@ -14,7 +14,14 @@ from typing import Literal
 from triolette.core.errors import StoreOpenError, StoreWriteError
 from triolette.core.jsonstate import decode_state, encode_state
 from triolette.stores._encoded import QuarantineReport, logger
-from triolette.stores._files import fsync_folder, open_file, quarantine, refuse_link, restrict
+from triolette.stores._files import (
+    fsync_folder,
+    open_file,
+    own,
+    quarantine,
+    refuse_link,
+    restrict,
+)
 from triolette.stores._filestore import LockedFileStore, OnDamage
 
 _SCHEMA = """
@@ -113,9 +120,13 @@ class SqliteStore(LockedFileStore):
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            # SQLite follows links: refuse them first (the database is created owner-only
-            # here, and SQLite gives -wal and -shm the same mode).
-            os.close(open_file(self.path, os.O_RDWR | os.O_CREAT))
+            # SQLite follows links: refuse them first. The database is made owner-only here
+            # (SQLite gives -wal and -shm the same mode).
+            fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
+            try:
+                own(fd)
+            finally:
+                os.close(fd)
             for suffix in _COMPANIONS:
                 refuse_link(Path(f"{self.path}{suffix}"))
             self._db = sqlite3.connect(
