@@ -2,8 +2,9 @@
 
     python examples/stores_tour.py [STATE_FOLDER]
 
-It keeps a gas meter's impulse count and calibration in ``STATE_FOLDER/state.json`` (default
-``./data``) and a second copy in SQLite, then shows what a save refuses.
+It keeps a gas meter's impulse count and calibration in ``STATE_FOLDER/tour.json`` (default
+``./data``) and a second copy in ``tour.db`` (SQLite), then shows what a save refuses. Its files
+are its own: the gas meter example's ``state.json`` in the same folder is never touched.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from triolette import (
 
 def main(folder: Path) -> None:
     policy = SaveOnChange() & SaveAtMostEvery(60)  # SD-card friendly: one write a minute at most
-    for backend in (JsonFileStore(folder / "state.json"), SqliteStore(folder / "state.db")):
+    for backend in (JsonFileStore(folder / "tour.json"), SqliteStore(folder / "tour.db")):
         meter = DeviceStore(backend, "gas-meter")
         meter.load()
         meter["impulses"] = meter.get("impulses", 0) + 10
@@ -37,7 +38,7 @@ def main(folder: Path) -> None:
         print(", saved" if due else ", not due yet")
         backend.close()
 
-    probe = DeviceStore(JsonFileStore(folder / "probe.json"), "probe")
+    probe = DeviceStore(JsonFileStore(folder / "tour-probe.json"), "probe")
     probe.load()
     probe["calibrated"] = datetime.datetime.now()
     try:

@@ -85,3 +85,23 @@ def test_decode_refuses_non_standard_constants_and_non_objects():
         decode_document("[]")
     with pytest.raises(ValueError, match="the entry 'sensor' is a number, not an object"):
         decode_document('{"sensor": 5}')
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        pytest.param('{"gas": {"n": 1}, "gas": {"n": 2}}', "gas", id="device"),
+        pytest.param('{"gas": {"n": 1, "m3": 0.1, "n": 2}}', "n", id="key-in-a-state"),
+        pytest.param('{"gas": {"cal": [{"k": 1, "k": 1}]}}', "k", id="deep-even-if-equal"),
+    ],
+)
+def test_decode_document_refuses_a_key_written_twice(text, key):
+    """json keeps the last of two equal keys: the other value is already lost, so it is damage."""
+    with pytest.raises(ValueError, match=f"the key '{key}' appears twice"):
+        decode_document(text)
+
+
+def test_decode_state_refuses_a_key_written_twice_and_keeps_distinct_keys():
+    with pytest.raises(ValueError, match="the key 'n' appears twice"):
+        decode_state('{"n": 1, "n": 2}')
+    assert decode_state('{"n": 1, "N": 2, "m": {"n": 3}}') == {"n": 1, "N": 2, "m": {"n": 3}}

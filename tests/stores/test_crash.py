@@ -23,6 +23,7 @@ from typing import IO
 import pytest
 
 from tests.stores.crash_writer import DEVICES, batch_for, initial_state, open_store
+from tests.stores.layout import temp_prefix
 from triolette import JsonFileStore
 
 WRITER = Path(__file__).with_name("crash_writer.py")
@@ -165,7 +166,7 @@ def run_and_kill(backend: str, path: Path, ledger: Ledger, rng: random.Random) -
 
 
 def temp_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f".{path.name}.tmp-*"))
+    return sorted(path.parent.glob(f"{temp_prefix(path)}*"))
 
 
 def count_temps(path: Path, figures: Figures) -> None:

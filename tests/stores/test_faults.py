@@ -115,36 +115,6 @@ class _OneFault:
             raise OSError(self.error_number, os.strerror(self.error_number))
 
 
-class _FailingCommit:
-    """A connection whose ``COMMIT`` fails once with a disk I/O error, like a dying card."""
-
-    def __init__(self, db: sqlite3.Connection, faults: list[sqlite3.Error]) -> None:
-        self._db = db
-        self._faults = faults
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if sql.strip().upper() == "COMMIT" and self._faults:
-            raise self._faults.pop()
-        return self._db.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._db, name)
-
-
-def _fail_next_commit(monkeypatch, store: SqliteStore) -> list[sqlite3.Connection]:
-    """Arm one failing ``COMMIT``; return the real connections the store asks for."""
-    faults: list[sqlite3.Error] = [sqlite3.OperationalError("disk I/O error")]
-    handed_out: list[sqlite3.Connection] = []
-
-    def connection() -> Any:
-        db = SqliteStore._connection(store)
-        handed_out.append(db)
-        return _FailingCommit(db, faults)
-
-    monkeypatch.setattr(store, "_connection", connection)
-    return handed_out
-
-
 # -- JSON store -------------------------------------------------------------------------------
 
 
@@ -220,12 +190,12 @@ def test_after_a_failed_folder_fsync_saving_the_old_state_again_is_written(tmp_p
     store.close()
 
 
-def test_sqlite_commit_failure_keeps_the_rows_and_the_store_reconnects(tmp_path, monkeypatch):
+def test_sqlite_commit_failure_keeps_the_rows_and_the_store_reconnects(tmp_path, store_connections):
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     store.save_many({"sensor": {"count": 1}, "lamp": {"on": False}})
     rows_before = _raw("sqlite", path)
-    handed_out = _fail_next_commit(monkeypatch, store)
+    store_connections.fail_next_commit()
     batch: dict[str, dict[str, object]] = {"sensor": {"count": 2}, "door": {"open": True}}
 
     with pytest.raises(StoreWriteError) as failed:
@@ -237,11 +207,11 @@ def test_sqlite_commit_failure_keeps_the_rows_and_the_store_reconnects(tmp_path,
     assert "door" in str(failed.value)
     assert _raw("sqlite", path) == rows_before
     assert store.load("sensor") == {"count": 1}
-    failing = handed_out[-1]
+    failing = store_connections.last
 
     store.save_many(batch)
 
-    assert handed_out[-1] is not failing  # the connection that failed is not trusted again
+    assert store_connections.last is not failing  # the connection that failed is not trusted
     assert _persisted("sqlite", path) == {"lamp": {"on": False}, **batch}
     store.close()
     fresh = SqliteStore(path)
@@ -249,13 +219,13 @@ def test_sqlite_commit_failure_keeps_the_rows_and_the_store_reconnects(tmp_path,
     fresh.close()
 
 
-def test_sqlite_full_database_keeps_the_rows_and_the_store_reconnects(tmp_path):
+def test_sqlite_full_database_keeps_the_rows_and_the_store_reconnects(tmp_path, store_connections):
     """SQLITE_FULL from SQLite itself: the connection may not grow the file by one page."""
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     store.save_many({"sensor": {"count": 1}, "lamp": {"on": False}})
     rows_before = _raw("sqlite", path)
-    db = store._connection()
+    db = store_connections.last
     pages = db.execute("PRAGMA page_count").fetchone()[0]
     assert db.execute(f"PRAGMA max_page_count={pages}").fetchone()[0] == pages
     big: dict[str, object] = {"trace": "x" * 20_000}
@@ -284,7 +254,7 @@ def test_sqlite_full_database_keeps_the_rows_and_the_store_reconnects(tmp_path):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_a_failed_save_is_not_remembered(tmp_path, monkeypatch, backend):
+def test_a_failed_save_is_not_remembered(tmp_path, monkeypatch, store_connections, backend):
     folder = tmp_path.resolve()
     store, path = _open(backend, folder)
     store.save("sensor", {"count": 1})
@@ -293,7 +263,7 @@ def test_a_failed_save_is_not_remembered(tmp_path, monkeypatch, backend):
         _OneFault(monkeypatch, folder, "write", errno.ENOSPC)
     else:
         assert isinstance(store, SqliteStore)
-        _fail_next_commit(monkeypatch, store)
+        store_connections.fail_next_commit()
 
     with pytest.raises(StoreWriteError):
         store.save("sensor", {"count": 2})

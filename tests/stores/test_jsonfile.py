@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from tests.stores.layout import corrupt_files, temp_prefix
 from triolette import JsonFileStore
-from triolette.stores._encoded import QuarantineReport
-from triolette.stores._files import temp_prefix
+from triolette.stores import QuarantineReport
 
 GOOD = {"sensor": {"count": 3}, "counter": {"n": 1}}
 GOOD_BYTES = (json.dumps(GOOD, indent=2) + "\n").encode()  # as cosalette writes it
@@ -52,6 +52,16 @@ CORRUPT = [
     pytest.param(b'{"sensor": {"v": NaN}}\n', "NaN", id="nan"),
     pytest.param(b'{"sensor": {"v": -Infinity}}\n', "-Infinity", id="infinity"),
     pytest.param(b'{"sensor": {"v": "\\ud800"}}\n', "lone surrogate", id="lone-surrogate"),
+    pytest.param(
+        b'{"sensor": {"count": 9}, "sensor": {"count": 3}}\n',
+        "the key 'sensor' appears twice",
+        id="repeated-device",
+    ),
+    pytest.param(
+        b'{"sensor": {"count": 9, "count": 3}}\n',
+        "the key 'count' appears twice",
+        id="repeated-key",
+    ),
     pytest.param(
         b'{"sensor": {"v": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}\n",
         "nests too deeply",
@@ -85,13 +95,9 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
-def _corrupt_files(path: Path) -> list[Path]:
-    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
-
-
 def _error_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [
-        r for r in caplog.records if r.name == "triolette.stores" and r.levelno == logging.ERROR
+        r for r in caplog.records if r.name == "triolette.stores" and r.levelno >= logging.ERROR
     ]
 
 
@@ -104,7 +110,7 @@ def _check_quarantined(
     opened: tuple[datetime.datetime, datetime.datetime],
 ) -> Path:
     """The bytes sit unchanged under a UTC-stamped name, reported once and logged once."""
-    (moved,) = _corrupt_files(path)
+    (moved,) = corrupt_files(path)
     assert moved.read_bytes() == raw
     match = STAMP.search(moved.name)
     assert match, moved.name
@@ -132,7 +138,7 @@ def _save_leaves_quarantine_alone(
     identity = moved.stat()
     store.save(key, state)
     store.close()
-    assert _corrupt_files(store.path) == [moved]
+    assert corrupt_files(store.path) == [moved]
     assert moved.read_bytes() == raw
     assert moved.stat().st_ino == identity.st_ino
     assert moved.stat().st_mtime_ns == identity.st_mtime_ns
@@ -155,7 +161,11 @@ def test_corrupt_file_without_last_good_is_moved_aside_and_store_starts_empty(
 
     moved = _check_quarantined(path, raw, reason, store, caplog, (before, after))
     assert store.quarantined[0].restored_from is None
-    assert "starting without that data" in _error_records(caplog)[0].getMessage()
+    (record,) = _error_records(caplog)
+    assert record.levelno == logging.CRITICAL, "a loss of every device's state is not missed"
+    assert "EVERY DEVICE STARTS FROM EMPTY" in record.getMessage()
+    assert "on_damage='refuse'" in record.getMessage()
+    assert "\n" not in record.getMessage()
     assert not path.exists()
     _save_leaves_quarantine_alone(store, "sensor", {"count": 4}, moved, raw)
     assert json.loads(path.read_bytes()) == {"sensor": {"count": 4}}
@@ -188,6 +198,7 @@ def test_corrupt_file_with_last_good_is_moved_aside_and_last_good_restored(
     moved = _check_quarantined(path, raw, reason, store, caplog, (before, after))
     assert store.quarantined[0].restored_from == last_good
     assert str(last_good) in _error_records(caplog)[0].getMessage()
+    assert _error_records(caplog)[0].levelno == logging.ERROR  # nothing lost: no alarm
     # Rewritten at once, before any save: a crash now leaves the good content in place.
     assert json.loads(path.read_bytes()) == LAST_GOOD
     assert path.stat().st_ino != damaged_inode
@@ -222,8 +233,8 @@ def test_corrupt_file_and_corrupt_last_good_are_both_kept_and_store_starts_empty
     with caplog.at_level(logging.ERROR, logger="triolette.stores"):
         assert store.load_all() == {}
 
-    assert [m.read_bytes() for m in _corrupt_files(path)] == [b"[1, 2"]
-    assert [m.read_bytes() for m in _corrupt_files(last_good)] == [b"\0\0\0"]
+    assert [m.read_bytes() for m in corrupt_files(path)] == [b"[1, 2"]
+    assert [m.read_bytes() for m in corrupt_files(last_good)] == [b"\0\0\0"]
     assert not path.exists()
     assert not last_good.exists()
     assert {r.path for r in store.quarantined} == {path, last_good}
@@ -253,7 +264,7 @@ def test_moving_a_damaged_file_aside_is_made_durable(tmp_path, monkeypatch):
 
     assert store.load_all() == {}
 
-    (moved,) = _corrupt_files(path)
+    (moved,) = corrupt_files(path)
     linked_at = events.index(("link", str(moved)))
     assert ("fsync", str(folder)) in events[linked_at + 1 :]
     store.close()
@@ -268,7 +279,7 @@ def test_repeated_quarantines_each_keep_their_own_copy(tmp_path):
         assert store.load_all() == {}
         store.close()
 
-    moved = _corrupt_files(path)
+    moved = corrupt_files(path)
     assert sorted(m.read_bytes() for m in moved) == sorted(contents)
 
 
@@ -356,6 +367,7 @@ def test_existing_world_readable_file_becomes_owner_only_after_first_save(tmp_pa
     store.save("sensor", {"count": 4})
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.last_good.stat().st_mode) == 0o600  # the old generation too
     store.close()
 
 

@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
+from tests.stores.layout import temp_prefix
 from triolette import JsonFileStore, SqliteStore, StoreLockedError
-from triolette.stores._files import temp_prefix
 
 BACKENDS = {"json": (JsonFileStore, "state.json"), "sqlite": (SqliteStore, "state.db")}
 

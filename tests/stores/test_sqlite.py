@@ -42,25 +42,26 @@ def _stamp_of(moved_to: Path, path: Path) -> datetime.datetime:
 # -- modes ------------------------------------------------------------------------------------
 
 
-def test_wal_mode_and_synchronous_full_are_in_force(tmp_path):
+def test_wal_mode_and_synchronous_full_are_in_force(tmp_path, store_connections):
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     store.save("sensor", STATES["sensor"])
     with _reader(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store_connections.last.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
 
     # synchronous is per connection, not stored in the file: a reopened store sets it again.
     assert store.load("sensor") == STATES["sensor"]
-    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert len(store_connections.opened) == 2
+    assert store_connections.last.execute("PRAGMA synchronous").fetchone()[0] == 2
     store.close()
 
 
-def test_synchronous_normal_is_honoured(tmp_path):
+def test_synchronous_normal_is_honoured(tmp_path, store_connections):
     store = SqliteStore(tmp_path / "state.db", synchronous="NORMAL")
     store.save("sensor", STATES["sensor"])
-    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert store_connections.last.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     store.close()
 
 
@@ -75,12 +76,14 @@ def test_bad_synchronous_value_is_a_value_error_naming_it(tmp_path, bad):
 # -- batches --------------------------------------------------------------------------------
 
 
-def test_a_batch_is_one_transaction_and_identical_content_is_not_rewritten(tmp_path):
+def test_a_batch_is_one_transaction_and_identical_content_is_not_rewritten(
+    tmp_path, store_connections
+):
     path = tmp_path / "state.db"
     store = SqliteStore(path)
     assert store.load_all() == {}
     statements: list[str] = []
-    store._connection().set_trace_callback(statements.append)
+    store_connections.last.set_trace_callback(statements.append)
     batch = {f"device{index}": {"reading": index, "unit": "°C"} for index in range(100)}
 
     store.save_many(batch)
@@ -191,7 +194,8 @@ def test_a_damaged_database_is_moved_aside_with_its_companions(tmp_path, caplog,
     assert Path(f"{moved_to}-wal").read_bytes() == wal_bytes
     assert Path(f"{moved_to}-shm").exists()  # an index SQLite rebuilds from the log
     [record] = [r for r in caplog.records if r.name == "triolette.stores"]
-    assert record.levelno == logging.ERROR
+    assert record.levelno == logging.CRITICAL
+    assert "EVERY DEVICE STARTS FROM EMPTY" in record.getMessage()
     assert str(path) in record.getMessage()
     assert str(moved_to) in record.getMessage()
 
@@ -247,7 +251,12 @@ def test_a_database_failing_its_check_is_moved_aside_with_its_log_untouched(tmp_
 def test_damaged_rows_move_to_the_quarantine_table(tmp_path, caplog):
     path = tmp_path / "state.db"
     _cosalette_database(path, {"good": {"count": 3}})
-    damaged = {"torn": '{"count": 4', "listed": "[1, 2, 3]", "nan": '{"level": NaN}'}
+    damaged = {
+        "torn": '{"count": 4',
+        "listed": "[1, 2, 3]",
+        "nan": '{"level": NaN}',
+        "twice": '{"count": 1, "count": 2}',
+    }
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executemany("INSERT INTO store VALUES (?, ?)", damaged.items())
 
@@ -257,7 +266,7 @@ def test_damaged_rows_move_to_the_quarantine_table(tmp_path, caplog):
 
     assert (
         sorted(str(report.moved_to) for report in store.quarantined)
-        == ["table store_quarantine"] * 3
+        == ["table store_quarantine"] * 4
     )
     for key in damaged:
         [report] = [r for r in store.quarantined if repr(key) in r.reason]
@@ -265,8 +274,9 @@ def test_damaged_rows_move_to_the_quarantine_table(tmp_path, caplog):
     assert _rows(path, "store_quarantine") == damaged
     assert _rows(path) == {"good": json.dumps({"count": 3}, indent=2)}
     errors = [r for r in caplog.records if r.name == "triolette.stores"]
-    assert len(errors) == 3
-    assert all(r.levelno == logging.ERROR for r in errors)
+    assert len(errors) == 4
+    assert all(r.levelno == logging.CRITICAL for r in errors)
+    assert "DEVICE 'torn' STARTS FROM EMPTY" in errors[0].getMessage()
 
     store.save("torn", {"count": 5})
     store.close()

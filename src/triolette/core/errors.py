@@ -5,7 +5,8 @@
     TrioletteError
     ├── StateNotJSONError      (also TypeError)   a device's state cannot round-trip through JSON
     ├── StoreNotLoadedError    (also RuntimeError) a DeviceStore was used before it was loaded
-    ├── StoreLockedError                           another process holds the store's lock
+    ├── StoreOpenError                             a store could not be opened at start
+    │   └── StoreLockedError                       another process holds the store's lock
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
@@ -50,15 +51,6 @@ class StoreNotLoadedError(TrioletteError, RuntimeError):
         super().__init__(
             f"{device}: the DeviceStore was used before it was loaded (call load() first)"
         )
-
-
-class StoreLockedError(TrioletteError):
-    """The store file is locked by another process (or by another store object)."""
-
-    def __init__(self, path: Path, holder: str) -> None:
-        self.path = path
-        self.holder = holder
-        super().__init__(f"{path} is already in use by {holder}; one process owns a store file")
 
 
 class StoreWriteError(TrioletteError, OSError):
@@ -165,3 +157,24 @@ class SettingsError(TrioletteError, ValueError):
         self.setting = setting
         self.problem = problem
         super().__init__(f"{setting}: {problem}")
+
+
+class StoreOpenError(TrioletteError):
+    """A store could not be opened: ``path`` names the store, ``reason`` the cause.
+
+    ``str(error)`` is one line, like ``cannot open the store /var/lib/x/state.json: Permission
+    denied``. Retrying will not help until someone fixes the file or the folder.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = " ".join(reason.split())  # one log line, whatever the cause says
+        super().__init__(f"cannot open the store {path}: {self.reason}")
+
+
+class StoreLockedError(StoreOpenError):
+    """The store file is locked by another process (or by another store object)."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        self.holder = holder
+        super().__init__(path, f"it is already in use by {holder}; one process owns a store file")

@@ -43,7 +43,24 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice in one object")
+            seen.add(key)
+    return value
+
+
+# Checks texts this module just encoded from a dict, which cannot repeat a key.
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
+# Reads stored texts: a repeated key means an edit or damage that already dropped one value
+# (json keeps the last), at any depth; it is refused like any other damage.
+_strict_decoder = json.JSONDecoder(
+    parse_constant=_reject_constant, object_pairs_hook=_object_without_repeats
+)
 
 
 def encode_state(device: str, state: object) -> str:
@@ -92,16 +109,18 @@ def check_key(key: object) -> str:
 
 
 def decode_state(text: str) -> dict[str, Any]:
-    """Parse one device's state; raise ``ValueError`` unless it is a strict JSON object."""
-    value = _decoder.decode(text)
+    """Parse one device's state; raise ``ValueError`` unless it is a strict JSON object
+    with no key repeated in any of its objects."""
+    value = _strict_decoder.decode(text)
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, found {_kind(value)}")
     return value
 
 
 def decode_document(text: str) -> dict[str, dict[str, Any]]:
-    """Parse a whole store document ``{device: state}``; raise ``ValueError`` on any defect."""
-    value = _decoder.decode(text)
+    """Parse a whole store document ``{device: state}``; raise ``ValueError`` on any defect,
+    a device or a key inside a state written twice included."""
+    value = _strict_decoder.decode(text)
     if not isinstance(value, dict):
         raise ValueError(f"the top level is {_kind(value)}, not an object of devices")
     for key, state in value.items():

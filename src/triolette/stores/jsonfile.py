@@ -8,8 +8,8 @@ import os
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_document, encode_state
 from triolette.stores._encoded import QuarantineReport
-from triolette.stores._files import quarantine, replace_durably, sweep_temps
-from triolette.stores._filestore import LockedFileStore
+from triolette.stores._files import quarantine, read_file, replace_durably, sweep_temps
+from triolette.stores._filestore import LockedFileStore, OnDamage
 
 
 class JsonFileStore(LockedFileStore):
@@ -19,13 +19,21 @@ class JsonFileStore(LockedFileStore):
     :class:`~triolette.StoreLockedError`), removes temp files a killed writer left, and reads
     the document once; afterwards it lives in memory and is never re-read. Each batch is one
     durable replace (temp file, fsync, rename, folder fsync) of a file only the owner may
-    read. The replaced generation stays as ``<name>.last-good``. A file that does not parse
-    (or is not an object of objects) is moved to ``<name>.corrupt-<UTC time>``, reported in
-    :attr:`quarantined` and the log, and the last good copy is used when it parses.
+    read. The replaced generation stays as ``<name>.last-good``. No file is opened through a
+    symbolic link: a link there is a :class:`~triolette.StoreOpenError`, as is any other
+    failure to open.
+
+    A damaged file (it does not parse, is not an object of objects, or repeats a key) is moved
+    to ``<name>.corrupt-<UTC time>``, reported in :attr:`quarantined` and the log, and the last
+    good copy is used when it parses. When none does, every device starts from empty (logged
+    at CRITICAL), or with ``on_damage="refuse"`` opening raises :class:`StoreOpenError` and
+    leaves the files as they are.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path)
+    def __init__(
+        self, path: str | os.PathLike[str], *, on_damage: OnDamage = "start-empty"
+    ) -> None:
+        super().__init__(path, on_damage=on_damage)
         self.last_good = self.path.with_name(f"{self.path.name}.last-good")
 
     def _open_locked(self) -> dict[str, str]:
@@ -33,31 +41,36 @@ class JsonFileStore(LockedFileStore):
         return self._read()
 
     def _read(self) -> dict[str, str]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
+        raw = read_file(self.path)
+        if raw is None:
             return {}
         try:
             return _parse(raw)
         except ValueError as exc:
             problem = str(exc)
-        good = self._read_last_good()
+        good, good_problem = self._read_last_good()
+        if good is None:
+            self._check_loss("the file", problem)  # before anything moves
+            if good_problem is not None:
+                moved = quarantine(self.last_good)
+                self._report(QuarantineReport(self.last_good, good_problem, moved))
         moved_to = quarantine(self.path, keep_in_place=good is not None)
-        if good is not None:
-            replace_durably(self.path, _render(good))
-        self._report(
-            QuarantineReport(self.path, problem, moved_to, None if good is None else self.last_good)
-        )
-        return good or {}
+        if good is None:
+            self._report(QuarantineReport(self.path, problem, moved_to), lost="EVERY DEVICE")
+            return {}
+        replace_durably(self.path, _render(good))
+        self._report(QuarantineReport(self.path, problem, moved_to, self.last_good))
+        return good
 
-    def _read_last_good(self) -> dict[str, str] | None:
+    def _read_last_good(self) -> tuple[dict[str, str] | None, str | None]:
+        """The last good copy's texts, or ``None`` and what is wrong with it (if it exists)."""
+        raw = read_file(self.last_good)
+        if raw is None:
+            return None, None
         try:
-            return _parse(self.last_good.read_bytes())
-        except FileNotFoundError:
-            return None
+            return _parse(raw), None
         except ValueError as exc:
-            self._report(QuarantineReport(self.last_good, str(exc), quarantine(self.last_good)))
-            return None
+            return None, str(exc)
 
     def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
         try:

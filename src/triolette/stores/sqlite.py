@@ -11,11 +11,18 @@ import sqlite3
 from pathlib import Path
 from typing import Literal
 
-from triolette.core.errors import StoreWriteError
+from triolette.core.errors import StoreOpenError, StoreWriteError
 from triolette.core.jsonstate import decode_state, encode_state
 from triolette.stores._encoded import QuarantineReport, logger
-from triolette.stores._files import fsync_folder, quarantine
-from triolette.stores._filestore import LockedFileStore
+from triolette.stores._files import (
+    fsync_folder,
+    open_file,
+    own,
+    quarantine,
+    refuse_link,
+    restrict,
+)
+from triolette.stores._filestore import LockedFileStore, OnDamage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -37,6 +44,8 @@ _UPSERT_ROW = (
 )
 _HAS_JSON_EACH = sqlite3.sqlite_version_info >= (3, 38)
 _DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
+_COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite opens by name next to the database
+_BUSY_TIMEOUT = 5.0
 
 
 # SQLite's primary result codes that have an errno twin, so both file stores report alike.
@@ -64,10 +73,15 @@ class SqliteStore(LockedFileStore):
     Opened on first use: exclusive lock on ``<name>.lock``, ``journal_mode=WAL``,
     ``synchronous=FULL`` (every committed batch survives a power cut; ``"NORMAL"`` trades the
     last commits for speed), ``quick_check``, and one read of every row. A database that is
-    not SQLite or fails the check is moved aside with its ``-wal`` and ``-shm`` files; a row
-    that is not a JSON object is moved to the ``store_quarantine`` table. Both are reported in
-    :attr:`quarantined`. One connection, used by one thread at a time; each batch is one
-    ``BEGIN IMMEDIATE`` transaction. :meth:`close` checkpoints the WAL and closes.
+    not SQLite or fails the check is moved aside with its ``-wal`` and ``-shm`` files (every
+    device starts from empty, logged at CRITICAL); a row that is not a JSON object is moved to
+    the ``store_quarantine`` table (that device starts from empty). Both are reported in
+    :attr:`quarantined`; with ``on_damage="refuse"`` opening raises
+    :class:`~triolette.StoreOpenError` instead and moves nothing. A symbolic link as the
+    database or one of its companion files, a table ``store`` without ``key`` and ``data``
+    columns, or a database another program keeps locked are ``StoreOpenError`` too. One
+    connection, used by one thread at a time; each batch is one ``BEGIN IMMEDIATE``
+    transaction. :meth:`close` checkpoints the WAL and closes.
     """
 
     def __init__(
@@ -75,10 +89,11 @@ class SqliteStore(LockedFileStore):
         path: str | os.PathLike[str],
         *,
         synchronous: Literal["FULL", "NORMAL", "EXTRA"] = "FULL",
+        on_damage: OnDamage = "start-empty",
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
-        super().__init__(path)
+        super().__init__(path, on_damage=on_damage)
         self.synchronous = synchronous
         self._db: sqlite3.Connection | None = None
 
@@ -87,25 +102,53 @@ class SqliteStore(LockedFileStore):
             try:
                 rows = self._read()
             except _DamagedDatabase as exc:
+                self._check_loss("the database", str(exc))
                 self._quarantine_database(str(exc))
                 rows = self._read()
             return self._check_rows(rows)
+        except sqlite3.OperationalError as exc:
+            self._disconnect()
+            if _errno_of(exc) != errno.EBUSY:
+                raise
+            raise StoreOpenError(
+                self.path,
+                f"another program holds a lock on the database ({exc}; waited {_BUSY_TIMEOUT:g} s)",
+            ) from exc
         except BaseException:
             self._disconnect()
             raise
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            # Created owner-only before SQLite opens it; SQLite gives -wal and -shm the same mode.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            # SQLite follows links: refuse them first. The database is made owner-only here
+            # (SQLite gives -wal and -shm the same mode).
+            fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
+            try:
+                own(fd)
+            finally:
+                os.close(fd)
+            for suffix in _COMPANIONS:
+                refuse_link(Path(f"{self.path}{suffix}"))
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT
             )
             # On failure the connection stays open: every caller disconnects on error, and a
             # damaged database must be moved aside before closing (see _quarantine_database).
+            self._refuse_foreign(self._db)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={self.synchronous}")
         return self._db
+
+    def _refuse_foreign(self, db: sqlite3.Connection) -> None:
+        """Raise :class:`StoreOpenError`, before anything is written, if the table ``store``
+        exists without our columns: the database belongs to another program."""
+        columns = [row[1] for row in db.execute("PRAGMA table_info(store)")]
+        if columns and not {"key", "data"} <= set(columns):
+            raise StoreOpenError(
+                self.path,
+                f"its table 'store' has the columns {', '.join(columns)}, not key and data: "
+                "it is not a triolette or cosalette store",
+            )
 
     def _read(self) -> list[tuple[str, str]]:
         try:
@@ -130,10 +173,11 @@ class SqliteStore(LockedFileStore):
                 companion = Path(f"{self.path}{suffix}")
                 if companion.exists():
                     os.replace(companion, f"{moved_to}{suffix}")
+                    restrict(Path(f"{moved_to}{suffix}"))
             fsync_folder(self.path.parent)
         finally:
             self._disconnect()
-        self._report(QuarantineReport(self.path, reason, moved_to))
+        self._report(QuarantineReport(self.path, reason, moved_to), lost="EVERY DEVICE")
 
     def _check_rows(self, rows: list[tuple[str, str]]) -> dict[str, str]:
         texts, damaged = {}, []
@@ -143,6 +187,8 @@ class SqliteStore(LockedFileStore):
             except (TypeError, ValueError) as exc:
                 damaged.append((key, data, str(exc)))
         if damaged:
+            key, _, reason = damaged[0]
+            self._check_loss(f"the row {key!r}", reason)
             now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
             db = self._connection()
             db.execute("BEGIN IMMEDIATE")
@@ -154,7 +200,8 @@ class SqliteStore(LockedFileStore):
             db.execute("COMMIT")
             for key, _, reason in damaged:
                 self._report(
-                    QuarantineReport(self.path, f"row {key!r}: {reason}", "table store_quarantine")
+                    QuarantineReport(self.path, f"row {key!r}: {reason}", "table store_quarantine"),
+                    lost=f"DEVICE {key!r}",
                 )
         return texts
 
