@@ -16,6 +16,7 @@ from triolette.core.errors import SettingsError as SettingsError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
+from triolette.core.errors import StoreOpenError as StoreOpenError
 from triolette.core.errors import StoreWriteError as StoreWriteError
 from triolette.core.errors import TrioletteError as TrioletteError
 from triolette.core.exports import claim_public_names
@@ -74,6 +75,7 @@ __all__ = [
     "Store",
     "StoreLockedError",
     "StoreNotLoadedError",
+    "StoreOpenError",
     "StoreWriteError",
     "Transport",
     "TrioletteError",
