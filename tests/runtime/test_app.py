@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.actors.test_device import recording_harness
+from tests.helpers import recording_harness
 from triolette import (
     App,
     Backoff,
@@ -166,31 +166,48 @@ async def test_the_final_flush_writes_every_device(autojump_clock):
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
-async def test_an_app_serves_once(autojump_clock):
-    harness = AppHarness.create(store=MemoryStore())
+async def test_an_app_serves_again_after_a_serve_ended_with_a_fresh_run(autojump_clock):
+    backend = MemoryStore()
+    harness = AppHarness.create(store=backend)
+
+    @harness.app.telemetry("sensor", interval=10, persist=SaveOnChange())
+    async def sensor(store: DeviceStore) -> dict[str, object]:
+        store["count"] = store.get("count", 0) + 1
+        return {"count": store["count"]}
+
+    await harness.run()
+    first = harness.app.running
+    await harness.run(cycles=2)
+
+    assert harness.app.running is not first
+    assert harness.app.statistics().cycles == {"sensor": 2}  # counted per serve
+    assert backend.load("sensor") == {"count": 3}  # the second serve loaded the first's state
+
+
+async def test_serving_an_app_twice_at_once_is_an_error_naming_it(autojump_clock):
+    harness = AppHarness.create(name="boiler")
 
     @harness.app.telemetry("sensor", interval=10)
     async def sensor() -> None: ...
 
-    await harness.run()
-    with pytest.raises(RuntimeError, match="serves once"):
-        await harness.app.serve()
-    with pytest.raises(RuntimeError, match="serves once"):
-        await harness.run()
+    async with harness.serving():
+        with pytest.raises(RuntimeError, match="'boiler' is already serving"):
+            await harness.app.serve()
 
 
-async def test_devices_cannot_be_declared_after_the_app_ran(autojump_clock):
+async def test_devices_cannot_be_declared_while_the_app_serves(autojump_clock):
     harness = AppHarness.create()
 
     @harness.app.telemetry("sensor", interval=10)
     async def sensor() -> None: ...
 
-    await harness.run()
-
     async def late() -> None: ...
 
-    with pytest.raises(RegistrationError, match="late"):
-        harness.app.telemetry("late", interval=10)(late)
+    async with harness.serving():
+        with pytest.raises(RegistrationError, match="late: devices must be declared before"):
+            harness.app.telemetry("late", interval=10)(late)
+        with pytest.raises(RegistrationError, match="adapters must be registered before"):
+            harness.app.adapter(int, int)
     assert harness.app.device_names == ["sensor"]
 
 
