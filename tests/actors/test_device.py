@@ -8,6 +8,7 @@ yet. That tells saves made in the loop (by a policy) from the final flush.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -24,6 +25,7 @@ from triolette import (
     SaveOnPublish,
     SaveOnShutdown,
 )
+from triolette.runtime import reports
 from triolette.testing import AppHarness
 
 
@@ -586,6 +588,78 @@ async def test_command_handler_errors_are_reported_and_the_next_command_handled(
     assert harness.states("valve") == [{"position": "open"}]
     assert [e["message"] for e in harness.errors("valve")] == ["unknown command 'explode'"]
     assert harness.app.statistics().restarts == {"valve": 0}
+
+
+async def test_a_malformed_command_payload_is_one_warning_line_naming_the_device(
+    autojump_clock, caplog
+):
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> dict[str, object]:
+        return {"position": json.loads(payload)["position"]}
+
+    async with harness.serving():
+        await harness.command("valve", '{"position": "open"')  # a typo: no closing brace
+
+    app_lines = [r for r in caplog.records if r.name == "triolette.app"]
+    warnings = [r for r in app_lines if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.getMessage()) for r in warnings] == [
+        (
+            "WARNING",
+            "valve: command rejected: JSONDecodeError: "
+            "Expecting ',' delimiter: line 1 column 20 (char 19)",
+        )
+    ]
+    assert warnings[0].exc_info is None
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in app_lines)  # the traceback
+    assert [e["type"] for e in harness.errors("valve")] == ["JSONDecodeError"]
+
+
+async def test_repeated_rejections_are_counted_and_the_count_is_told_with_the_next_line(
+    autojump_clock, caplog
+):
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> dict[str, object]:
+        positions = {"open": 100, "closed": 0}
+        return {"position": positions[payload]}
+
+    async with harness.serving():
+        for _ in range(5):
+            await harness.command("valve", "opne")
+        await trio.sleep(reports.REJECTION_QUIET + 1)
+        await harness.command("valve", "opne")
+        await harness.command("valve", "shut")
+        await harness.command("valve", "shut")
+        await harness.command("valve", "open")
+        await harness.command("valve", "shut")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "valve: command rejected: KeyError: 'opne'",
+        "valve: command rejected: KeyError: 'opne' (4 more like this in the last 61 s)",
+        "valve: command rejected: KeyError: 'shut'",
+        "valve: 2 more command(s) rejected: KeyError: 'shut'",  # told at the end
+    ]
+
+
+async def test_a_command_handler_bug_is_still_an_error_with_its_traceback(autojump_clock, caplog):
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> None:
+        raise RuntimeError("the valve driver is not initialised")
+
+    async with harness.serving():
+        await harness.command("valve", "open")
+
+    [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert error.levelname == "ERROR"
+    assert error.exc_info is not None
+    assert error.getMessage() == "valve: RuntimeError: the valve driver is not initialised"
 
 
 # -- watchdog -----------------------------------------------------------------------------------

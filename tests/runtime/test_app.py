@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 
+import triolette
 from tests.helpers import recording_harness
 from triolette import (
     App,
@@ -300,6 +301,7 @@ async def test_statistics_after_a_run(autojump_clock):
 
     await harness.run(duration=150)  # sensor: 0, 60, 120; quiet: 0, 100
     stats = harness.app.statistics()
+    assert isinstance(stats, triolette.AppStatistics)  # a public name, for annotations
     assert stats.cycles == {"sensor": 3, "quiet": 2}
     assert stats.restarts == {"sensor": 0, "quiet": 0}
     persistence = stats.persistence

@@ -4,7 +4,8 @@ A handler error is logged at ERROR with its traceback and published on the devic
 topic; a repeat of the device's last error (same type and message, no clean cycle between)
 is only counted. A command rejected for bad input from the network (a malformed payload) is
 one WARNING line, its traceback at DEBUG; the same rejection again within
-:data:`REJECTION_QUIET` seconds is counted, and the count is told with the next one logged.
+:data:`REJECTION_QUIET` seconds is counted, and the count is told with the next one logged
+(or at the end of the serve).
 """
 
 from __future__ import annotations
@@ -70,10 +71,8 @@ class Reports:
             last.more += 1
             logger.debug("%s: command rejected again: %s: %s", device, *kind)
             return
-        if last is not None and last.more and last.kind != kind:
-            logger.warning(
-                "%s: %d more command(s) rejected with %s: %s", device, last.more, *last.kind
-            )
+        if last is not None and last.kind != kind:
+            self._tell_counted(device, last)
         since = ""
         if last is not None and last.more and last.kind == kind:
             since = f" ({last.more} more like this in the last {now - last.logged_at:.0f} s)"
@@ -82,6 +81,17 @@ class Reports:
         self._rejections[device] = _Rejection(kind, now)
         if self._repeats.is_new(device, error):
             self._mqtt.report_error(device, error)
+
+    def tell_counted(self) -> None:
+        """Log the rejections counted but not told yet (at the end of a serve)."""
+        for device, last in self._rejections.items():
+            self._tell_counted(device, last)
+        self._rejections.clear()
+
+    @staticmethod
+    def _tell_counted(device: str, last: _Rejection) -> None:
+        if last.more:
+            logger.warning("%s: %d more command(s) rejected: %s: %s", device, last.more, *last.kind)
 
     def recovered(self, device: str) -> None:
         self._repeats.clear(device)

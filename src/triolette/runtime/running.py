@@ -206,6 +206,7 @@ class RunningApp:
         whose state is not known to be durable are noted as unsaved.
         """
         self.shutdown()
+        self.reports.tell_counted()
         persistence = self.persistence if self.persistence in self._up else None
         if persistence is not None:
             persistence.close()
