@@ -66,37 +66,41 @@ class Registry:
                 f"{name}: restart={restart!r} is not one of {', '.join(RESTART_TYPES)}"
             )
         _check_policy(name, persist, has_store)
+        options = {
+            "interval": interval,
+            "persist": persist,
+            "restart": restart,
+            "timeout": None if timeout is None else float(timeout),
+            "heartbeat": None if heartbeat is None else float(heartbeat),
+            "asyncio": asyncio,
+        }
 
         def register(function: F) -> F:
-            if self.locked_by is not None:
-                raise RegistrationError(
-                    f"{name}: devices must be declared before the app runs ({self.locked_by})"
-                )
-            self._refuse_taken(name)  # two decorators made before either was applied
-            call, uses_store = bind(name, kind, function, self.adapters.providers())
-            if asyncio:
-                from triolette.runtime.aio import through_asyncio  # only apps that need it
-
-                call = through_asyncio(call)
-            if uses_store and not has_store:
-                raise RegistrationError(
-                    f"{name}: the handler takes a DeviceStore but the App has no store"
-                )
-            self.specs[name] = DeviceSpec(
-                name=name,
-                kind=kind,
-                call=call,
-                interval=interval,
-                persist=persist,
-                uses_store=uses_store,
-                restart=restart,
-                timeout=None if timeout is None else float(timeout),
-                heartbeat=None if heartbeat is None else float(heartbeat),
-                asyncio=asyncio,
-            )
+            self._register(kind, name, function, has_store=has_store, **options)
             return function
 
         return register
+
+    def _register(
+        self, kind: DeviceKind, name: str, function: Any, *, has_store: bool, **options: Any
+    ) -> None:
+        if self.locked_by is not None:
+            raise RegistrationError(
+                f"{name}: devices must be declared before the app runs ({self.locked_by})"
+            )
+        self._refuse_taken(name)  # two decorators made before either was applied
+        call, uses_store = bind(name, kind, function, self.adapters.providers())
+        if options["asyncio"]:
+            from triolette.runtime.aio import through_asyncio  # only apps that need it
+
+            call = through_asyncio(call)
+        if uses_store and not has_store:
+            raise RegistrationError(
+                f"{name}: the handler takes a DeviceStore but the App has no store"
+            )
+        self.specs[name] = DeviceSpec(
+            name=name, kind=kind, call=call, uses_store=uses_store, **options
+        )
 
     @property
     def needs_asyncio(self) -> bool:
@@ -109,15 +113,11 @@ class Registry:
 
 def _seconds(device: str, option: str, value: object) -> float:
     """``value`` as a positive, finite number of seconds, or an error naming the device."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RegistrationError(
-            f"{device}: {option} must be a positive number of seconds, got {value!r}"
-        )
-    if not 0 < value < math.inf:
-        raise RegistrationError(
-            f"{device}: {option} must be a positive number of seconds, got {value!r}"
-        )
-    return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    raise RegistrationError(
+        f"{device}: {option} must be a positive number of seconds, got {value!r}"
+    )
 
 
 def _check_policy(device: str, persist: PersistPolicy | None, has_store: bool) -> None:
