@@ -25,6 +25,7 @@ from triolette import (
     SaveOnChange,
     SaveOnShutdown,
 )
+from triolette.runtime.running import Lifecycle
 from triolette.testing import AppHarness
 
 # -- topics and flags ---------------------------------------------------------------------------
@@ -183,6 +184,35 @@ async def test_an_app_serves_again_after_a_serve_ended_with_a_fresh_run(autojump
     assert harness.app.running is not first
     assert harness.app.statistics().cycles == {"sensor": 2}  # counted per serve
     assert backend.load("sensor") == {"count": 3}  # the second serve loaded the first's state
+
+
+async def test_a_serve_moves_through_one_lifecycle_state(autojump_clock):
+    harness = AppHarness.create(store=MemoryStore(), shutdown_timeout=5)
+    seen: list[Lifecycle] = []
+    release = trio.Event()
+
+    @harness.app.device("stubborn")
+    async def stubborn() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await release.wait()  # ignores the shutdown until released
+
+    async def watch() -> None:
+        running = await harness.app.current_run()
+        for state in Lifecycle:
+            await running.wait_for(state)
+            seen.append(running.state)
+            if state is Lifecycle.ABANDONING:
+                release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await harness.run(duration=60)
+
+    assert seen == list(Lifecycle)  # starting, serving, stopping, abandoning, stopped
+    assert trio.current_time() == pytest.approx(65)  # the deadline: 5 s after the request
 
 
 async def test_serving_an_app_twice_at_once_is_an_error_naming_it(autojump_clock):

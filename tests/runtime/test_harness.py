@@ -143,3 +143,13 @@ def test_devices_declared_on_the_harness_copy_stay_off_the_module_app():
 def test_an_unknown_option_for_a_copy_is_refused_by_name():
     with pytest.raises(TypeError, match="'thermo' has no option colour"):
         AppHarness.create(app=thermo_app.app, colour="blue")
+
+
+async def test_a_module_level_app_with_a_store_gets_a_memory_store_by_default(autojump_clock):
+    harness = AppHarness.create(app=thermo_app.app)
+
+    await harness.run()
+
+    assert harness.state("sensor") == {"celsius": 21.5, "reads": 1}
+    assert isinstance(harness.app.store, MemoryStore)
+    assert harness.app.store.load("sensor") == {"reads": 1}

@@ -200,6 +200,8 @@ class App:
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
+        # The specs are copied; the adapters are shared, as the handlers' injection reads the
+        # instances from them.
         clone.registry = copy.copy(self.registry)
         clone.registry.specs = dict(self.registry.specs)
         clone.registry.locked_by = None

@@ -11,6 +11,7 @@ import trio.testing
 
 from triolette.core.messages import Message
 from triolette.runtime.app import App
+from triolette.stores.memory import MemoryStore
 from triolette.stores.protocol import Store
 
 from .broker import MemoryBroker
@@ -45,13 +46,16 @@ class AppHarness:
         """A harness around a new ``App(name, store=store, **app_options)``.
 
         With ``app`` (an existing App, such as your module's ``app``), the harness runs a copy
-        of it (:meth:`App.copy_with`) with ``store``, the in-memory broker and
-        ``app_options`` instead: the given App is not changed, so several tests can use it.
+        of it (:meth:`App.copy_with`) with ``store`` (default: a new ``MemoryStore`` if the app
+        has a store), the in-memory broker and ``app_options`` instead: the given App is not
+        changed, so several tests can use it.
         """
         broker = MemoryBroker()
         if app is None:
             app = App(name, store=store, transport=broker.client(), **app_options)
         else:
+            if store is None and app.store is not None:
+                store = MemoryStore()
             app = app.copy_with(
                 store=store, transport=broker.client(), embedded_broker=None, **app_options
             )
