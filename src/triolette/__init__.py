@@ -30,6 +30,7 @@ from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
+from triolette.runtime.health import AppStatistics as AppStatistics
 from triolette.runtime.settings import Settings as Settings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
@@ -45,6 +46,7 @@ __all__ = [
     "AllSavePolicy",
     "AnySavePolicy",
     "App",
+    "AppStatistics",
     "Backoff",
     "Confirmed",
     "ConnectError",

@@ -8,18 +8,15 @@ yet. That tells saves made in the loop (by a policy) from the final flush.
 
 from __future__ import annotations
 
+import json
 import logging
-import threading
-from collections.abc import Mapping
-from typing import Any
 
-import attrs
 import pytest
 import trio
 import trio.testing
 
+from tests.helpers import recording_harness
 from triolette import (
-    App,
     DeviceContext,
     DeviceStore,
     MemoryStore,
@@ -28,82 +25,8 @@ from triolette import (
     SaveOnPublish,
     SaveOnShutdown,
 )
+from triolette.runtime import reports
 from triolette.testing import AppHarness
-
-# -- a recording backend ------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Write:
-    """One write call of the persistence actor (one batch)."""
-
-    states: dict[str, dict[str, Any]]
-    time: float
-    shutdown: bool
-
-
-class RecordingStore:
-    """A ``MemoryStore`` that records every write call, and can hold writes at a gate.
-
-    Writes happen in the persistence actor's worker thread: the time is read from the trio
-    clock object directly, and the shutdown flag from the app. With ``gate`` set, each write
-    waits (in the worker thread) until the gate opens; ``write_started`` is set at the first.
-    ``log`` is a shared, ordered journal that tests may also append to from their handlers.
-    """
-
-    def __init__(self, initial: Mapping[str, dict[str, object]] | None = None) -> None:
-        self.memory = MemoryStore(initial)
-        self.writes: list[Write] = []
-        self.log: list[tuple[str, Any]] = []
-        self.app: App | None = None
-        self.gate: threading.Event | None = None
-        self.write_started = threading.Event()
-        self._clock = trio.lowlevel.current_clock()
-
-    def load(self, key: str) -> dict[str, object] | None:
-        return self.memory.load(key)
-
-    def load_all(self) -> dict[str, dict[str, object]]:
-        return self.memory.load_all()
-
-    def save(self, key: str, data: dict[str, object]) -> None:
-        self.save_many({key: data})
-
-    def save_many(self, states: Mapping[str, dict[str, object]]) -> None:
-        self.write_started.set()
-        if self.gate is not None:
-            assert self.gate.wait(10), "the test never opened the gate"
-        assert self.app is not None
-        write = Write(
-            {key: dict(data) for key, data in states.items()},
-            self._clock.current_time(),
-            self.app.shutdown_requested,
-        )
-        self.memory.save_many(states)
-        self.writes.append(write)
-        for key, data in states.items():
-            self.log.append(("write", (key, dict(data))))
-
-    def values(self, key: str, field: str) -> list[Any]:
-        """``field`` of ``key`` in every write of ``key``, oldest first."""
-        return [w.states[key].get(field) for w in self.writes if key in w.states]
-
-    def in_loop(self, key: str) -> list[Write]:
-        return [w for w in self.writes if key in w.states and not w.shutdown]
-
-    def at_shutdown(self, key: str) -> list[Write]:
-        return [w for w in self.writes if key in w.states and w.shutdown]
-
-
-def recording_harness(
-    initial: Mapping[str, dict[str, object]] | None = None, **options: Any
-) -> tuple[AppHarness, RecordingStore]:
-    backend = RecordingStore(initial)
-    # No status heartbeat: these tests refuse "the next publish" and mean the state's.
-    options.setdefault("heartbeat_every", None)
-    harness = AppHarness.create(store=backend, **options)
-    backend.app = harness.app
-    return harness, backend
 
 
 class RecordingPolicy:
@@ -665,6 +588,78 @@ async def test_command_handler_errors_are_reported_and_the_next_command_handled(
     assert harness.states("valve") == [{"position": "open"}]
     assert [e["message"] for e in harness.errors("valve")] == ["unknown command 'explode'"]
     assert harness.app.statistics().restarts == {"valve": 0}
+
+
+async def test_a_malformed_command_payload_is_one_warning_line_naming_the_device(
+    autojump_clock, caplog
+):
+    caplog.set_level(logging.DEBUG, logger="triolette")
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> dict[str, object]:
+        return {"position": json.loads(payload)["position"]}
+
+    async with harness.serving():
+        await harness.command("valve", '{"position": "open"')  # a typo: no closing brace
+
+    app_lines = [r for r in caplog.records if r.name == "triolette.app"]
+    warnings = [r for r in app_lines if r.levelno >= logging.WARNING]
+    assert [(r.levelname, r.getMessage()) for r in warnings] == [
+        (
+            "WARNING",
+            "valve: command rejected: JSONDecodeError: "
+            "Expecting ',' delimiter: line 1 column 20 (char 19)",
+        )
+    ]
+    assert warnings[0].exc_info is None
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in app_lines)  # the traceback
+    assert [e["type"] for e in harness.errors("valve")] == ["JSONDecodeError"]
+
+
+async def test_repeated_rejections_are_counted_and_the_count_is_told_with_the_next_line(
+    autojump_clock, caplog
+):
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> dict[str, object]:
+        positions = {"open": 100, "closed": 0}
+        return {"position": positions[payload]}
+
+    async with harness.serving():
+        for _ in range(5):
+            await harness.command("valve", "opne")
+        await trio.sleep(reports.REJECTION_QUIET + 1)
+        await harness.command("valve", "opne")
+        await harness.command("valve", "shut")
+        await harness.command("valve", "shut")
+        await harness.command("valve", "open")
+        await harness.command("valve", "shut")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "valve: command rejected: KeyError: 'opne'",
+        "valve: command rejected: KeyError: 'opne' (4 more like this in the last 61 s)",
+        "valve: command rejected: KeyError: 'shut'",
+        "valve: 2 more command(s) rejected: KeyError: 'shut'",  # told at the end
+    ]
+
+
+async def test_a_command_handler_bug_is_still_an_error_with_its_traceback(autojump_clock, caplog):
+    harness = AppHarness.create()
+
+    @harness.app.command("valve")
+    async def valve(payload: str) -> None:
+        raise RuntimeError("the valve driver is not initialised")
+
+    async with harness.serving():
+        await harness.command("valve", "open")
+
+    [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert error.levelname == "ERROR"
+    assert error.exc_info is not None
+    assert error.getMessage() == "valve: RuntimeError: the valve driver is not initialised"
 
 
 # -- watchdog -----------------------------------------------------------------------------------

@@ -55,9 +55,10 @@ def _no_blocked_worker_threads() -> Iterable[None]:
 
 
 def persistence_of(harness: AppHarness) -> PersistenceActor:
-    actor = harness.app._persistence
-    assert actor is not None
-    return actor
+    running = harness.app.running
+    assert running is not None
+    assert running.persistence is not None
+    return running.persistence
 
 
 def count_up(

@@ -12,7 +12,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.actors.test_device import recording_harness
+import triolette
+from tests.helpers import recording_harness
 from triolette import (
     App,
     Backoff,
@@ -24,6 +25,7 @@ from triolette import (
     SaveOnChange,
     SaveOnShutdown,
 )
+from triolette.runtime.running import Lifecycle
 from triolette.testing import AppHarness
 
 # -- topics and flags ---------------------------------------------------------------------------
@@ -166,31 +168,77 @@ async def test_the_final_flush_writes_every_device(autojump_clock):
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
-async def test_an_app_serves_once(autojump_clock):
-    harness = AppHarness.create(store=MemoryStore())
+async def test_an_app_serves_again_after_a_serve_ended_with_a_fresh_run(autojump_clock):
+    backend = MemoryStore()
+    harness = AppHarness.create(store=backend)
+
+    @harness.app.telemetry("sensor", interval=10, persist=SaveOnChange())
+    async def sensor(store: DeviceStore) -> dict[str, object]:
+        store["count"] = store.get("count", 0) + 1
+        return {"count": store["count"]}
+
+    await harness.run()
+    first = harness.app.running
+    await harness.run(cycles=2)
+
+    assert harness.app.running is not first
+    assert harness.app.statistics().cycles == {"sensor": 2}  # counted per serve
+    assert backend.load("sensor") == {"count": 3}  # the second serve loaded the first's state
+
+
+async def test_a_serve_moves_through_one_lifecycle_state(autojump_clock):
+    harness = AppHarness.create(store=MemoryStore(), shutdown_timeout=5)
+    seen: list[Lifecycle] = []
+    release = trio.Event()
+
+    @harness.app.device("stubborn")
+    async def stubborn() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await release.wait()  # ignores the shutdown until released
+
+    async def watch() -> None:
+        running = await harness.app.current_run()
+        for state in Lifecycle:
+            await running.wait_for(state)
+            seen.append(running.state)
+            if state is Lifecycle.ABANDONING:
+                release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        await harness.run(duration=60)
+
+    assert seen == list(Lifecycle)  # starting, serving, stopping, abandoning, stopped
+    assert trio.current_time() == pytest.approx(65)  # the deadline: 5 s after the request
+
+
+async def test_serving_an_app_twice_at_once_is_an_error_naming_it(autojump_clock):
+    harness = AppHarness.create(name="boiler")
 
     @harness.app.telemetry("sensor", interval=10)
     async def sensor() -> None: ...
 
-    await harness.run()
-    with pytest.raises(RuntimeError, match="serves once"):
-        await harness.app.serve()
-    with pytest.raises(RuntimeError, match="serves once"):
-        await harness.run()
+    async with harness.serving():
+        with pytest.raises(RuntimeError, match="'boiler' is already serving"):
+            await harness.app.serve()
 
 
-async def test_devices_cannot_be_declared_after_the_app_ran(autojump_clock):
+async def test_devices_cannot_be_declared_while_the_app_serves(autojump_clock):
     harness = AppHarness.create()
 
     @harness.app.telemetry("sensor", interval=10)
     async def sensor() -> None: ...
 
-    await harness.run()
-
     async def late() -> None: ...
 
-    with pytest.raises(RegistrationError, match="late"):
-        harness.app.telemetry("late", interval=10)(late)
+    async with harness.serving():
+        with pytest.raises(RegistrationError, match="late: devices must be declared before"):
+            harness.app.telemetry("late", interval=10)(late)
+        with pytest.raises(RegistrationError, match="adapters must be registered before"):
+            harness.app.adapter(int, int)
     assert harness.app.device_names == ["sensor"]
 
 
@@ -283,6 +331,7 @@ async def test_statistics_after_a_run(autojump_clock):
 
     await harness.run(duration=150)  # sensor: 0, 60, 120; quiet: 0, 100
     stats = harness.app.statistics()
+    assert isinstance(stats, triolette.AppStatistics)  # a public name, for annotations
     assert stats.cycles == {"sensor": 3, "quiet": 2}
     assert stats.restarts == {"sensor": 0, "quiet": 0}
     persistence = stats.persistence

@@ -217,11 +217,39 @@ def test_a_user_policy_is_accepted():
     assert app.device_names == ["meter"]
 
 
-@pytest.mark.parametrize("interval", [0, -1, -0.5, float("inf"), float("nan"), "10", None])
-def test_interval_must_be_a_positive_number(interval):
+@pytest.mark.parametrize(
+    "interval", [0, 0.0, -1, -0.5, float("inf"), float("nan"), "10", None, True]
+)
+def test_interval_must_be_a_positive_number_and_the_error_names_the_device(interval):
     app = App("bridge")
-    with pytest.raises(RegistrationError, match="sensor: interval"):
+    with pytest.raises(RegistrationError, match=r"^sensor: interval must be a positive number"):
         app.telemetry("sensor", interval=interval)
+
+
+async def _handler() -> None: ...
+
+
+async def _takes_a_store(store: DeviceStore) -> None: ...
+
+
+@pytest.mark.parametrize(
+    "register",
+    [
+        lambda app: app.telemetry("sensor", interval=0),
+        lambda app: app.telemetry("sensor", interval=5, timeout=0),
+        lambda app: app.command("sensor", timeout=-1),
+        lambda app: app.device("sensor", heartbeat=float("nan")),
+        lambda app: app.device("sensor", restart="always"),
+        lambda app: app.device("sensor", persist=SaveOnChange),
+        lambda app: app.device("sensor", persist=SaveOnChange()),  # no store
+        lambda app: app.device("sensor")(_takes_a_store),  # no store
+        lambda app: app.device("sensor")(lambda: None),
+        lambda app: (app.device("sensor")(_handler), app.command("sensor")),
+    ],
+)
+def test_every_registration_error_names_the_device(register):
+    with pytest.raises(RegistrationError, match=r"^sensor: "):
+        register(App("bridge"))
 
 
 # -- injection at run time ----------------------------------------------------------------------

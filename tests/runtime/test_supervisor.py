@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.actors.test_device import recording_harness
+from tests.helpers import recording_harness
 from triolette import (
     Backoff,
     DeviceContext,
@@ -26,6 +26,7 @@ from triolette import (
     RestartLimitError,
     SaveOnChange,
 )
+from triolette.core.kinds import Restart
 from triolette.testing import AppHarness
 
 # -- Backoff ------------------------------------------------------------------------------------
@@ -275,7 +276,7 @@ async def test_a_crash_with_writes_pending_never_lets_an_older_snapshot_win():
 # -- restart types ------------------------------------------------------------------------------
 
 
-async def _run_counting(restart: str, *, crash: bool) -> list[float]:
+async def _run_counting(restart: Restart, *, crash: bool) -> list[float]:
     harness = AppHarness.create(
         restart_backoff=Backoff(initial=1, maximum=1, jitter=0), restart_limit=RestartLimit()
     )
@@ -325,14 +326,14 @@ async def test_a_temporary_device_that_crashed_is_reported_failed(autojump_clock
 def test_an_unknown_restart_type_is_refused_by_name():
     harness = AppHarness.create()
     with pytest.raises(RegistrationError, match=r"job: restart='always' is not one of"):
-        harness.app.device("job", restart="always")
+        harness.app.device("job", restart="always")  # type: ignore[arg-type]
 
 
 def test_a_restart_limit_needs_a_positive_window():
     with pytest.raises(ValueError, match="seconds"):
         RestartLimit(restarts=3, seconds=0)
     with pytest.raises(ValueError, match="escalate"):
-        RestartLimit(escalate="nothing")
+        RestartLimit(escalate="nothing")  # type: ignore[arg-type]
 
 
 # -- restart intensity --------------------------------------------------------------------------

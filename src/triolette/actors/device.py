@@ -1,29 +1,20 @@
 """The device actor: runs one device's handler and owns its DeviceStore.
 
-Three kinds share one actor. A *telemetry* device's loop belongs to the framework: one cycle
-per tick of a drift-free schedule (a :class:`Metronome` shared by every device of that
-interval), the result published as state, then the save policy asked. A *device* handler
-runs its own loop; its policy is asked after each mutation (coalesced: a burst between two
-checkpoints is one check) and after each ``ctx.publish_state``. A *command* device handles
-one inbound message at a time.
-
-Handler exceptions in telemetry and command handlers are reported and the loop goes on; the
-policy is still asked, so a broker outage or a flaky sensor never stops persistence. A device
-handler's exception ends the actor; the supervisor restarts it. Whatever ends the actor, its
-``finally`` hands the final snapshot to the persistence actor (synchronously: nothing there can
-be cancelled) and publishes ``offline``.
+This module holds what every kind shares: the :class:`DeviceContext` handlers get, and the
+:class:`DeviceActor` base that opens the store, announces the device, runs the kind's loop
+(see :mod:`triolette.actors.loops`, one class per kind) and, whatever ends it, hands the final
+snapshot to the persistence actor in its ``finally`` (synchronously: nothing there can be
+cancelled) and publishes ``offline``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-import attrs
 import trio
 
-from triolette.core.errors import HandlerTimeoutError, HeartbeatMissedError
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnShutdown
@@ -33,50 +24,23 @@ from triolette.stores.devicestore import DeviceStore
 from .metronome import Metronome
 from .mqtt import MqttActor
 from .persistence import PersistenceActor
+from .spec import DeviceSpec
 
 logger = logging.getLogger("triolette.device")
 
-TELEMETRY = "telemetry"
-DEVICE = "device"
-COMMAND = "command"
-
-
-class Handler(Protocol):
-    """A user handler with its arguments resolved: called with what the actor provides."""
-
-    def __call__(
-        self, ctx: DeviceContext, store: DeviceStore | None, message: Message | None
-    ) -> Awaitable[Any]: ...
-
-
-@attrs.frozen
-class DeviceSpec:
-    """One registered device: what the supervisor needs to start (and restart) its actor."""
-
-    name: str
-    kind: str
-    call: Handler
-    interval: float | None = None
-    persist: PersistPolicy | None = None
-    uses_store: bool = False
-    accepts_commands: bool = False
-    restart: str = "transient"
-    timeout: float | None = None
-    """Seconds a telemetry cycle or a command may take before it is cancelled."""
-    heartbeat: float | None = None
-    """Seconds a device handler may go without ``ctx.heartbeat()`` before it is restarted."""
-    asyncio: bool = False
-    """The handler is asyncio code, run in the app's trio-asyncio loop."""
-
 
 class Hooks(Protocol):
-    """How an actor tells the app about its life (cycles, errors, unsaved state)."""
+    """How an actor tells the running app about its life (cycles, errors, unsaved state)."""
 
     def cycle_done(self, device: str) -> bool:
         """Count a finished cycle; false when the device has run all the cycles it may."""
         ...
 
     def report(self, device: str, error: BaseException) -> None: ...
+
+    def rejected(self, device: str, error: BaseException) -> None:
+        """A command handler refused bad input from the network (a malformed payload)."""
+        ...
 
     def recovered(self, device: str) -> None: ...
 
@@ -115,8 +79,7 @@ class DeviceContext:
         strict JSON. In a ``@app.device`` handler with ``persist=``, the policy is asked after.
         """
         published = await self._actor.publish_state(state)
-        if self._actor.spec.kind == DEVICE:
-            self._actor.consult(published)
+        self._actor.state_published(published)
         return published
 
     async def publish(
@@ -159,7 +122,10 @@ class DeviceContext:
 
 
 class DeviceActor:
-    """Runs ``spec`` once: load the store, run the handler, hand over the final snapshot."""
+    """Runs ``spec`` once: load the store, run the kind's loop, hand over the final snapshot.
+
+    Subclasses (one per kind) implement :meth:`loop`.
+    """
 
     def __init__(
         self,
@@ -177,17 +143,14 @@ class DeviceActor:
         self.hooks = hooks
         self.inbox = inbox
         self.metronome = metronome
-        self._erred = False
         self.store: DeviceStore | None = None
+        self._erred = False
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
-        self._changed = trio.Event()
-        self._beat = trio.Event()
-        self._missed_heartbeat: HeartbeatMissedError | None = None
 
     async def run(self) -> None:
-        """Run until the handler returns (device kind) or the actor is cancelled.
+        """Run until the loop returns (device kind) or the actor is cancelled.
 
-        A device handler's exception propagates after the final snapshot was handed over.
+        An exception of the loop propagates after the final snapshot was handed over.
         """
         spec = self.spec
         client = (
@@ -196,21 +159,27 @@ class DeviceActor:
         try:
             if client is not None:
                 self.store = await client.open_store(
-                    clock=trio.current_time, on_change=self._note_change
+                    clock=trio.current_time, on_change=self.store_changed
                 )
             self.mqtt.announce(spec.name, ONLINE)
-            ctx = DeviceContext(self)
-            if spec.kind == TELEMETRY:
-                await self._run_telemetry(ctx)
-            elif spec.kind == COMMAND:
-                await self._run_commands(ctx)
-            else:
-                await self._run_device(ctx)
+            await self.loop(DeviceContext(self))
         finally:
             self._hand_over_final_snapshot()
             if client is not None:
                 client.close()
             self.mqtt.announce(spec.name, OFFLINE)
+
+    async def loop(self, ctx: DeviceContext) -> None:
+        raise NotImplementedError
+
+    def store_changed(self) -> None:
+        """The handler changed the store (only device handlers act on this)."""
+
+    def state_published(self, published: bool) -> None:
+        """A handler called ``ctx.publish_state`` (only device handlers act on this)."""
+
+    def beat(self) -> None:
+        """A handler called ``ctx.heartbeat()`` (only a watched device handler acts on this)."""
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         if not isinstance(state, Mapping):
@@ -237,90 +206,11 @@ class DeviceActor:
         self._erred = True
         self.hooks.report(self.spec.name, error)
 
-    async def _run_telemetry(self, ctx: DeviceContext) -> None:
-        metronome = self.metronome
-        assert metronome is not None
-        current = metronome.fired
-        while True:  # the first cycle at once, then one per tick of the shared metronome
-            await self._handle(ctx, None)
-            if not self.hooks.cycle_done(self.spec.name):
-                await trio.sleep_forever()  # done: wait for the shutdown
-            tick = await metronome.next_tick(after=current)
-            if tick > current + 1:
-                self.hooks.ticks_skipped(self.spec.name, tick - current - 1)
-            current = tick
-
-    async def _run_commands(self, ctx: DeviceContext) -> None:
-        assert self.inbox is not None
-        async for message in self.inbox:
-            await self._handle(ctx, message)
-
-    async def _handle(self, ctx: DeviceContext, message: Message | None) -> None:
-        """One telemetry cycle or command: call, publish a returned dict, ask the policy."""
-        published = False
-        ok = True
-        try:
-            if self.spec.timeout is None:
-                result = await self.spec.call(ctx, self.store, message)
-            else:
-                result = await self._call_with_watchdog(ctx, message, self.spec.timeout)
-            if result is not None:
-                published = await self.publish_state(result)
-        except Exception as error:
-            self.report(error)
-            ok = False
-        if self.consult(published) and ok and self._erred:
+    def went_well(self) -> None:
+        """A clean cycle or command: the next error is news again."""
+        if self._erred:
             self._erred = False
-            self.hooks.recovered(self.spec.name)  # a clean cycle: the next error is news
-
-    async def _call_with_watchdog(
-        self, ctx: DeviceContext, message: Message | None, seconds: float
-    ) -> Any:
-        """Call the handler; past ``seconds`` cancel it and raise :class:`HandlerTimeoutError`."""
-        with trio.move_on_after(seconds) as watchdog:
-            return await self.spec.call(ctx, self.store, message)
-        assert watchdog.cancelled_caught
-        raise HandlerTimeoutError(self.spec.name, seconds)
-
-    async def _run_device(self, ctx: DeviceContext) -> None:
-        failure: Exception | None = None
-        async with trio.open_nursery() as nursery:
-            if self.spec.persist is not None and self.store is not None:
-                nursery.start_soon(self._consult_on_change)
-            if self.spec.heartbeat is not None:
-                nursery.start_soon(self._watch_heartbeat, self.spec.heartbeat, nursery.cancel_scope)
-            try:
-                await self.spec.call(ctx, self.store, None)
-            except Exception as error:
-                failure = error  # raised below, outside the nursery, so it is not grouped
-            nursery.cancel_scope.cancel()
-        if failure is None and self._missed_heartbeat is not None:
-            failure = self._missed_heartbeat
-        if failure is not None:
-            raise failure
-
-    def beat(self) -> None:
-        self._beat.set()
-
-    async def _watch_heartbeat(self, seconds: float, handler: trio.CancelScope) -> None:
-        """Cancel the handler when ``seconds`` pass without a ``ctx.heartbeat()``."""
-        while True:
-            self._beat = trio.Event()
-            with trio.move_on_after(seconds) as waited:
-                await self._beat.wait()
-            if waited.cancelled_caught:
-                self._missed_heartbeat = HeartbeatMissedError(self.spec.name, seconds)
-                handler.cancel()
-                return
-
-    def _note_change(self) -> None:
-        self._changed.set()
-
-    async def _consult_on_change(self) -> None:
-        while True:
-            await self._changed.wait()
-            self._changed = trio.Event()
-            self.consult(False)
+            self.hooks.recovered(self.spec.name)
 
     def _hand_over_final_snapshot(self) -> None:
         store = self.store

@@ -16,7 +16,8 @@ from typing import Any
 
 import trio_asyncio
 
-from triolette.actors.device import DeviceContext, Handler
+from triolette.actors.device import DeviceContext
+from triolette.actors.spec import Handler
 from triolette.core.messages import Message
 from triolette.stores.devicestore import DeviceStore
 

@@ -16,8 +16,10 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from triolette.actors.device import COMMAND, DeviceContext, Handler
+from triolette.actors.device import DeviceContext
+from triolette.actors.spec import Handler
 from triolette.core.errors import RegistrationError
+from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.stores.devicestore import DeviceStore
 
@@ -37,7 +39,7 @@ _WHAT = "DeviceContext, DeviceStore, logging.Logger or a registered adapter's ty
 
 def bind(
     device: str,
-    kind: str,
+    kind: DeviceKind,
     function: Callable[..., Any],
     extra: Mapping[Any, Provider] | None = None,
 ) -> tuple[Handler, bool]:
@@ -61,7 +63,7 @@ def bind(
                 skipped = True
                 continue
             hint = "; a command handler may also take topic: str and payload: str" * (
-                kind == COMMAND
+                kind is DeviceKind.COMMAND
             )
             raise RegistrationError(
                 f"{where}: cannot inject parameter {parameter.name!r} "
@@ -103,11 +105,11 @@ def _caller(
 
 
 def _provider(
-    parameter: inspect.Parameter, annotation: Any, kind: str, extra: Mapping[Any, Provider]
+    parameter: inspect.Parameter, annotation: Any, kind: DeviceKind, extra: Mapping[Any, Provider]
 ) -> Provider | None:
     if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         return None
-    by_name = kind == COMMAND and parameter.name in _COMMAND_BY_NAME
+    by_name = kind is DeviceKind.COMMAND and parameter.name in _COMMAND_BY_NAME
     if by_name and annotation in (str, inspect.Parameter.empty):
         return _COMMAND_BY_NAME[parameter.name]
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):

@@ -23,19 +23,16 @@ from collections.abc import Awaitable, Callable, Sequence
 import attrs
 import trio
 
-from triolette.actors.device import DEVICE, DeviceActor, DeviceSpec
+from triolette.actors.device import DeviceActor
+from triolette.actors.spec import DeviceSpec
 from triolette.core.backoff import Backoff
 from triolette.core.errors import RestartLimitError
+from triolette.core.kinds import ESCALATIONS, DeviceKind, Escalate
 
 logger = logging.getLogger("triolette.supervisor")
 
 Companion = Callable[..., Awaitable[None]]
 """A task started with ``nursery.start``: it takes ``task_status`` and runs until cancelled."""
-
-
-PERMANENT, TRANSIENT, TEMPORARY = "permanent", "transient", "temporary"
-RESTART_TYPES = (PERMANENT, TRANSIENT, TEMPORARY)
-STOP_APP, STOP_DEVICE = "app", "device"
 
 
 @attrs.frozen(kw_only=True)
@@ -50,9 +47,7 @@ class RestartLimit:
 
     restarts: int = attrs.field(default=6, validator=attrs.validators.ge(0))
     seconds: float = attrs.field(default=60.0, converter=float, validator=attrs.validators.gt(0))
-    escalate: str = attrs.field(
-        default=STOP_APP, validator=attrs.validators.in_((STOP_APP, STOP_DEVICE))
-    )
+    escalate: Escalate = attrs.field(default="app", validator=attrs.validators.in_(ESCALATIONS))
 
 
 class Supervisor:
@@ -94,7 +89,7 @@ class Supervisor:
         self.all_returned = all_returned
         # Only device handlers return; telemetry and command loops run until stopped, so with
         # no device handler at all this is never set.
-        self._running = sum(1 for spec in specs if spec.kind == DEVICE)
+        self._running = sum(1 for spec in specs if spec.kind is DeviceKind.DEVICE)
 
     async def run(self, companions: Sequence[Companion] = ()) -> None:
         """Run until every device returned or :attr:`scope` is cancelled.
@@ -125,10 +120,10 @@ class Supervisor:
                     self._recovered(spec.name)  # a stable run: its next crash is news again
                 if crash is not None:
                     await self._recover(spec, crash)
-                    if spec.restart == TEMPORARY:
+                    if spec.restart == "temporary":
                         self._give_up(spec, crash, "a temporary device is not restarted")
                         return
-                elif spec.restart != PERMANENT:
+                elif spec.restart != "permanent":
                     return  # a normal end: the device is done
                 if not self._may_restart(spec, crash):
                     return
@@ -153,7 +148,7 @@ class Supervisor:
             return True
         exceeded = RestartLimitError(spec.name, limit.restarts, limit.seconds)
         exceeded.__cause__ = error
-        if limit.escalate == STOP_DEVICE:
+        if limit.escalate == "device":
             self._give_up(spec, exceeded, "stopped; the other devices go on")
         else:
             logger.critical("%s; stopping the app", exceeded)
@@ -179,7 +174,7 @@ class Supervisor:
                 )
 
     def _ended(self, spec: DeviceSpec) -> None:
-        if spec.kind == DEVICE:
+        if spec.kind is DeviceKind.DEVICE:
             self._running -= 1
             if self._running == 0:
                 self.all_returned.set()

@@ -1,0 +1,48 @@
+"""What a registration declares about one device: plain data, read by the actors that run it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from triolette.core.kinds import DeviceKind, Restart
+from triolette.core.messages import Message
+from triolette.core.policies import PersistPolicy
+from triolette.stores.devicestore import DeviceStore
+
+if TYPE_CHECKING:
+    from .device import DeviceContext
+
+
+class Handler(Protocol):
+    """A user handler with its arguments resolved: called with what the actor provides."""
+
+    def __call__(
+        self, ctx: DeviceContext, store: DeviceStore | None, message: Message | None
+    ) -> Awaitable[Any]: ...
+
+
+@attrs.frozen(kw_only=True)
+class DeviceSpec:
+    """One registered device: what the supervisor needs to start (and restart) its actor."""
+
+    name: str
+    kind: DeviceKind
+    call: Handler
+    interval: float | None = None
+    """Seconds between two telemetry cycles (telemetry only)."""
+    persist: PersistPolicy | None = None
+    uses_store: bool = False
+    restart: Restart = "transient"
+    timeout: float | None = None
+    """Seconds a telemetry cycle or a command may take before it is cancelled."""
+    heartbeat: float | None = None
+    """Seconds a device handler may go without ``ctx.heartbeat()`` before it is restarted."""
+    asyncio: bool = False
+    """The handler is asyncio code, run in the app's trio-asyncio loop."""
+
+    @property
+    def accepts_commands(self) -> bool:
+        return self.kind.takes_commands

@@ -1,0 +1,362 @@
+"""One ``serve()`` of an App: builds its actors, owns them, and runs their lifecycle.
+
+Start, in order: the app's trio-asyncio loop (when some registration needs one), the embedded
+broker, the persistence actor (which loads every device's state in one batch), the MQTT actor,
+then the supervisor with the devices, their metronomes, the statistics log and the adapters.
+Shutdown is :meth:`RunningApp._shut_down`. The actors' callbacks (cycles, errors, unsaved
+state) arrive here, never on the :class:`~triolette.App`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from triolette.actors.device import DeviceActor
+from triolette.actors.loops import ACTORS
+from triolette.actors.metronome import Metronome
+from triolette.actors.mqtt import LogTransport, MqttActor, Transport
+from triolette.actors.paho import PahoTransport
+from triolette.actors.persistence import PersistenceActor
+from triolette.actors.spec import DeviceSpec
+from triolette.core.errors import FlushIncompleteError
+from triolette.core.kinds import DeviceKind
+from triolette.core.messages import Message
+from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.reports import Reports
+from triolette.runtime.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from triolette.runtime.app import App
+
+logger = logging.getLogger("triolette.app")
+
+
+class Lifecycle(enum.IntEnum):
+    """Where a serve is; it only moves forward (ABANDONING is skipped by a clean stop)."""
+
+    STARTING = 1
+    SERVING = 2
+    """Every actor started (state loaded, first connection attempt made)."""
+    STOPPING = 3
+    """Shutdown requested: the deadline runs."""
+    ABANDONING = 4
+    """The deadline passed (or a second signal): nothing waits for the flush any longer."""
+    STOPPED = 5
+
+
+class RunningApp:
+    """The actors of one serve of ``app`` and its single lifecycle :attr:`state`.
+
+    With ``cycles``, each telemetry device runs that many cycles and then waits; once all
+    have, the app shuts down by itself.
+    """
+
+    def __init__(self, app: App, cycles: int | None) -> None:
+        self.app = app
+        self.state = Lifecycle.STARTING
+        self._moved = trio.Event()
+        self.specs = list(app.registry.specs.values())
+        self.started_at = trio.current_time()
+        self.stop_deadline: float | None = None
+        self.cycles = {s.name: 0 for s in self.specs if s.kind is DeviceKind.TELEMETRY}
+        self.skipped: dict[str, int] = {}
+        self._cycle_limit = cycles
+        self._cycle_event: trio.Event | None = None
+        self.mqtt = MqttActor(
+            app.transport or LogTransport(),
+            app.topics,
+            publish_timeout=app.publish_timeout,
+            reconnect=app.reconnect_backoff,
+            heartbeat=self._heartbeat,
+            heartbeat_every=app.heartbeat_every,
+        )
+        self.reports = Reports(app.name, self.mqtt)
+        self.persistence = (
+            PersistenceActor(
+                app.store,
+                mailbox_size=app.mailbox_size,
+                on_error=self.reports.backend_failed,
+                on_recovered=self.reports.backend_recovered,
+            )
+            if app.store is not None
+            else None
+        )
+        self._inboxes = {s.name: self._open_inbox(s.name) for s in self.specs if s.accepts_commands}
+        self._metronomes = {s.interval: Metronome(s.interval) for s in self.specs if s.interval}
+        self.devices_returned = trio.Event()
+        self.supervisor = Supervisor(
+            self.specs,
+            self._actor_for,
+            flush=self.persistence.flush if self.persistence else _nothing_to_flush,
+            report=self.reports.report,
+            recovered=self.reports.recovered,
+            backoff=app.restart_backoff,
+            limit=app.restart_limit,
+            flush_timeout=app.shutdown_timeout,
+            all_returned=self.devices_returned,
+        )
+        self._up: list[PersistenceActor | MqttActor] = []
+        """The actors that started, so the shutdown waits for them."""
+
+    # -- the lifecycle ------------------------------------------------------------------------
+
+    def _move(self, state: Lifecycle) -> None:
+        if state > self.state:
+            self.state = state
+            self._moved.set()
+            self._moved = trio.Event()
+
+    async def wait_for(self, state: Lifecycle) -> None:
+        """Wait until the lifecycle reached ``state`` (or a later one)."""
+        while self.state < state:
+            await self._moved.wait()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self.state >= Lifecycle.STOPPING or self.supervisor.escalation is not None
+
+    def shutdown(self) -> None:
+        """Start the graceful shutdown (the deadline starts now); safe to call any time."""
+        if self.state < Lifecycle.STOPPING:
+            self.stop_deadline = trio.current_time() + self.app.shutdown_timeout
+            self._move(Lifecycle.STOPPING)
+        self.supervisor.scope.cancel()
+
+    def abandon(self) -> None:
+        """Stop waiting for the flush and the broker (deadline passed, or a second signal)."""
+        if self.state >= Lifecycle.ABANDONING:
+            return
+        self.shutdown()
+        self._move(Lifecycle.ABANDONING)
+        persistence = self.persistence
+        if persistence is not None and not persistence.stopped.is_set():
+            senders = persistence.statistics().mailbox_senders
+            persistence.abandon()
+            if senders:
+                logger.error(
+                    "shutdown deadline passed with %d persistence mailbox handle(s) still open "
+                    "(a leaked handle or a hung backend)",
+                    senders,
+                )
+        self.mqtt.abandon()
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start every actor, run the devices until the shutdown, then shut down.
+
+        Raises what :meth:`App.serve` documents.
+        """
+        failure: Exception | None = None
+        try:
+            async with self._asyncio_loop(), trio.open_nursery() as root:
+                root.start_soon(self._enforce_deadline)
+                try:
+                    await self._start(root)
+                    task_status.started()
+                    self._move(Lifecycle.SERVING)
+                    await self._run_devices()
+                except Exception as error:
+                    failure = error
+                finally:
+                    await self._shut_down()
+                    root.cancel_scope.cancel()  # the deadline and the embedded broker
+        finally:
+            self._move(Lifecycle.STOPPED)
+        if failure is not None:
+            raise failure
+        self._raise_outcome()
+
+    async def _start(self, root: trio.Nursery) -> None:
+        broker = self.app.embedded_broker
+        if broker is not None:
+            await root.start(broker.run)
+            self.mqtt.transport = self.app.transport or self._embedded_transport()
+        if self.persistence is not None:
+            keys = [spec.name for spec in self.specs if spec.uses_store]
+            await root.start(self.persistence.run, keys)
+            self._up.append(self.persistence)
+        await root.start(self.mqtt.run)
+        self._up.append(self.mqtt)
+
+    async def _run_devices(self) -> None:
+        companions = [metronome.run for metronome in self._metronomes.values()]
+        if self.app.log_statistics_every is not None:
+            companions.append(self._log_statistics)
+        async with contextlib.AsyncExitStack() as adapters:
+            await self.app.registry.adapters.enter(adapters)
+            await self.supervisor.run(companions)
+
+    async def _shut_down(self) -> None:
+        """The shutdown, in order, within one deadline counted from the request.
+
+        1. The devices stop: the supervisor's scope is cancelled (already, when a shutdown
+           was requested); each device hands its final snapshot over as it stops.
+        2. The final flush: the persistence actor writes what is pending, closes the backend.
+           Errors of the flush still reach the error topic, as MQTT is still up.
+        3. The MQTT goodbye: ``offline`` is published and the connection closed.
+        4. The embedded broker stops, when :meth:`serve` leaves its nursery.
+
+        At the deadline (or a second signal) :meth:`abandon` ends every wait; the devices
+        whose state is not known to be durable are noted as unsaved.
+        """
+        self.shutdown()
+        self.reports.tell_counted()
+        persistence = self.persistence if self.persistence in self._up else None
+        if persistence is not None:
+            persistence.close()
+            if not await persistence.wait_stopped(self._time_left()):
+                self.abandon()
+        if self.mqtt in self._up:
+            self.mqtt.close()
+            with trio.move_on_after(self._time_left(), shield=True):
+                await self.mqtt.stopped.wait()
+            if not self.mqtt.stopped.is_set():
+                self.mqtt.abandon()
+        if persistence is not None:  # empty after a clean stop
+            for key in persistence.not_durable():
+                self.reports.unsaved.setdefault(key, "not durable when the shutdown ended")
+
+    def _raise_outcome(self) -> None:
+        unsaved = self.reports.unsaved
+        if unsaved:  # lost state outranks the reason the app stopped
+            raise FlushIncompleteError(list(unsaved), "; ".join(sorted(set(unsaved.values()))))
+        if self.supervisor.escalation is not None:
+            raise self.supervisor.escalation
+
+    def _time_left(self) -> float:
+        assert self.stop_deadline is not None
+        return max(0.0, self.stop_deadline - trio.current_time())
+
+    async def _enforce_deadline(self) -> None:
+        """At the shutdown deadline, stop waiting for devices, the flush and the broker."""
+        await self.wait_for(Lifecycle.STOPPING)
+        assert self.stop_deadline is not None
+        await trio.sleep_until(self.stop_deadline)
+        logger.error(
+            "the shutdown deadline (%g s) passed: stopping without waiting any longer",
+            self.app.shutdown_timeout,
+        )
+        self.abandon()
+
+    def _asyncio_loop(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The app's trio-asyncio loop, opened only when some registration needs one."""
+        if self.app.registry.needs_asyncio or self.app.embedded_broker is not None:
+            from triolette.runtime.aio import open_loop  # importing trio-asyncio patches asyncio
+
+            return open_loop()
+        return contextlib.nullcontext()
+
+    def _embedded_transport(self) -> Transport:
+        """A connection to the embedded broker, and a line saying how to watch it."""
+        app, broker = self.app, self.app.embedded_broker
+        assert broker is not None
+        logger.info(
+            "embedded MQTT broker at %s; watch what %s publishes with: "
+            "triolette watch --port %d '%s/#'  (or %s)",
+            broker.url,
+            app.name,
+            broker.port,
+            app.topics.prefix,
+            broker.subscribe_hint(app.topics.prefix),
+        )
+        host = "127.0.0.1" if broker.host in ("0.0.0.0", "::", "") else broker.host
+        return PahoTransport(host, broker.port, client_id=app.name, keepalive=30)
+
+    def _actor_for(self, spec: DeviceSpec) -> DeviceActor:
+        return ACTORS[spec.kind](
+            spec,
+            persistence=self.persistence,
+            mqtt=self.mqtt,
+            hooks=self,
+            inbox=self._inboxes.get(spec.name),
+            metronome=self._metronomes.get(spec.interval) if spec.interval else None,
+        )
+
+    def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
+        send, receive = trio.open_memory_channel[Message](16)
+
+        def deliver(message: Message) -> bool:
+            try:
+                send.send_nowait(message)
+            except trio.WouldBlock:
+                return False
+            return True
+
+        self.mqtt.route(device, deliver)
+        return receive
+
+    # -- what the device actors tell (their Hooks) --------------------------------------------
+
+    def cycle_done(self, device: str) -> bool:
+        count = self.cycles[device] = self.cycles[device] + 1
+        if self._cycle_event is not None:  # only when someone waits: this runs every cycle
+            self._cycle_event.set()
+            self._cycle_event = None
+        limit = self._cycle_limit
+        if limit is None:
+            return True
+        if count == limit and all(done >= limit for done in self.cycles.values()):
+            self.shutdown()
+        return count < limit
+
+    async def wait_for_cycles(self, cycles: int) -> None:
+        while any(count < cycles for count in self.cycles.values()):
+            if self._cycle_event is None:
+                self._cycle_event = trio.Event()
+            await self._cycle_event.wait()
+
+    def report(self, device: str, error: BaseException) -> None:
+        self.reports.report(device, error)
+
+    def rejected(self, device: str, error: BaseException) -> None:
+        self.reports.rejected(device, error)
+
+    def recovered(self, device: str) -> None:
+        self.reports.recovered(device)
+
+    def unsaved(self, device: str, error: BaseException) -> None:
+        self.reports.unsaved_state(device, error)
+
+    def ticks_skipped(self, device: str, count: int) -> None:
+        self.skipped[device] = self.skipped.get(device, 0) + count
+
+    # -- health -------------------------------------------------------------------------------
+
+    def statistics(self) -> AppStatistics:
+        supervisor = self.supervisor
+        return AppStatistics(
+            persistence=self.persistence.statistics() if self.persistence else None,
+            mqtt=self.mqtt.statistics(),
+            cycles=dict(self.cycles),
+            restarts=dict(supervisor.restarts),
+            errors_repeated=self.reports.errors_repeated,
+            crashes=dict(supervisor.crashes),
+            watchdog_firings=self.reports.watchdog_firings,
+            skipped_ticks=dict(self.skipped),
+            failed=dict(supervisor.failed),
+        )
+
+    def _heartbeat(self) -> bytes:
+        uptime = trio.current_time() - self.started_at
+        return heartbeat_body(self.statistics(), self.app.version, uptime, len(self.specs))
+
+    async def _log_statistics(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Every ``log_statistics_every`` seconds, one INFO line an operator can grep for."""
+        every = self.app.log_statistics_every
+        assert every is not None
+        task_status.started()
+        while True:
+            await trio.sleep(every)
+            logger.info("%s", statistics_line(self.statistics()))
+
+
+async def _nothing_to_flush(key: str) -> None:
+    return None
