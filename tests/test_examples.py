@@ -67,8 +67,9 @@ def test_the_stores_tour_continues_its_counters(tmp_path: Path):
     assert first.count("10 impulses = 0.10 m3, saved") == 2
     assert second.count("20 impulses = 0.20 m3, saved") == 2
     assert 'refused, nothing written: probe: ["calibrated"] is a datetime' in second
-    assert (tmp_path / "state.json").exists()
-    assert (tmp_path / "state.db").exists()
+    assert (tmp_path / "tour.json").exists()
+    assert (tmp_path / "tour.db").exists()
+    assert not (tmp_path / "state.json").exists(), "the gas meter example's file"
 
 
 def test_the_gas_meter_counts_on_from_its_saved_total(tmp_path: Path):

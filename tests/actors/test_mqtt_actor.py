@@ -9,7 +9,8 @@ import pytest
 import trio
 
 from triolette import App
-from triolette.actors.mqtt import LogTransport, MqttActor
+from triolette.actors.mqtt import MqttActor
+from triolette.actors.transport import LogTransport
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError
 from triolette.core.messages import Message

@@ -18,7 +18,7 @@ import trio
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnShutdown
-from triolette.core.topics import OFFLINE, ONLINE, check_name
+from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
 from .metronome import Metronome
@@ -93,7 +93,7 @@ class DeviceContext:
         if qos not in (0, 1):
             raise ValueError(f"{self.name}: qos must be 0 or 1, got {qos!r}")
         for level in suffix.split("/"):
-            check_name(level, "topic suffix level")
+            check_level(level, "topic suffix level")
         topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
         return await self._actor.mqtt.publish(Message(topic, payload, qos=qos, retain=retain))
 

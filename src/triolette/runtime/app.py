@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from triolette.actors.mqtt import Transport
+from triolette.actors.transport import Transport
 from triolette.core.backoff import Backoff
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.policies import PersistPolicy

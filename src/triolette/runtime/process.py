@@ -18,7 +18,7 @@ from triolette.core.errors import (
     ConnectError,
     FlushIncompleteError,
     RestartLimitError,
-    StoreLockedError,
+    StoreOpenError,
 )
 from triolette.runtime.running import Lifecycle, RunningApp
 
@@ -34,7 +34,7 @@ EXIT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (FlushIncompleteError, 1),
     (RestartLimitError, 2),
     (ConnectError, 3),  # retrying would not help
-    (StoreLockedError, 3),
+    (StoreOpenError, 3),  # locked by another process, or cannot be opened at all
 )
 """The exit status of each way serving can fail for good."""
 
@@ -48,8 +48,9 @@ def run_process(app: App) -> None:
 
     Raises ``SystemExit``: 1 if some device's state could not be saved, 2 if the restart limit
     stopped the app (the message names the device), 3 if at start-up the broker refused us for
-    good (a host name that does not resolve, bad credentials) or another process holds the
-    store's lock. Returns after a clean stop.
+    good (a host name that does not resolve, bad credentials) or the store cannot be opened
+    (another process holds its lock, a folder where the file should be, a foreign database).
+    Returns after a clean stop.
     """
     try:
         trio.run(_serve_until_signalled, app)

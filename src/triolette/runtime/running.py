@@ -19,10 +19,11 @@ import trio
 from triolette.actors.device import DeviceActor
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
-from triolette.actors.mqtt import LogTransport, MqttActor, Transport
+from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
+from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
