@@ -305,12 +305,14 @@ def _store_show(args: argparse.Namespace) -> int:
 def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str, Any]]:
     """Every device's state in a store file, read without taking its lock or changing it.
 
-    ``kind`` defaults to :func:`shown_store_kind`'s. Raises ``ValueError`` for a damaged file,
-    ``OSError`` or ``sqlite3.Error`` when it cannot be read.
+    ``kind`` defaults to :func:`shown_store_kind`'s. A copy kept beside a store (``.corrupt-*``)
+    is read as immutable: SQLite adds no ``-shm`` or ``-wal`` file beside it. Raises
+    ``ValueError`` for a damaged file, ``OSError`` or ``sqlite3.Error`` when it cannot be read.
     """
     if (kind or shown_store_kind(path)) == "json":
         return decode_document(path.read_text(encoding="utf-8"))
-    uri = f"{path.absolute().as_uri()}?mode=ro"
+    is_copy = _BACKUP_SUFFIX.search(path.name) is not None
+    uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
     db = sqlite3.connect(uri, uri=True)
     try:
         rows = db.execute("SELECT key, data FROM store ORDER BY key").fetchall()
