@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -16,6 +17,8 @@ from triolette import App, JsonFileStore, MemoryStore, SettingsError, SqliteStor
 from triolette.actors.mqtt import LogTransport
 from triolette.actors.paho import PahoTransport
 from triolette.core.topics import Topics
+from triolette.runtime import launch
+from triolette.runtime.launch import read_env_file, resolve_settings
 from triolette.runtime.settings import OPTIONS, Settings
 from triolette.runtime.wiring import (
     apply_settings,
@@ -615,3 +618,54 @@ def test_a_host_or_a_dry_run_never_embeds_a_broker():
         Settings.from_sources(flags, {}).apply(app)
         assert app.embedded_broker is None
         assert app.transport is not None
+
+
+# -- env files ------------------------------------------------------------------------------------
+
+
+def test_an_env_file_reads_comments_quotes_and_export(tmp_path):
+    path = tmp_path / "bridge.env"
+    path.write_text(
+        "# a comment\n\n"
+        "export TRIOLETTE_MQTT_HOST=broker.lan\n"
+        "TRIOLETTE_MQTT_USERNAME = 'bob # not a comment'\n"
+        'TRIOLETTE_MQTT_PASSWORD="a \\"quoted\\" \\\\ word" # a comment\n'
+        "TRIOLETTE_TOPIC_PREFIX=house # a comment\n"
+        "EMPTY=\n"
+    )
+    assert read_env_file(path) == {
+        "TRIOLETTE_MQTT_HOST": "broker.lan",
+        "TRIOLETTE_MQTT_USERNAME": "bob # not a comment",
+        "TRIOLETTE_MQTT_PASSWORD": 'a "quoted" \\ word',
+        "TRIOLETTE_TOPIC_PREFIX": "house",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"TRIOLETTE_MQTT_PASSWORD='{SECRET}", f"{SECRET}", f"BAD KEY={SECRET}", f'X="{SECRET}" y'],
+)
+def test_a_bad_env_file_line_is_named_by_number_never_shown(tmp_path, line):
+    path = tmp_path / "bridge.env"
+    path.write_text(f"# first\n{line}\n")
+    with pytest.raises(SettingsError, match=rf"^--env-file {path} line 2: expected KEY=VALUE$"):
+        read_env_file(path)
+
+
+def test_a_real_variable_beats_the_env_file_unless_it_is_empty(tmp_path, monkeypatch):
+    path = tmp_path / "bridge.env"
+    path.write_text("TRIOLETTE_TOPIC_PREFIX=file\nTRIOLETTE_MQTT_KEEPALIVE=5\n")
+    args = argparse.Namespace(env_file=str(path))
+    environ = {"TRIOLETTE_TOPIC_PREFIX": "env", "TRIOLETTE_MQTT_KEEPALIVE": ""}
+    monkeypatch.setattr(launch, "configure_logging", lambda *args: None)
+    settings = resolve_settings(args, environ)
+    assert (settings.topic_prefix, settings.keepalive) == ("env", 5.0)
+    assert settings.sources["topic_prefix"] == "TRIOLETTE_TOPIC_PREFIX"
+
+
+def test_an_env_file_that_is_not_utf8_is_one_settings_error(tmp_path):
+    path = tmp_path / "bridge.env"
+    path.write_bytes(b"TRIOLETTE_MQTT_PASSWORD=\xff\n")
+    with pytest.raises(SettingsError, match=r"is not UTF-8 text$"):
+        read_env_file(path)
