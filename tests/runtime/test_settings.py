@@ -593,7 +593,7 @@ def test_describe_shows_a_store_in_one_format_wherever_it_was_set(tmp_path):
     assert "store=none " in describe_settings(Settings(), App("bare"))
 
 
-def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch):
+def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch, caplog):
     from triolette import App
     from triolette.runtime import wiring
     from triolette.runtime.embedded import EmbeddedBroker
@@ -608,6 +608,8 @@ def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monk
     bare = App("bare")
     Settings.from_sources({}, {}).apply(bare)
     assert bare.embedded_broker is None  # a dry run instead, with a warning
+    assert "pip install 'triolette[broker]'" in caplog.text
+    assert "in a clone of triolette: pip install -e '.[broker]'" in caplog.text  # works there
 
 
 def test_a_host_or_a_dry_run_never_embeds_a_broker():

@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import queue
+import shlex
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 import attrs
 import pytest
 
+from triolette.runtime.embedded import watch_command
 from triolette.runtime.watch import Watch
 from triolette.testing import Mosquitto
 from triolette.testing.mosquitto import find_mosquitto, free_port
@@ -259,3 +261,20 @@ def test_the_watch_command_checks_tls_files_like_run(tmp_path):
     )
     assert result.returncode == 3
     assert result.stderr.startswith("error: --tls-ca-file: no such file: ")
+
+
+def test_the_watch_hint_works_as_printed(mosquitto: Mosquitto):
+    _publish(mosquitto, "demo/status", "online", retain=True)
+    command = watch_command(mosquitto.port, "demo")
+    assert command.startswith(f"{shlex.quote(sys.executable)} -m triolette watch ")
+    with subprocess.Popen(
+        shlex.split(command), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        lines = _first_lines(process, 3)
+    assert lines[0].startswith(f"watching demo/# on 127.0.0.1:{mosquitto.port}")
+    assert lines[2] == "demo/status online (retained)"
+
+
+def test_the_watch_hint_names_a_host_other_than_this_machine():
+    assert " --host ::1 --port 1884 " in watch_command(1884, "/a/b/", host="::1")
+    assert watch_command(1884, "/a/b/", host="::1").endswith(" 'a/b/#'")
