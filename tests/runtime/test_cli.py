@@ -515,3 +515,14 @@ def test_a_module_that_runs_its_app_when_imported_is_refused_in_one_line(tmp_pat
         "-c", "from triolette.runtime.cli import main; main(['run', 'readme'])", cwd=tmp_path
     )
     assert "the module calls app.run() when it is imported" in in_process.stderr
+
+
+def test_the_readme_example_does_not_start_when_imported(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## A short example\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme.py").write_text(example)
+    check = "from triolette.runtime.cli import load_app; print(load_app('readme:app').name)"
+    result = python("-c", check, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "gas2mqtt\n"
+    assert not (tmp_path / "data").exists()  # nothing ran, nothing was stored
