@@ -45,6 +45,7 @@ from triolette.runtime.launch import (
     importing_app,
     launch,
     resolve_settings,
+    triolette_version,
 )
 from triolette.runtime.setting_checks import StoreKind, store_kind
 from triolette.runtime.settings import Settings
@@ -70,15 +71,13 @@ _WATCH_SETTINGS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; each setting flag's help names its variable."""
-    from triolette import __version__
-
     parser = StrictParser(
         prog="triolette",
         description="Run a triolette bridge, or look into its stored device state.",
         epilog="Exit status: 0 clean stop, 1 state not saved, 2 restart limit, "
         "3 bad settings, app reference or store.",
     )
-    parser.add_argument("--version", action="version", version=f"triolette {__version__}")
+    parser.add_argument("--version", action="version", version=f"triolette {triolette_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(

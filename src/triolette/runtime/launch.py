@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -113,15 +114,18 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> None:
     add_run_flags(parser)
     args = parser.parse_args(argv)
     if args.version:
-        from triolette import __version__
-
-        print(f"{app.name} {app.version} (triolette {__version__})")
+        print(f"{app.name} {app.version} (triolette {triolette_version()})")
         raise SystemExit(0)
     try:
         settings = resolve_settings(args)
     except SettingsError as error:
         _refuse(error)
     launch(app, settings)
+
+
+def triolette_version() -> str:
+    """The installed triolette's version."""
+    return importlib.metadata.version("triolette")
 
 
 def launch(app: App, settings: Settings) -> None:
