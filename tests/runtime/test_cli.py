@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from triolette import JsonFileStore, SettingsError, SqliteStore
+from triolette.runtime import cli
 from triolette.runtime.cli import build_parser, load_app, main
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.settings import OPTIONS
@@ -273,6 +274,16 @@ def test_main_exits_3_for_a_usage_error(capsys):
         main(["run"])
     assert caught.value.code == 3
     assert "the following arguments are required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (2, 2), ("stopped", 1)])
+def test_run_returns_the_status_the_app_exits_with(monkeypatch, code, status):
+    def exit_with_code(app: object, settings: object) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "launch", exit_with_code)
+    monkeypatch.setattr(cli, "resolve_settings", lambda args: None)
+    assert main(["run", APP]) == status
 
 
 def test_load_app_takes_the_attribute_app_by_default():

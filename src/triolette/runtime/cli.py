@@ -155,6 +155,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         launch(app, settings)
     except SystemExit as stop:  # 1: state not saved, 2: restart limit, 3: cannot start
+        if stop.code is None:
+            return EXIT_OK
         return stop.code if isinstance(stop.code, int) else EXIT_NOT_SAVED
     return EXIT_OK
 

@@ -139,7 +139,7 @@ def launch(app: App, settings: Settings) -> None:
     except SettingsError as error:
         _refuse(error)
     logger.info("%s: %s", app.name, describe_settings(settings, app))
-    app.run()
+    app.run()  # the one place both run the app; once App.run() calls run_app, run_process(app)
 
 
 def resolve_settings(
