@@ -444,6 +444,12 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_exit_3(tmp_path):
     result = triolette("store", "show", str(wrong_schema))
     assert result.returncode == 3, result.stderr
     assert result.stderr == f"error: cannot open {wrong_schema}: no such table: store\n"
+    with contextlib.closing(sqlite3.connect(wrong_schema)) as db:
+        db.execute("CREATE TABLE store (key TEXT PRIMARY KEY, other)")
+    result = triolette("store", "copy", str(wrong_schema), str(tmp_path / "copy.json"))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: cannot open {wrong_schema}: ")
+    assert result.stderr.count("\n") == 1
 
 
 # -- app.run()'s flags: run_app ----------------------------------------------------------------
