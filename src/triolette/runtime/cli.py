@@ -71,6 +71,7 @@ _WATCH_SETTINGS = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every subcommand; each setting flag's help names its variable."""
+    # Over 50 lines: one declaration per subcommand, read top to bottom like the --help.
     parser = StrictParser(
         prog="triolette",
         description="Run a triolette bridge, or look into its stored device state.",
