@@ -15,6 +15,7 @@ import errno
 import os
 
 from triolette import App, Backoff, DeviceStore, MemoryStore, RestartLimit, SaveOnChange
+from triolette.runtime.launch import run_app
 
 MODE = os.environ.get("CLI_APP_MODE", "count")
 CYCLES = int(os.environ.get("CLI_APP_CYCLES", "3"))
@@ -58,3 +59,7 @@ if MODE == "crash":
     @app.device("crasher")
     async def crasher() -> None:
         raise RuntimeError("crashing on purpose")
+
+
+if __name__ == "__main__":  # python -m tests.runtime.cli_app [the flags of triolette run]
+    run_app(app)

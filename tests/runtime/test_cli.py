@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from triolette import JsonFileStore, SettingsError
+from triolette import JsonFileStore, SettingsError, SqliteStore
+from triolette.runtime import cli
 from triolette.runtime.cli import build_parser, load_app, main
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.settings import OPTIONS
@@ -98,6 +101,29 @@ def test_usage_errors_exit_3_too(args):
     assert result.returncode == 3
     assert "usage: triolette" in result.stderr
     assert "error: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "usage"),
+    [
+        (["run", APP, "--bogus"], "usage: triolette run "),
+        (["watch", "--bogus"], "usage: triolette watch "),
+        (["store", "show", "x.json", "--bogus"], "usage: triolette store show "),
+    ],
+)
+def test_an_unknown_flag_prints_the_usage_of_its_command(args, usage):
+    result = triolette(*args)
+    assert result.returncode == 3
+    assert result.stderr.startswith(usage)
+    assert result.stderr.endswith("error: unrecognized arguments: --bogus\n")
+
+
+def test_version_prints_the_version_of_triolette():
+    from triolette import __version__
+
+    result = triolette("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"triolette {__version__}\n"
 
 
 def test_help_documents_every_flag_with_its_variable():
@@ -250,6 +276,16 @@ def test_main_exits_3_for_a_usage_error(capsys):
     assert "the following arguments are required" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("code", "status"), [(None, 0), (0, 0), (2, 2), ("stopped", 1)])
+def test_run_returns_the_status_the_app_exits_with(monkeypatch, code, status):
+    def exit_with_code(app: object, settings: object) -> None:
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli, "launch", exit_with_code)
+    monkeypatch.setattr(cli, "resolve_settings", lambda args: None)
+    assert main(["run", APP]) == status
+
+
 def test_load_app_takes_the_attribute_app_by_default():
     import tests.runtime.cli_app as module
 
@@ -341,3 +377,169 @@ def test_a_store_locked_by_another_process_exits_3_naming_the_holder(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "lock" in result.stderr
     assert str(os.getpid()) in result.stderr  # the holder's pid, from its lock file
+
+
+# -- the store commands and files they cannot open --------------------------------------------
+
+
+def test_store_copy_from_a_locked_store_exits_3_naming_the_holder(tmp_path):
+    source = tmp_path / "state.json"
+    source.write_text('{"counter": {"count": 3}}')
+    owner = JsonFileStore(source)
+    owner.load_all()
+    try:
+        result = triolette("store", "copy", str(source), str(tmp_path / "copy.db"))
+    finally:
+        owner.close()
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert str(source) in result.stderr
+    assert str(os.getpid()) in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "state.json.last-good",
+        "state.json.corrupt-20260101T000000Z-2",
+        "s.db.corrupt-20260101T000000Z",
+    ],
+)
+def test_store_show_reads_the_copies_kept_beside_a_store(tmp_path, name):
+    path = tmp_path / name
+    if name.startswith("s.db"):
+        with contextlib.closing(SqliteStore(tmp_path / "s.db")) as store:
+            store.save_many({"counter": {"count": 2}})
+        (tmp_path / "s.db").rename(path)
+    else:
+        path.write_text('{"counter": {"count": 2}}')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = triolette("store", "show", str(path))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"counter": {"count": 2}}
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # read-only
+
+
+@pytest.mark.parametrize("name", ["state.json.backup", "state.txt.last-good", "state.json.corrupt"])
+def test_store_show_still_refuses_other_names(tmp_path, name):
+    (tmp_path / name).write_text("{}")
+    result = triolette("store", "show", str(tmp_path / name))
+    assert result.returncode == 3
+    assert "must end in .json" in result.stderr
+
+
+def test_a_store_that_cannot_be_opened_is_one_line_and_exit_3(tmp_path):
+    folder = tmp_path / "state.json"
+    folder.mkdir()
+    for args, argument in (
+        (["store", "show", str(folder)], "PATH"),
+        (["store", "copy", str(folder), str(tmp_path / "x.db")], "SRC"),
+    ):
+        result = triolette(*args)
+        assert result.returncode == 3, result.stderr
+        assert result.stderr == f"error: {argument}: {folder} is a folder, not a store file\n"
+    wrong_schema = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(wrong_schema)) as db:
+        db.execute("CREATE TABLE something (x)")
+    result = triolette("store", "show", str(wrong_schema))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == f"error: cannot open {wrong_schema}: no such table: store\n"
+    with contextlib.closing(sqlite3.connect(wrong_schema)) as db:
+        db.execute("CREATE TABLE store (key TEXT PRIMARY KEY, other)")
+    result = triolette("store", "copy", str(wrong_schema), str(tmp_path / "copy.json"))
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith(f"error: cannot open {wrong_schema}: ")
+    assert result.stderr.count("\n") == 1
+
+
+# -- app.run()'s flags: run_app ----------------------------------------------------------------
+
+
+def python(*args: str, cwd: Path = ROOT, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` with only our variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TRIOLETTE_", "CLI_APP_"))}
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _start_up_line(stderr: str) -> str:
+    return next(
+        line.partition(": ")[2] for line in stderr.splitlines() if " triolette.run: " in line
+    )
+
+
+def test_running_the_module_takes_the_same_flags_as_triolette_run(tmp_path):
+    by_module = python("-m", "tests.runtime.cli_app", "--dry-run", "--topic-prefix", "house")
+    by_cli = triolette("run", APP, "--dry-run", "--topic-prefix", "house")
+    for result in (by_module, by_cli):
+        assert result.returncode == 0, result.stderr
+        assert "publish house/counter/state" in result.stderr
+    assert _start_up_line(by_module.stderr) == _start_up_line(by_cli.stderr)
+
+
+def test_running_the_module_reads_the_variables_and_an_env_file(tmp_path):
+    env_file = tmp_path / "bridge.env"
+    env_file.write_text(
+        "# settings for the bridge\nexport TRIOLETTE_DRY_RUN=yes\n"
+        "TRIOLETTE_LOG_FORMAT='json'  \nTRIOLETTE_TOPIC_PREFIX=\"from-file\" # a comment\n"
+    )
+    result = python(
+        "-m", "tests.runtime.cli_app", "--env-file", str(env_file), TRIOLETTE_TOPIC_PREFIX="env"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any("publish env/counter/state" in line["message"] for line in lines)
+
+
+def test_running_the_module_with_bad_settings_is_one_line_and_exit_3(tmp_path):
+    for args, message in (
+        (["--keepalive", "-1"], "error: --keepalive: must be a positive number"),
+        (["--env-file", str(tmp_path / "absent.env")], "error: --env-file: no such file: "),
+    ):
+        result = python("-m", "tests.runtime.cli_app", *args)
+        assert result.returncode == 3
+        assert result.stderr.startswith(message)
+        assert result.stderr.count("\n") == 1
+
+
+def test_running_the_module_prints_its_version():
+    from triolette import __version__
+
+    result = python("-m", "tests.runtime.cli_app", "--version")
+    assert result.returncode == 0
+    assert result.stdout == f"cliapp 0.0.0 (triolette {__version__})\n"
+
+
+def test_a_module_that_runs_its_app_when_imported_is_refused_in_one_line(tmp_path):
+    (tmp_path / "readme.py").write_text(
+        "from triolette import App\n"
+        "from triolette.runtime.launch import run_app\n"
+        "app = App('readme')\n"
+        "run_app(app)  # not under `if __name__ == '__main__':`\n"
+    )
+    result = triolette("run", str(tmp_path / "readme.py"), "--dry-run")
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path / 'readme.py'}: the module calls app.run() ")
+    assert 'if __name__ == "__main__":' in result.stderr
+    in_process = python(
+        "-c", "from triolette.runtime.cli import main; main(['run', 'readme'])", cwd=tmp_path
+    )
+    assert "the module calls app.run() when it is imported" in in_process.stderr
+
+
+def test_the_readme_example_does_not_start_when_imported(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## A short example\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme.py").write_text(example)
+    check = "from triolette.runtime.cli import load_app; print(load_app('readme:app').name)"
+    result = python("-c", check, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "gas2mqtt\n"
+    assert not (tmp_path / "data").exists()  # nothing ran, nothing was stored

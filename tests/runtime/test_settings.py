@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import shutil
@@ -16,7 +17,15 @@ from triolette import App, JsonFileStore, MemoryStore, SettingsError, SqliteStor
 from triolette.actors.mqtt import LogTransport
 from triolette.actors.paho import PahoTransport
 from triolette.core.topics import Topics
+from triolette.runtime import launch
+from triolette.runtime.launch import read_env_file, resolve_settings
 from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.wiring import (
+    apply_settings,
+    describe_settings,
+    store_for_path,
+    transport_for,
+)
 
 SECRET = "s3cret-Pa55word"
 BY_NAME = {option.name: option for option in OPTIONS}
@@ -41,8 +50,8 @@ def test_the_defaults_need_no_broker_and_no_store():
     assert (settings.log_level, settings.log_format) == ("INFO", "plain")
     assert settings.dry_run is False
     assert settings.ssl_context is None
-    assert isinstance(settings.transport("app"), LogTransport)
-    assert settings.store() is None
+    assert isinstance(transport_for(settings, "app"), LogTransport)
+    assert settings.store_path is None
 
 
 # (setting, flag value, variable value, app code value, what each resolves to)
@@ -224,10 +233,15 @@ def _with_password(**more: object) -> Settings:
 def test_the_password_never_shows_in_repr_str_or_describe():
     settings = _with_password(username="bob")
     assert settings.password == SECRET
-    for text in (repr(settings), str(settings), settings.describe(), repr(settings.transport("a"))):
+    for text in (
+        repr(settings),
+        str(settings),
+        describe_settings(settings),
+        repr(transport_for(settings, "a")),
+    ):
         assert SECRET not in text
     assert "password='***'" in repr(settings)
-    assert "password=***" in settings.describe()
+    assert "password=***" in describe_settings(settings)
     assert "password=None" in repr(Settings())
 
 
@@ -235,8 +249,10 @@ def test_the_password_never_reaches_the_log(caplog):
     caplog.set_level(logging.DEBUG)
     app = App("secretive")
     settings = _with_password()
-    settings.apply(app)
-    logging.getLogger("test").info("%s %r %r", settings.describe(app), settings, app.transport)
+    apply_settings(settings, app)
+    logging.getLogger("test").info(
+        "%s %r %r", describe_settings(settings, app), settings, app.transport
+    )
     stray = Settings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})  # no host: ignored
     stray.apply(App("other"))
     assert "TRIOLETTE_MQTT_PASSWORD ignored" in caplog.text
@@ -278,13 +294,32 @@ def test_a_password_and_a_password_file_from_one_source_conflict(tmp_path):
         Settings.from_sources({}, environ)
 
 
-@pytest.mark.parametrize(("content", "problem"), [(None, "no such file"), ("\n", "is empty")])
-def test_a_bad_password_file_is_named(tmp_path, content, problem):
-    secret_file = tmp_path / "password"
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "names no file"),
+        (b"\n", "the file it names is empty"),
+        (b"\xff\xfepass\n", "the file it names is not UTF-8 text"),
+    ],
+)
+def test_a_bad_password_file_is_one_settings_error_that_never_shows_the_path(
+    tmp_path, content, problem
+):
+    secret_file = tmp_path / SECRET
     if content is not None:
-        secret_file.write_text(content)
-    with pytest.raises(SettingsError, match=rf"^--password-file: .*{problem}"):
+        secret_file.write_bytes(content)
+    with pytest.raises(SettingsError, match=rf"^--password-file: {problem}$") as caught:
         Settings.from_sources({"password_file": str(secret_file)}, {})
+    assert SECRET not in str(caught.value)  # the path may be a password put in by mistake
+
+
+@pytest.mark.parametrize(
+    "value", [SECRET, f"{SECRET}\x00", "x" * 5000, "/"], ids=["missing", "nul", "long", "dir"]
+)
+def test_a_password_in_the_password_file_variable_is_never_echoed(value):
+    with pytest.raises(SettingsError, match=r"^TRIOLETTE_MQTT_PASSWORD_FILE: ") as caught:
+        Settings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD_FILE": value})
+    assert value.rstrip("\x00") not in str(caught.value)
 
 
 # -- TLS ------------------------------------------------------------------------------------------
@@ -326,7 +361,7 @@ def test_tls_with_a_ca_a_certificate_and_its_key_builds_the_context_at_settings_
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname is True
     assert settings.port == 8883
-    transport = settings.transport("app")
+    transport = transport_for(settings, "app")
     assert isinstance(transport, PahoTransport)
     assert transport.tls is context
     assert transport.port == 8883
@@ -445,7 +480,9 @@ def test_a_key_without_a_certificate_is_named(pki):
     ],
 )
 def test_the_store_suffix_chooses_the_backend(tmp_path, name, kind):
-    store = Settings.from_sources({"store_path": str(tmp_path / name)}, {}).store()
+    settings = Settings.from_sources({"store_path": str(tmp_path / name)}, {})
+    assert settings.store_path is not None
+    store = store_for_path(settings.store_path)
     assert isinstance(store, JsonFileStore | SqliteStore)
     assert type(store) is kind
     assert store.path == tmp_path / name
@@ -460,7 +497,7 @@ def test_the_transport_carries_every_connection_setting():
         {"mqtt_host": "broker.example", "username": "bob", "keepalive": "15"},
         {"TRIOLETTE_MQTT_PORT": "1884", "TRIOLETTE_MQTT_CLIENT_ID": "meter-1"},
     )
-    transport = settings.transport("app")
+    transport = transport_for(settings, "app")
     assert isinstance(transport, PahoTransport)
     assert (transport.host, transport.port, transport.client_id) == (
         "broker.example",
@@ -472,14 +509,14 @@ def test_the_transport_carries_every_connection_setting():
 
 def test_a_dry_run_logs_even_with_a_host():
     settings = Settings.from_sources({"dry_run": True, "mqtt_host": "broker.example"}, {})
-    assert isinstance(settings.transport("app"), LogTransport)
+    assert isinstance(transport_for(settings, "app"), LogTransport)
 
 
 def test_the_default_client_id_is_the_app_and_host_name_made_safe(monkeypatch):
     monkeypatch.setattr("socket.gethostname", lambda: "my box+1/#ä")
     settings = Settings.from_sources({"mqtt_host": "h"}, {})
     assert settings.effective_client_id("gas2mqtt") == "gas2mqtt-my-box-1---"
-    transport = settings.transport("gas2mqtt")
+    transport = transport_for(settings, "gas2mqtt")
     assert isinstance(transport, PahoTransport)
     assert transport.client_id == "gas2mqtt-my-box-1---"
     monkeypatch.setattr("socket.gethostname", lambda: "h" * 200)
@@ -522,20 +559,43 @@ def test_describe_shows_what_is_in_effect(tmp_path):
     settings = Settings.from_sources(
         {"mqtt_host": "broker.example", "username": "bob", "tls": True}, {}
     )
-    settings.apply(app)
-    line = settings.describe(app)
+    apply_settings(settings, app)
+    line = describe_settings(settings, app)
     assert "broker=broker.example:8883" in line
     assert "tls=on(ca=system)" in line
     assert "username=bob password=-" in line
     assert "topic_prefix=bridge" in line
-    assert "store=MemoryStore(" in line
+    assert "store=memory" in line
     assert "\n" not in line
-    assert "broker=none (publishes only logged)" in Settings().describe()
+    assert "broker=none (publishes only logged)" in describe_settings(Settings())
 
 
-def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch):
+def test_describe_shows_an_embedded_broker_by_its_port_not_its_state():
+    app = App("demo")
+    settings = Settings.from_sources({"mqtt_port": "18999"}, {})
+    apply_settings(settings, app)
+    assert "broker=embedded (port 18999) " in describe_settings(settings, app)
+
+
+def test_describe_shows_a_store_in_one_format_wherever_it_was_set(tmp_path):
+    path = tmp_path / "state.json"
+    by_setting = App("bridge")
+    settings = Settings.from_sources({"store_path": str(path)}, {})
+    apply_settings(settings, by_setting)
+    by_code = App("bridge", store=JsonFileStore(path))
+    apply_settings(Settings(), by_code)
+    line = f"store=json:{path} "
+    assert line in describe_settings(settings, by_setting)
+    assert line in describe_settings(Settings(), by_code)
+    assert line in describe_settings(settings)
+    sqlite = App("bridge", store=SqliteStore(tmp_path / "state.db"))
+    assert f"store=sqlite:{tmp_path / 'state.db'} " in describe_settings(Settings(), sqlite)
+    assert "store=none " in describe_settings(Settings(), App("bare"))
+
+
+def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch, caplog):
     from triolette import App
-    from triolette.runtime import settings as settings_module
+    from triolette.runtime import wiring
     from triolette.runtime.embedded import EmbeddedBroker
 
     app = App("demo")
@@ -544,10 +604,12 @@ def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monk
     assert app.embedded_broker.port == 18999  # --port without --host: the embedded one's
     assert app.transport is None
 
-    monkeypatch.setattr(settings_module, "broker_installed", lambda: False)
+    monkeypatch.setattr(wiring, "broker_installed", lambda: False)
     bare = App("bare")
     Settings.from_sources({}, {}).apply(bare)
     assert bare.embedded_broker is None  # a dry run instead, with a warning
+    assert "pip install 'triolette[broker]'" in caplog.text
+    assert "in a clone of triolette: pip install -e '.[broker]'" in caplog.text  # works there
 
 
 def test_a_host_or_a_dry_run_never_embeds_a_broker():
@@ -558,3 +620,54 @@ def test_a_host_or_a_dry_run_never_embeds_a_broker():
         Settings.from_sources(flags, {}).apply(app)
         assert app.embedded_broker is None
         assert app.transport is not None
+
+
+# -- env files ------------------------------------------------------------------------------------
+
+
+def test_an_env_file_reads_comments_quotes_and_export(tmp_path):
+    path = tmp_path / "bridge.env"
+    path.write_text(
+        "# a comment\n\n"
+        "export TRIOLETTE_MQTT_HOST=broker.lan\n"
+        "TRIOLETTE_MQTT_USERNAME = 'bob # not a comment'\n"
+        'TRIOLETTE_MQTT_PASSWORD="a \\"quoted\\" \\\\ word" # a comment\n'
+        "TRIOLETTE_TOPIC_PREFIX=house # a comment\n"
+        "EMPTY=\n"
+    )
+    assert read_env_file(path) == {
+        "TRIOLETTE_MQTT_HOST": "broker.lan",
+        "TRIOLETTE_MQTT_USERNAME": "bob # not a comment",
+        "TRIOLETTE_MQTT_PASSWORD": 'a "quoted" \\ word',
+        "TRIOLETTE_TOPIC_PREFIX": "house",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize(
+    "line",
+    [f"TRIOLETTE_MQTT_PASSWORD='{SECRET}", f"{SECRET}", f"BAD KEY={SECRET}", f'X="{SECRET}" y'],
+)
+def test_a_bad_env_file_line_is_named_by_number_never_shown(tmp_path, line):
+    path = tmp_path / "bridge.env"
+    path.write_text(f"# first\n{line}\n")
+    with pytest.raises(SettingsError, match=rf"^--env-file {path} line 2: expected KEY=VALUE$"):
+        read_env_file(path)
+
+
+def test_a_real_variable_beats_the_env_file_unless_it_is_empty(tmp_path, monkeypatch):
+    path = tmp_path / "bridge.env"
+    path.write_text("TRIOLETTE_TOPIC_PREFIX=file\nTRIOLETTE_MQTT_KEEPALIVE=5\n")
+    args = argparse.Namespace(env_file=str(path))
+    environ = {"TRIOLETTE_TOPIC_PREFIX": "env", "TRIOLETTE_MQTT_KEEPALIVE": ""}
+    monkeypatch.setattr(launch, "configure_logging", lambda *args: None)
+    settings = resolve_settings(args, environ)
+    assert (settings.topic_prefix, settings.keepalive) == ("env", 5.0)
+    assert settings.sources["topic_prefix"] == "TRIOLETTE_TOPIC_PREFIX"
+
+
+def test_an_env_file_that_is_not_utf8_is_one_settings_error(tmp_path):
+    path = tmp_path / "bridge.env"
+    path.write_bytes(b"TRIOLETTE_MQTT_PASSWORD=\xff\n")
+    with pytest.raises(SettingsError, match=r"is not UTF-8 text$"):
+        read_env_file(path)

@@ -5,12 +5,15 @@
     triolette run MODULE[:ATTR] [flags]      python -m triolette run ...
     triolette store show PATH
     triolette store copy SRC DST
-    triolette watch [TOPIC ...]              print what a broker carries
+    triolette watch [TOPIC ...] [flags]      print what a broker carries
+    triolette --version
 
-Exit status: 0 clean stop; 1 some device's state was not saved, or another error (or a
-``store`` command failed); 2 the restart limit stopped the app; 3 bad settings, a bad command
-line or an app that cannot be loaded (``error: <message>`` on stderr, before anything starts),
-or at start-up a store locked by another process or a broker that refuses the app for good.
+``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
+the same flags and variables. Exit status: 0 clean stop; 1 some device's state was not saved,
+or another error (or a ``store`` command could not read or write); 2 the restart limit stopped
+the app; 3 bad settings, a bad command line or an app that cannot be loaded (``error:
+<message>`` on stderr, before anything starts), or a store that cannot be opened (locked by
+another process, say), or at start-up a broker that refuses the app for good.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -29,37 +33,52 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from triolette.core.errors import SettingsError, TrioletteError
+from triolette.core.errors import SettingsError, StoreLockedError, TrioletteError
 from triolette.core.jsonstate import decode_document, decode_state
 from triolette.runtime.app import App
-from triolette.runtime.logs import configure_logging
-from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.launch import (
+    EXIT_BAD_SETTINGS,
+    RunDuringImportError,
+    StrictParser,
+    add_run_flags,
+    add_setting_flags,
+    importing_app,
+    launch,
+    resolve_settings,
+    triolette_version,
+)
+from triolette.runtime.setting_checks import StoreKind, store_kind
+from triolette.runtime.settings import Settings
 from triolette.runtime.watch import Watch
+from triolette.runtime.wiring import store_for_path
+from triolette.stores.jsonfile import JsonFileStore
+from triolette.stores.sqlite import SqliteStore
 
 logger = logging.getLogger("triolette.cli")
 
 EXIT_OK = 0
 EXIT_NOT_SAVED = 1
 EXIT_RESTART_LIMIT = 2
-EXIT_BAD_SETTINGS = 3
 
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose usage errors exit with status 3, like bad settings."""
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_SETTINGS, f"error: {message}\n")
+# What `store show` accepts besides a store file: the copies a store keeps beside it.
+_BACKUP_SUFFIX = re.compile(r"\.(?:last-good|corrupt-\d{8}T\d{6}Z(?:-\d+)?)$")
+# The settings `watch` takes, as `run` does: where the broker is and how to log in.
+_WATCH_SETTINGS = (
+    "mqtt_host", "mqtt_port", "username", "password", "password_file", "tls", "tls_ca_file",
+    "tls_cert_file", "tls_key_file", "tls_insecure",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand; each ``run`` flag's help names its variable."""
-    parser = _Parser(
+    """The parser of every subcommand; each setting flag's help names its variable."""
+    # Over 50 lines: one declaration per subcommand, read top to bottom like the --help.
+    parser = StrictParser(
         prog="triolette",
         description="Run a triolette bridge, or look into its stored device state.",
         epilog="Exit status: 0 clean stop, 1 state not saved, 2 restart limit, "
-        "3 bad settings or app reference.",
+        "3 bad settings, app reference or store.",
     )
+    parser.add_argument("--version", action="version", version=f"triolette {triolette_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
@@ -74,41 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE[:ATTR]",
         help="a module on the path (the current directory first) or a path/to/file.py",
     )
-    flags = run.add_argument_group("settings")
-    for option in OPTIONS:
-        help_text = f"{option.help} (env {option.env}; default {option.default})".replace("%", "%%")
-        if option.kind == "bool":
-            flags.add_argument(
-                option.flag,
-                dest=option.name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=help_text,
-            )
-        else:
-            flags.add_argument(
-                option.flag,
-                dest=option.name,
-                metavar=option.metavar,
-                default=None,
-                help=help_text,
-            )
-    run.set_defaults(handler=_run)
+    add_run_flags(run)
+    run.set_defaults(handler=_run, parser=run)
 
     watch = commands.add_parser(
         "watch",
         help="print every message on some topics (like mosquitto_sub -v)",
         description="Subscribe to TOPIC filters (default '#') and print each message as "
-        "'topic payload', marking retained ones, until Ctrl-C.",
+        "'topic payload', marking retained ones, until Ctrl-C. Connection failures are "
+        "printed as '(watch: ...)' lines and retried.",
     )
     watch.add_argument("topics", metavar="TOPIC", nargs="*", default=["#"])
-    watch.add_argument(
-        "--host", default=None, help="broker host (env TRIOLETTE_MQTT_HOST; default 127.0.0.1)"
-    )
-    watch.add_argument(
-        "--port", default=None, help="broker port (env TRIOLETTE_MQTT_PORT; default 1883)"
-    )
-    watch.set_defaults(handler=_watch)
+    add_setting_flags(watch, _WATCH_SETTINGS, default_texts={"mqtt_host": "127.0.0.1"})
+    watch.set_defaults(handler=_watch, parser=watch)
 
     store = commands.add_parser("store", help="show or copy stored device state")
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,10 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         help="print every device's state as JSON",
         description="Print {device: state} as JSON. Reads the file without locking or "
-        "changing it, so it works while the app runs.",
+        "changing it, so it works while the app runs, and on the .last-good and "
+        ".corrupt-* copies a store keeps beside its file.",
     )
     show.add_argument("path", metavar="PATH", help="a .json, .db, .sqlite or .sqlite3 store")
-    show.set_defaults(handler=_store_show)
+    show.set_defaults(handler=_store_show, parser=show)
     copy = actions.add_parser(
         "copy",
         help="copy every device's state into a new store",
@@ -128,16 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("source", metavar="SRC", help="the store to copy from")
     copy.add_argument("target", metavar="DST", help="the store to copy into")
-    copy.set_defaults(handler=_store_copy)
+    copy.set_defaults(handler=_store_copy, parser=copy)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit status.
 
-    Usage errors exit at once with status 3 (``SystemExit``), as does ``--help`` with 0.
+    Usage errors exit at once with status 3 (``SystemExit``) and the usage of the command
+    they belong to, as does ``--help`` with 0.
     """
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status: int = args.handler(args)
     except SettingsError as error:
@@ -150,16 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    settings = Settings.from_sources(args, os.environ)
-    configure_logging(settings.log_level, settings.log_format)
-    for name in settings.unknown_variables:
-        logger.warning("%s is not a triolette setting: ignored", name)
+    settings = resolve_settings(args)
     app = load_app(args.app)
-    settings.apply(app)
-    logger.info("%s: %s", app.name, settings.describe(app))
     try:
-        app.run()
-    except SystemExit as stop:  # 1: state not saved, 2: restart limit
+        launch(app, settings)
+    except SystemExit as stop:  # 1: state not saved, 2: restart limit, 3: cannot start
+        if stop.code is None:
+            return EXIT_OK
         return stop.code if isinstance(stop.code, int) else EXIT_NOT_SAVED
     return EXIT_OK
 
@@ -169,7 +167,9 @@ def load_app(reference: str) -> App:
 
     The current directory goes first on ``sys.path``; a file's own folder too. Raises
     :class:`~triolette.SettingsError` naming the reference when the module or the attribute
-    does not exist, is not an ``App``, or the module fails to import (its traceback logged).
+    does not exist, is not an ``App``, or the module fails to import (its traceback logged);
+    :class:`~triolette.runtime.launch.RunDuringImportError` when the module runs its app
+    while imported (it should do so under ``if __name__ == "__main__":``).
     """
     module_name, _, attribute = reference.partition(":")
     attribute = attribute or "app"
@@ -179,10 +179,11 @@ def load_app(reference: str) -> App:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     try:
-        if module_name.endswith(".py") or os.sep in module_name:
-            module = _import_file(reference, Path(module_name))
-        else:
-            module = _import_module(reference, module_name)
+        with importing_app(reference):
+            if module_name.endswith(".py") or os.sep in module_name:
+                module = _import_file(reference, Path(module_name))
+            else:
+                module = _import_module(reference, module_name)
         target: Any = module
         for part in attribute.split("."):
             target = getattr(target, part)
@@ -205,6 +206,8 @@ def _import_module(reference: str, name: str) -> Any:
         if name == missing or name.startswith(f"{missing}."):
             raise SettingsError(reference, f"no module named {missing!r}") from None
         return _import_failed(reference, name, error)
+    except RunDuringImportError:
+        raise
     except Exception as error:
         return _import_failed(reference, name, error)
 
@@ -229,6 +232,8 @@ def _import_file(reference: str, path: Path) -> Any:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
+        if isinstance(error, RunDuringImportError):
+            raise
         _import_failed(reference, str(path), error)
     return module
 
@@ -240,33 +245,58 @@ def _import_failed(reference: str, name: str, error: Exception) -> NoReturn:
     ) from None
 
 
-# -- store -----------------------------------------------------------------------------------
-
-
-def _store_settings(argument: str, path: str) -> Settings:
-    """Settings holding just this store path, so its suffix is checked like ``--store``."""
-    settings = Settings(store_path=Path(path), sources={"store_path": argument})
-    if not Path(path).is_file():
-        raise SettingsError(argument, f"no such file: {path}")
-    return settings
+# -- watch -----------------------------------------------------------------------------------
 
 
 def _watch(args: argparse.Namespace) -> int:
-    # The same --host/--port checks and variables as `run`.
-    settings = Settings.from_sources({"mqtt_host": args.host, "mqtt_port": args.port}, os.environ)
+    # The same checks and variables as `run` for the broker's address, login and TLS.
+    settings = Settings.from_sources(
+        {name: getattr(args, name) for name in _WATCH_SETTINGS}, os.environ
+    )
     host = settings.mqtt_host or "127.0.0.1"
-    print(f"watching {' '.join(args.topics)} on {host}:{settings.port} (Ctrl-C stops)", flush=True)
-    with Watch(host, settings.port, args.topics), contextlib.suppress(KeyboardInterrupt):
+    watch = Watch(
+        host,
+        settings.port,
+        args.topics,
+        username=settings.username,
+        password=settings.password,
+        tls=settings.ssl_context,
+    )
+    print(f"watching {' '.join(args.topics)} on {watch.address} (Ctrl-C stops)", flush=True)
+    with watch, contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
     return EXIT_OK
 
 
+# -- store -----------------------------------------------------------------------------------
+
+
+def _existing_store_file(argument: str, path: str) -> Path:
+    """``path`` if it is a file; a ``SettingsError`` naming ``argument`` otherwise."""
+    file = Path(path)
+    if file.is_dir():
+        raise SettingsError(argument, f"{path} is a folder, not a store file")
+    if not file.is_file():
+        raise SettingsError(argument, f"no such file: {path}")
+    return file
+
+
+def shown_store_kind(path: Path, source: str = "PATH") -> StoreKind:
+    """The backend of a store file or of a copy kept beside one (``NAME.last-good``,
+    ``NAME.corrupt-<UTC time>``): by the name without that ending. Raises
+    :class:`~triolette.SettingsError` for another name."""
+    return store_kind(path.with_name(_BACKUP_SUFFIX.sub("", path.name)), source)
+
+
 def _store_show(args: argparse.Namespace) -> int:
-    settings = _store_settings("PATH", args.path)
-    assert settings.store_path is not None
+    path = _existing_store_file("PATH", args.path)
+    kind = shown_store_kind(path)
     try:
-        states = read_states(settings.store_path)
-    except (OSError, ValueError, sqlite3.Error) as error:
+        states = read_states(path, kind)
+    except (OSError, sqlite3.OperationalError) as error:  # not there for us to read
+        print(f"error: cannot open {args.path}: {_reason(error)}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except (ValueError, sqlite3.Error) as error:  # damaged
         print(f"error: cannot read {args.path}: {error}", file=sys.stderr)
         return EXIT_NOT_SAVED
     json.dump(states, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
@@ -274,15 +304,17 @@ def _store_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def read_states(path: Path) -> dict[str, dict[str, Any]]:
+def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str, Any]]:
     """Every device's state in a store file, read without taking its lock or changing it.
 
-    Raises ``ValueError`` for a damaged file, ``OSError`` or ``sqlite3.Error`` when it cannot
-    be read.
+    ``kind`` defaults to :func:`shown_store_kind`'s. A copy kept beside a store (``.corrupt-*``)
+    is read as immutable: SQLite adds no ``-shm`` or ``-wal`` file beside it. Raises
+    ``ValueError`` for a damaged file, ``OSError`` or ``sqlite3.Error`` when it cannot be read.
     """
-    if path.suffix.lower() == ".json":
+    if (kind or shown_store_kind(path)) == "json":
         return decode_document(path.read_text(encoding="utf-8"))
-    uri = f"{path.absolute().as_uri()}?mode=ro"
+    is_copy = _BACKUP_SUFFIX.search(path.name) is not None
+    uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
     db = sqlite3.connect(uri, uri=True)
     try:
         rows = db.execute("SELECT key, data FROM store ORDER BY key").fetchall()
@@ -298,30 +330,45 @@ def read_states(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def _store_copy(args: argparse.Namespace) -> int:
-    source = _store_settings("SRC", args.source).store()
-    target = Settings(store_path=Path(args.target), sources={"store_path": "DST"}).store()
-    assert source is not None
-    assert target is not None
+    source = store_for_path(_existing_store_file("SRC", args.source), "SRC")
+    target = store_for_path(Path(args.target), "DST")
     try:
+        states = _open_store(source, args.source)
+        existing = _open_store(target, args.target)
+        if states is None or existing is None:
+            return EXIT_BAD_SETTINGS
+        if existing:
+            print(
+                f"error: {args.target} already holds the state of "
+                f"{_devices(len(existing))}; copy into a new file",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_SETTINGS
         try:
-            states = source.load_all()
-            existing = target.load_all()
-            if existing:
-                print(
-                    f"error: {args.target} already holds the state of "
-                    f"{_devices(len(existing))}; copy into a new file",
-                    file=sys.stderr,
-                )
-                return EXIT_BAD_SETTINGS
             target.save_many(states)
-        finally:
-            source.close()
-            target.close()
-    except (OSError, TrioletteError, sqlite3.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_NOT_SAVED
+        except (OSError, TrioletteError, sqlite3.Error) as error:
+            print(f"error: cannot write {args.target}: {error}", file=sys.stderr)
+            return EXIT_NOT_SAVED
+    finally:
+        source.close()
+        target.close()
     print(f"copied the state of {_devices(len(states))} from {args.source} to {args.target}")
     return EXIT_OK
+
+
+def _open_store(store: JsonFileStore | SqliteStore, shown: str) -> dict[str, Any] | None:
+    """Every state in ``store`` (taking its lock), or ``None`` after one line on stderr."""
+    try:
+        return store.load_all()
+    except StoreLockedError as error:
+        print(f"error: {error}", file=sys.stderr)
+    except (OSError, sqlite3.Error) as error:
+        print(f"error: cannot open {shown}: {_reason(error)}", file=sys.stderr)
+    return None
+
+
+def _reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
 
 
 def _devices(count: int) -> str:

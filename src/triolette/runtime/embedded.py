@@ -12,7 +12,8 @@ broker, pure Python) in the trio-asyncio loop the caller already opened::
 
 It is a broker for trying things out: anonymous access, retained messages and sessions in
 memory only (gone when the process ends), and by default reachable from this machine only.
-amqtt is an optional dependency: ``pip install 'triolette[broker]'``. It is imported when
+amqtt is an optional dependency: ``pip install 'triolette[broker]'`` (in a clone of the
+repository: ``pip install -e '.[broker]'``). It is imported when
 :meth:`EmbeddedBroker.run` starts, so importing triolette never imports it.
 """
 
@@ -27,6 +28,7 @@ import ipaddress
 import logging
 import shlex
 import socket
+import sys
 from types import TracebackType
 from typing import Any
 
@@ -36,7 +38,9 @@ from triolette.core.errors import SettingsError, TrioletteError
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'triolette[broker]'"
+INSTALL_HINT = (
+    "pip install 'triolette[broker]', or in a clone of triolette: pip install -e '.[broker]'"
+)
 
 _LISTENER = "default"
 # The broker library's loggers, kept at WARNING while a broker runs unless triolette logs DEBUG.
@@ -229,6 +233,19 @@ class EmbeddedBroker:
         for writer in list(self._clients):
             writer.close()
         self._clients.clear()
+
+
+def watch_command(port: int, prefix: str, *, host: str = "127.0.0.1") -> str:
+    """A ``triolette watch`` command line showing everything under ``prefix``, to print.
+
+    It names this process's interpreter (``/path/to/venv/bin/python -m triolette watch ...``),
+    so it works as printed even when the venv's ``bin`` is not on ``PATH``.
+    """
+    prefix = prefix.strip("/")
+    topic = f"{prefix}/#" if prefix else "#"
+    where = "" if host in ("127.0.0.1", "0.0.0.0", "::", "") else f"--host {shlex.quote(host)} "
+    python = shlex.quote(sys.executable)
+    return f"{python} -m triolette watch {where}--port {port} {shlex.quote(topic)}"
 
 
 def broker_installed() -> bool:

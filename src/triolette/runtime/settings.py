@@ -6,56 +6,52 @@ on its ``App``), the built-in default. An empty variable counts as unset.
 
 Every invalid value raises :class:`~triolette.SettingsError` naming the flag or variable it came
 from, at settings time: TLS files are read and the ``ssl.SSLContext`` is built here, so a bad
-file is reported before anything connects. The password never appears in ``repr``, ``str``,
-:meth:`Settings.describe` or an error message.
+file is reported before anything connects. Neither the password nor a password file's name
+appears in ``repr``, ``str``, the start-up line or an error message.
+
+This module holds the values only. What they build (transport, store, embedded broker) and
+how they configure an ``App`` is :mod:`triolette.runtime.wiring`; turning a raw value into a
+checked one is :mod:`triolette.runtime.setting_checks`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import re
 import socket
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from triolette.actors.mqtt import LogTransport
-from triolette.actors.paho import PahoTransport
 from triolette.core.errors import RegistrationError, SettingsError
-from triolette.core.topics import Topics, check_name
-from triolette.runtime.embedded import (
-    INSTALL_HINT,
-    EmbeddedBroker,
-    broker_installed,
-    usual_port_or_free,
+from triolette.core.topics import check_name
+from triolette.runtime.setting_checks import (
+    CONVERTERS,
+    build_ssl_context,
+    check_host,
+    check_text,
+    read_password_file,
+    store_kind,
+    to_str,
 )
-from triolette.stores.jsonfile import JsonFileStore
-from triolette.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
-
-logger = logging.getLogger("triolette.settings")
 
 ENV_PREFIX = "TRIOLETTE_"
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("plain", "json")
-JSON_SUFFIXES = (".json",)
-SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 _CLIENT_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 _CLIENT_ID_MAX = 64  # a default id stays short; MQTT 5 brokers accept up to 65535 bytes
-_SECRET = "***"
+SECRET = "***"
 
 
 @attrs.frozen
@@ -125,7 +121,7 @@ def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
 
 
 def _show_secret(value: str | None) -> str:
-    return "None" if value is None else repr(_SECRET)
+    return "None" if value is None else repr(SECRET)
 
 
 @attrs.frozen
@@ -202,7 +198,7 @@ class Settings:
         unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in known)
         return cls(**values, sources=sources, unknown_variables=tuple(unknown))
 
-    # -- what the settings make --------------------------------------------------------------
+    # -- what the settings give -------------------------------------------------------------
 
     @property
     def tls_enabled(self) -> bool:
@@ -225,123 +221,15 @@ class Settings:
         default = f"{app_name}-{socket.gethostname()}"
         return _CLIENT_ID_UNSAFE.sub("-", default)[:_CLIENT_ID_MAX]
 
-    def transport(self, app_name: str) -> PahoTransport | LogTransport:
-        """A ``PahoTransport`` to the configured broker; a ``LogTransport`` in a dry run or when
-        no host is given."""
-        if self.dry_run or self.mqtt_host is None:
-            return LogTransport()
-        return PahoTransport(
-            self.mqtt_host,
-            self.port,
-            client_id=self.effective_client_id(app_name),
-            username=self.username,
-            password=self.password,
-            tls=self.ssl_context,
-            keepalive=self.keepalive,
-        )
-
-    def embedded_broker(self) -> EmbeddedBroker | None:
-        """The broker to embed when none is configured: on ``--port`` if given, else on 1883
-        when that is free, else on a free port. ``None`` (a dry run, with a warning saying
-        what to install) without the ``broker`` extra."""
-        if not broker_installed():
-            logger.warning(
-                "no broker host given, and the embedded broker is not installed (%s): "
-                "publishes are only logged",
-                INSTALL_HINT,
-            )
-            return None
-        port = self.mqtt_port if self.mqtt_port is not None else usual_port_or_free()
-        return EmbeddedBroker(port=port)
-
-    def store(self) -> JsonFileStore | SqliteStore | None:
-        """A new store for :attr:`store_path` (chosen by its suffix), or ``None`` if not given.
-
-        Nothing is opened: the file is read when the app loads its devices.
-        """
-        if self.store_path is None:
-            return None
-        if self.store_path.suffix.lower() in JSON_SUFFIXES:
-            return JsonFileStore(self.store_path)
-        return SqliteStore(self.store_path)
+    def given(self, name: str) -> bool:
+        """Whether the setting ``name`` came from a flag or a variable (not the app's code)."""
+        return self.sources.get(name, "").startswith(("-", ENV_PREFIX))
 
     def apply(self, app: App) -> None:
-        """Configure ``app`` with what was given; leave the rest as the app's code set it.
+        """Configure ``app``: see :func:`triolette.runtime.wiring.apply_settings`."""
+        from triolette.runtime.wiring import apply_settings
 
-        The transport is replaced in a dry run and when a host is given, the store when a store
-        path is given, the topic prefix when one is given. Connection settings given without a
-        host are ignored, with a warning.
-        """
-        if self.dry_run or self.mqtt_host is not None:
-            app.transport = self.transport(app.name)
-        else:
-            stray = [
-                self.sources.get(name, name)
-                for name in ("client_id", "username", "password", "tls",
-                             "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_insecure",
-                             "keepalive")
-                if self.sources.get(name, "").startswith(("-", ENV_PREFIX))
-            ]  # fmt: skip
-            if stray:
-                logger.warning("no broker host given: %s ignored", ", ".join(stray))
-            if app.transport is None and app.embedded_broker is None:
-                app.embedded_broker = self.embedded_broker()
-            elif self.sources.get("mqtt_port", "").startswith(("-", ENV_PREFIX)):
-                logger.warning(
-                    "no broker host given: %s ignored (the app set its own connection)",
-                    self.sources["mqtt_port"],
-                )
-        store = self.store()
-        if store is not None:
-            app.store = store
-        if self.topic_prefix is not None:
-            app.topics = Topics(self.topic_prefix)
-
-    def describe(self, app: App | None = None) -> str:
-        """One line for the log: every setting in effect, the password shown as ``***``.
-
-        With ``app``, what the settings leave to the app (transport, store, prefix, client id)
-        is shown as the app has it.
-        """
-        if self.dry_run:
-            broker = "none (dry run: publishes only logged)"
-        elif self.mqtt_host is not None:
-            host = f"[{self.mqtt_host}]" if ":" in self.mqtt_host else self.mqtt_host
-            broker = f"{host}:{self.port}"
-        elif app is not None and app.transport is not None:
-            broker = f"as the app set it ({app.transport!r})"
-        elif app is not None and app.embedded_broker is not None:
-            broker = f"embedded ({app.embedded_broker!r})"
-        else:
-            broker = "none (publishes only logged)"
-        parts = [f"broker={broker}"]
-        if self.mqtt_host is not None and not self.dry_run:
-            parts.append(f"tls={self._describe_tls()}")
-            client_id = self.effective_client_id(app.name) if app is not None else None
-            parts.append(f"client_id={client_id or self.client_id or 'APP-HOSTNAME'}")
-            parts.append(f"username={self.username or '-'}")
-            parts.append(f"password={_SECRET if self.password else '-'}")
-            parts.append(f"keepalive={self.keepalive:g}s")
-        prefix = self.topic_prefix or (app.topics.prefix if app is not None else "(the app's)")
-        parts.append(f"topic_prefix={prefix}")
-        if self.store_path is not None:
-            parts.append(f"store={self.store_path}")
-        elif app is not None:
-            parts.append(f"store={app.store!r}" if app.store is not None else "store=none")
-        else:
-            parts.append("store=(the app's)")
-        parts.append(f"log={self.log_level}/{self.log_format}")
-        return " ".join(parts)
-
-    def _describe_tls(self) -> str:
-        if not self.tls_enabled:
-            return "off"
-        details = [f"ca={self.tls_ca_file}" if self.tls_ca_file else "ca=system"]
-        if self.tls_cert_file:
-            details.append(f"cert={self.tls_cert_file}")
-        if self.tls_insecure:
-            details.append("insecure")
-        return f"on({','.join(details)})"
+        apply_settings(self, app)
 
     # -- validation --------------------------------------------------------------------------
 
@@ -350,7 +238,7 @@ class Settings:
 
     def _validate(self) -> None:
         if self.mqtt_host is not None:
-            _check_host(self.mqtt_host, self._source("mqtt_host"))
+            check_host(self.mqtt_host, self._source("mqtt_host"))
         if self.mqtt_port is not None and not (
             type(self.mqtt_port) is int and 1 <= self.mqtt_port <= 65535
         ):
@@ -369,7 +257,7 @@ class Settings:
         for name in ("client_id", "username"):
             value = getattr(self, name)
             if value is not None:
-                _check_text(value, self._source(name), limit=65535)
+                check_text(value, self._source(name), limit=65535)
         if self.password is not None and not (isinstance(self.password, str) and self.password):
             raise SettingsError(self._source("password"), "must be a non-empty string")
         if self.topic_prefix is not None:
@@ -378,13 +266,7 @@ class Settings:
             except (RegistrationError, TypeError) as error:
                 raise SettingsError(self._source("topic_prefix"), str(error).strip()) from None
         if self.store_path is not None:
-            suffix = Path(self.store_path).suffix.lower()
-            if suffix not in JSON_SUFFIXES + SQLITE_SUFFIXES:
-                raise SettingsError(
-                    self._source("store_path"),
-                    f"{self.store_path} must end in .json (a JSON file) or .db, .sqlite or "
-                    ".sqlite3 (SQLite)",
-                )
+            store_kind(self.store_path, self._source("store_path"))
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
                 self._source("log_level"),
@@ -405,116 +287,23 @@ class Settings:
     def _build_ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls_enabled:
             return None
-        ca = self.tls_ca_file
-        if ca is not None:
-            source = self._source("tls_ca_file")
-            _read_file(ca, source)
-            try:
-                context = ssl.create_default_context(cafile=str(ca))
-            except ssl.SSLError as error:
-                raise SettingsError(
-                    source, f"{ca} holds no usable PEM CA certificate ({_reason(error)})"
-                ) from None
-        else:
-            context = ssl.create_default_context()
-        cert, key = self.tls_cert_file, self.tls_key_file
-        if cert is not None:
-            cert_source = self._source("tls_cert_file")
-            cert_text = _read_file(cert, cert_source)
-            if b"-----BEGIN CERTIFICATE-----" not in cert_text:
-                raise SettingsError(cert_source, f"{cert} holds no PEM certificate")
-            key_source = self._source("tls_key_file") if key is not None else cert_source
-            key_text = _read_file(key, key_source) if key is not None else cert_text
-            key_path = key if key is not None else cert
-            if b"PRIVATE KEY-----" not in key_text:
-                raise SettingsError(key_source, f"{key_path} holds no PEM private key")
-            if b"ENCRYPTED" in key_text:
-                raise SettingsError(
-                    key_source, f"the private key in {key_path} is encrypted; give it unencrypted"
-                )
-            try:
-                context.load_cert_chain(str(cert), str(key_path), password=_no_password)
-            except (ssl.SSLError, ValueError) as error:
-                raise SettingsError(
-                    key_source if key is not None else cert_source,
-                    f"cannot use the certificate {cert} with the key {key_path} ({_reason(error)})",
-                ) from None
-        if self.tls_insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
-
-
-# -- conversion of raw values ---------------------------------------------------------------
-
-
-def _to_str(value: object, source: str) -> str:
-    if not isinstance(value, str):
-        raise SettingsError(source, f"must be a string, got {type(value).__name__}")
-    if not value:
-        raise SettingsError(source, "must not be empty")
-    return value
-
-
-def _to_int(value: object, source: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise SettingsError(source, f"must be a whole number, got {value!r}")
-
-
-def _to_float(value: object, source: str) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise SettingsError(source, f"must be a number of seconds, got {value!r}")
-
-
-def _to_path(value: object, source: str) -> Path:
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    return Path(_to_str(value, source))
-
-
-def _to_bool(value: object, source: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in _TRUE:
-            return True
-        if word in _FALSE:
-            return False
-    raise SettingsError(
-        source, f"must be one of {'/'.join(_TRUE)} or {'/'.join(_FALSE)}, got {value!r}"
-    )
+        return build_ssl_context(
+            self.tls_ca_file,
+            self.tls_cert_file,
+            self.tls_key_file,
+            insecure=self.tls_insecure,
+            source=self._source,
+        )
 
 
 def _convert(option: Option, value: object, source: str) -> Any:
     if option.choices is None:
-        return _CONVERT[option.kind](value, source)
-    text = _to_str(value, source).strip()
+        return CONVERTERS[option.kind](value, source)
+    text = to_str(value, source).strip()
     for choice in option.choices:  # case does not matter; anything else fails validation
         if text.lower() == choice.lower():
             return choice
     return text
-
-
-_CONVERT: dict[str, Callable[[object, str], Any]] = {
-    "str": _to_str,
-    "int": _to_int,
-    "float": _to_float,
-    "path": _to_path,
-    "bool": _to_bool,
-}
 
 
 def _resolve_password(values: dict[str, Any], sources: dict[str, str]) -> None:
@@ -530,63 +319,10 @@ def _resolve_password(values: dict[str, Any], sources: dict[str, str]) -> None:
             raise SettingsError(file_source, f"give {other} or {file_source}, not both")
         if _rank(other) < rank:
             return
-    text = _read_file(path, file_source).decode("utf-8", errors="strict")
-    if text.endswith("\n"):
-        text = text[:-1].removesuffix("\r")
-    if not text:
-        raise SettingsError(file_source, f"{path} is empty")
-    values["password"] = text
+    values["password"] = read_password_file(path, file_source)
     sources["password"] = file_source
 
 
 def _rank(source: str) -> int:
     """0 for a flag, 1 for a variable, 2 for the app's code."""
     return 0 if source.startswith("-") else 1 if source.startswith(ENV_PREFIX) else 2
-
-
-# -- checks ---------------------------------------------------------------------------------
-
-
-def _check_host(host: str, source: str) -> None:
-    if not isinstance(host, str) or not host or host != host.strip() or " " in host:
-        raise SettingsError(source, f"must be a host name or address, got {host!r}")
-    if "://" in host:
-        raise SettingsError(source, f"give a host name, not a URL, got {host!r}")
-    if host.count(":") == 1:
-        raise SettingsError(source, f"give the port separately, not in the host {host!r}")
-
-
-def _check_text(value: object, source: str, *, limit: int) -> None:
-    if not isinstance(value, str) or not value:
-        raise SettingsError(source, "must be a non-empty string")
-    if any(ord(char) < 32 for char in value):
-        raise SettingsError(source, f"must not hold control characters, got {value!r}")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise SettingsError(source, f"is not valid Unicode, got {value!r}") from None
-    if size > limit:
-        raise SettingsError(source, f"is longer than {limit} bytes")
-
-
-def _read_file(path: Path, source: str) -> bytes:
-    """The file's bytes, or a ``SettingsError`` saying why it cannot be read."""
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SettingsError(source, f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise SettingsError(source, f"{path} is a directory, not a file") from None
-    except PermissionError:
-        raise SettingsError(source, f"cannot read {path}: permission denied") from None
-    except OSError as error:
-        raise SettingsError(source, f"cannot read {path}: {error.strerror or error}") from None
-
-
-def _reason(error: Exception) -> str:
-    reason = getattr(error, "reason", None) or getattr(error, "strerror", None)
-    return str(reason or error)
-
-
-def _no_password() -> bytes:
-    return b""  # never prompt on a terminal for an encrypted key

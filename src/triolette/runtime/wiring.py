@@ -1,0 +1,172 @@
+"""What settings build (transport, store, embedded broker) and how they configure an ``App``.
+
+:mod:`triolette.runtime.settings` holds the values; this module turns them into objects.
+:func:`store_for_path` is the one mapping from a path to a store, shared by ``--store`` and
+the ``triolette store`` commands. Nothing here opens a file or a connection: a store reads its
+file when the app loads its devices, a transport connects when the app serves.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from triolette.actors.mqtt import LogTransport
+from triolette.actors.paho import PahoTransport
+from triolette.core.topics import Topics
+from triolette.runtime.embedded import (
+    INSTALL_HINT,
+    EmbeddedBroker,
+    broker_installed,
+    usual_port_or_free,
+)
+from triolette.runtime.setting_checks import store_kind
+from triolette.runtime.settings import SECRET, Settings
+from triolette.stores.jsonfile import JsonFileStore
+from triolette.stores.memory import MemoryStore
+from triolette.stores.null import NullStore
+from triolette.stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from triolette.runtime.app import App
+    from triolette.stores.protocol import Store
+
+logger = logging.getLogger("triolette.settings")
+
+# Connection settings that mean nothing without a broker host.
+_CONNECTION = (
+    "client_id", "username", "password", "tls", "tls_ca_file", "tls_cert_file",
+    "tls_key_file", "tls_insecure", "keepalive",
+)  # fmt: skip
+
+
+def store_for_path(path: Path, source: str = "--store") -> JsonFileStore | SqliteStore:
+    """A new store for ``path``: JSON for ``.json``, SQLite for ``.db``, ``.sqlite``,
+    ``.sqlite3``. Raises :class:`~triolette.SettingsError` naming ``source`` for another
+    suffix. Nothing is opened yet."""
+    if store_kind(path, source) == "json":
+        return JsonFileStore(path)
+    return SqliteStore(path)
+
+
+def transport_for(settings: Settings, app_name: str) -> PahoTransport | LogTransport:
+    """A ``PahoTransport`` to the configured broker; a ``LogTransport`` in a dry run or when
+    no host is given."""
+    if settings.dry_run or settings.mqtt_host is None:
+        return LogTransport()
+    return PahoTransport(
+        settings.mqtt_host,
+        settings.port,
+        client_id=settings.effective_client_id(app_name),
+        username=settings.username,
+        password=settings.password,
+        tls=settings.ssl_context,
+        keepalive=settings.keepalive,
+    )
+
+
+def embedded_broker_for(settings: Settings) -> EmbeddedBroker | None:
+    """The broker to embed when none is configured: on ``--port`` if given, else on 1883 when
+    that is free, else on a free port. ``None`` (a dry run, with a warning saying what to
+    install) without the ``broker`` extra."""
+    if not broker_installed():
+        logger.warning(
+            "no broker host given, and the embedded broker is not installed (%s): "
+            "publishes are only logged",
+            INSTALL_HINT,
+        )
+        return None
+    port = settings.mqtt_port if settings.mqtt_port is not None else usual_port_or_free()
+    return EmbeddedBroker(port=port)
+
+
+def apply_settings(settings: Settings, app: App) -> None:
+    """Configure ``app`` with what was given; leave the rest as the app's code set it.
+
+    Sets only ``app.transport``, ``app.embedded_broker``, ``app.store`` and ``app.topics``.
+    The transport is replaced in a dry run and when a host is given, the store when a store
+    path is given, the topic prefix when one is given. Connection settings given without a
+    host are ignored, with a warning.
+    """
+    if settings.dry_run or settings.mqtt_host is not None:
+        app.transport = transport_for(settings, app.name)
+    else:
+        stray = [settings.sources[name] for name in _CONNECTION if settings.given(name)]
+        if stray:
+            logger.warning("no broker host given: %s ignored", ", ".join(stray))
+        if app.transport is None and app.embedded_broker is None:
+            app.embedded_broker = embedded_broker_for(settings)
+        elif settings.given("mqtt_port"):
+            logger.warning(
+                "no broker host given: %s ignored (the app set its own connection)",
+                settings.sources["mqtt_port"],
+            )
+    if settings.store_path is not None:
+        app.store = store_for_path(settings.store_path, settings.sources.get("store_path", "store"))
+    if settings.topic_prefix is not None:
+        app.topics = Topics(settings.topic_prefix)
+
+
+def describe_settings(settings: Settings, app: App | None = None) -> str:
+    """One line for the log: every setting in effect, the password shown as ``***``.
+
+    With ``app`` (after :func:`apply_settings`), what the settings leave to the app
+    (transport, store, prefix, client id) is shown as the app has it, in the same format.
+    """
+    parts = [f"broker={_describe_broker(settings, app)}"]
+    if settings.mqtt_host is not None and not settings.dry_run:
+        parts.append(f"tls={_describe_tls(settings)}")
+        client_id = settings.effective_client_id(app.name) if app is not None else None
+        parts.append(f"client_id={client_id or settings.client_id or 'APP-HOSTNAME'}")
+        parts.append(f"username={settings.username or '-'}")
+        parts.append(f"password={SECRET if settings.password else '-'}")
+        parts.append(f"keepalive={settings.keepalive:g}s")
+    prefix = settings.topic_prefix or (app.topics.prefix if app is not None else "(the app's)")
+    parts.append(f"topic_prefix={prefix}")
+    if app is not None:
+        parts.append(f"store={describe_store(app.store)}")
+    elif settings.store_path is not None:
+        parts.append(f"store={describe_store(store_for_path(settings.store_path))}")
+    else:
+        parts.append("store=(the app's)")
+    parts.append(f"log={settings.log_level}/{settings.log_format}")
+    return " ".join(parts)
+
+
+def describe_store(store: Store | None) -> str:
+    """``json:PATH``, ``sqlite:PATH``, ``memory``, ``none`` or the store's class name."""
+    if isinstance(store, JsonFileStore | SqliteStore):
+        return f"{'json' if isinstance(store, JsonFileStore) else 'sqlite'}:{store.path}"
+    if isinstance(store, MemoryStore):
+        return "memory"
+    if store is None or isinstance(store, NullStore):
+        return "none"
+    return type(store).__name__
+
+
+def _describe_broker(settings: Settings, app: App | None) -> str:
+    if settings.dry_run:
+        return "none (dry run: publishes only logged)"
+    if settings.mqtt_host is not None:
+        host = f"[{settings.mqtt_host}]" if ":" in settings.mqtt_host else settings.mqtt_host
+        return f"{host}:{settings.port}"
+    if app is not None and app.transport is not None:
+        return f"as the app set it ({type(app.transport).__name__})"
+    if app is not None and app.embedded_broker is not None:
+        broker = app.embedded_broker
+        where = f"port {broker.port}" if broker.port else "a free port"
+        host = "" if broker.host == "127.0.0.1" else f"{broker.host} "
+        return f"embedded ({host}{where})"
+    return "none (publishes only logged)"
+
+
+def _describe_tls(settings: Settings) -> str:
+    if not settings.tls_enabled:
+        return "off"
+    details = [f"ca={settings.tls_ca_file}" if settings.tls_ca_file else "ca=system"]
+    if settings.tls_cert_file:
+        details.append(f"cert={settings.tls_cert_file}")
+    if settings.tls_insecure:
+        details.append("insecure")
+    return f"on({','.join(details)})"
