@@ -1,7 +1,7 @@
 """A gas-meter bridge: it counts the meter's impulses and keeps the total across restarts.
 
     python examples/gas_meter.py [--state-dir ./data] [--interval 2] [--seconds S]
-                                 [--host HOST] [--port PORT] [--dry-run]
+                                 [the flags of triolette run: --host, --port, --dry-run, ...]
 
 Every interval it reads the impulses since the last reading (simulated here), adds them to the
 total in ``STATE_DIR/state.json`` and publishes it. Stop it with Ctrl-C (or let ``--seconds``
@@ -22,9 +22,9 @@ import math
 import os
 import random
 import signal
+import sys
+import threading
 from pathlib import Path
-
-import trio
 
 from triolette import (
     App,
@@ -32,7 +32,6 @@ from triolette import (
     JsonFileStore,
     SaveAtMostEvery,
     SaveOnChange,
-    Settings,
 )
 
 
@@ -70,46 +69,29 @@ def add_devices(app: App, *, interval: float) -> None:
         return {"m3_per_impulse": m3_per_impulse}
 
 
-async def stop_after(app: App, seconds: float) -> None:
-    """Shut ``app`` down gracefully after ``seconds``, or at the first SIGINT or SIGTERM."""
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        with trio.move_on_after(seconds):
-            async for _ in signals:
-                break
-    app.shutdown()  # the devices stop, then every store is flushed
-
-
-async def serve_for(app: App, seconds: float) -> None:
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(stop_after, app, seconds)
-        await app.serve()  # returns once the final flush is done
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Gas-meter impulses to MQTT, total kept on disk")
+    parser = argparse.ArgumentParser(
+        description="Gas-meter impulses to MQTT, total kept on disk. Every other flag is one "
+        "of `triolette run`'s (--host, --port, --dry-run, --log-level, ...).",
+    )
     parser.add_argument("--state-dir", type=Path, default=Path("data"), help="default ./data")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
     parser.add_argument("--seconds", type=float, help="stop by itself after this many seconds")
-    parser.add_argument("--host", help="an MQTT broker to use instead of the embedded one")
-    parser.add_argument("--port", help="its port (or the embedded broker's)")
-    parser.add_argument("--dry-run", action="store_true", help="no broker: log each publish")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    log = logging.getLogger("gas_meter")
+    args, settings_flags = parser.parse_known_args()
     path = args.state_dir / "state.json"
-    log.info("state lives in %s", path.absolute())
+    print(f"state lives in {path.absolute()}", file=sys.stderr, flush=True)
     app = App("gas2mqtt", store=JsonFileStore(path))
-    # The same settings as `triolette run` (flags here, TRIOLETTE_* variables otherwise):
-    # a broker host, or else an embedded broker, or with --dry-run none.
-    flags = {"mqtt_host": args.host, "mqtt_port": args.port, "dry_run": args.dry_run or None}
-    Settings.from_sources(flags, os.environ).apply(app)
-    logging.getLogger("triolette.published").setLevel(logging.DEBUG)  # show every publish
     add_devices(app, interval=args.interval)
-    if args.seconds is None:
-        app.run()  # until Ctrl-C or SIGTERM; exits non-zero if state could not be saved
-    else:
-        trio.run(serve_for, app, args.seconds)
-    log.info("stopped; every change is saved in %s", path.absolute())
+    logging.getLogger("triolette.published").setLevel(logging.DEBUG)  # show every publish
+    if args.seconds is not None:  # then stop as Ctrl-C would
+        timer = threading.Timer(args.seconds, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+    # The settings of `triolette run`, from these flags and TRIOLETTE_* variables: a broker
+    # host, or else an embedded broker, or with --dry-run none. Until Ctrl-C or SIGTERM; it
+    # exits non-zero if state could not be saved.
+    app.run(settings_flags)
+    print(f"stopped; every change is saved in {path.absolute()}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main() -> None:
             await trio.to_thread.run_sync(time.sleep, 3600)  # not abandoned on cancel
 
     print("ready", flush=True)
-    app.run()
+    app.run(["--dry-run"])
 
 
 if __name__ == "__main__":

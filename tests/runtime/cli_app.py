@@ -15,7 +15,6 @@ import errno
 import os
 
 from triolette import App, Backoff, DeviceStore, MemoryStore, RestartLimit, SaveOnChange
-from triolette.runtime.launch import run_app
 
 MODE = os.environ.get("CLI_APP_MODE", "count")
 CYCLES = int(os.environ.get("CLI_APP_CYCLES", "3"))
@@ -62,4 +61,4 @@ if MODE == "crash":
 
 
 if __name__ == "__main__":  # python -m tests.runtime.cli_app [the flags of triolette run]
-    run_app(app)
+    app.run()

@@ -31,7 +31,7 @@ def main() -> None:
 
     for name in cycles:
         app.telemetry(name, interval=0.05)(count)
-    app.run()
+    app.run([])  # the app names its broker: no flags
 
 
 if __name__ == "__main__":

@@ -378,7 +378,7 @@ async def counter(store: DeviceStore) -> dict[str, object]:
     return {"count": store["count"]}
 
 
-app.run()
+app.run(["--dry-run"])
 """
 
 
@@ -438,7 +438,7 @@ def test_run_exits_with_status_1_when_state_could_not_be_saved(caplog):
         app.shutdown()
 
     with pytest.raises(SystemExit) as exited:
-        app.run()
+        app.run(["--dry-run"])
     assert exited.value.code == 1
     assert any("sensor" in r.getMessage() for r in caplog.records if r.levelname == "CRITICAL")
 
@@ -475,7 +475,7 @@ def test_run_exits_with_status_2_when_the_restart_limit_stopped_the_app(caplog):
         raise RuntimeError("bus error")
 
     with pytest.raises(SystemExit) as exited:
-        app.run()
+        app.run(["--dry-run"])
     assert exited.value.code == 2
     assert any(
         "flaky" in r.getMessage() and "restart limit" in r.getMessage()

@@ -519,9 +519,8 @@ def test_running_the_module_prints_its_version():
 def test_a_module_that_runs_its_app_when_imported_is_refused_in_one_line(tmp_path):
     (tmp_path / "readme.py").write_text(
         "from triolette import App\n"
-        "from triolette.runtime.launch import run_app\n"
         "app = App('readme')\n"
-        "run_app(app)  # not under `if __name__ == '__main__':`\n"
+        "app.run()  # not under `if __name__ == '__main__':`\n"
     )
     result = triolette("run", str(tmp_path / "readme.py"), "--dry-run")
     assert result.returncode == 3

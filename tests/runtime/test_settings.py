@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from triolette import App, JsonFileStore, MemoryStore, SettingsError, SqliteStore
-from triolette.actors.mqtt import LogTransport
 from triolette.actors.paho import PahoTransport
+from triolette.actors.transport import LogTransport
 from triolette.core.topics import Topics
 from triolette.runtime import launch
 from triolette.runtime.launch import read_env_file, resolve_settings
@@ -254,7 +254,7 @@ def test_the_password_never_reaches_the_log(caplog):
         "%s %r %r", describe_settings(settings, app), settings, app.transport
     )
     stray = Settings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})  # no host: ignored
-    stray.apply(App("other"))
+    apply_settings(stray, App("other"))
     assert "TRIOLETTE_MQTT_PASSWORD ignored" in caplog.text
     assert SECRET not in caplog.text
 
@@ -528,7 +528,7 @@ def test_apply_leaves_alone_what_was_not_given():
     app = App("bridge", store=store, topic_prefix="house")
     code_transport = LogTransport()
     app.transport = code_transport
-    Settings.from_sources({}, {"TRIOLETTE_LOG_LEVEL": "debug"}).apply(app)
+    apply_settings(Settings.from_sources({}, {"TRIOLETTE_LOG_LEVEL": "debug"}), app)
     assert app.store is store
     assert app.transport is code_transport
     assert app.topics == Topics("house")
@@ -536,10 +536,11 @@ def test_apply_leaves_alone_what_was_not_given():
 
 def test_apply_sets_what_was_given(tmp_path):
     app = App("bridge", store=MemoryStore())
-    Settings.from_sources(
+    settings = Settings.from_sources(
         {"mqtt_host": "broker.example", "topic_prefix": "garden"},
         {"TRIOLETTE_STORE": str(tmp_path / "state.db")},
-    ).apply(app)
+    )
+    apply_settings(settings, app)
     assert isinstance(app.transport, PahoTransport)
     assert app.transport.host == "broker.example"
     assert app.transport.client_id is not None
@@ -550,7 +551,7 @@ def test_apply_sets_what_was_given(tmp_path):
 
 def test_a_dry_run_replaces_a_transport_the_app_code_set():
     app = App("bridge", transport=PahoTransport("code.example"))
-    Settings.from_sources({"dry_run": True}, {}).apply(app)
+    apply_settings(Settings.from_sources({"dry_run": True}, {}), app)
     assert isinstance(app.transport, LogTransport)
 
 
@@ -599,14 +600,14 @@ def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monk
     from triolette.runtime.embedded import EmbeddedBroker
 
     app = App("demo")
-    Settings.from_sources({"mqtt_port": "18999"}, {}).apply(app)
+    apply_settings(Settings.from_sources({"mqtt_port": "18999"}, {}), app)
     assert isinstance(app.embedded_broker, EmbeddedBroker)
     assert app.embedded_broker.port == 18999  # --port without --host: the embedded one's
     assert app.transport is None
 
     monkeypatch.setattr(wiring, "broker_installed", lambda: False)
     bare = App("bare")
-    Settings.from_sources({}, {}).apply(bare)
+    apply_settings(Settings.from_sources({}, {}), bare)
     assert bare.embedded_broker is None  # a dry run instead, with a warning
     assert "pip install 'triolette[broker]'" in caplog.text
     assert "in a clone of triolette: pip install -e '.[broker]'" in caplog.text  # works there
@@ -617,7 +618,7 @@ def test_a_host_or_a_dry_run_never_embeds_a_broker():
 
     for flags in ({"mqtt_host": "broker.lan"}, {"dry_run": True}):
         app = App("demo")
-        Settings.from_sources(flags, {}).apply(app)
+        apply_settings(Settings.from_sources(flags, {}), app)
         assert app.embedded_broker is None
         assert app.transport is not None
 

@@ -30,8 +30,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from triolette.actors.transport import LogTransport as LogTransport
-from triolette.actors.transport import Transport as Transport
+from triolette.actors.transport import LogTransport, Transport
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message

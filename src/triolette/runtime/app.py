@@ -9,7 +9,7 @@ the actors and their lifecycle; :meth:`App.run` hands the process to
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import trio
@@ -255,15 +255,18 @@ class App:
         finally:
             self.registry.locked_by = None
 
-    def run(self) -> None:
+    def run(self, argv: Sequence[str] | None = None) -> None:
         """Serve in a new trio run until SIGINT or SIGTERM, then shut down gracefully.
 
-        See :func:`~triolette.runtime.process.run_process` for the second signal and the
-        exit status (raised as ``SystemExit``).
+        Takes the settings of ``triolette run``: its flags from ``argv`` (default
+        ``sys.argv[1:]``; ``[]`` for none), then ``TRIOLETTE_*`` variables, then what the app's
+        code set; plus ``--version`` and ``--env-file``. Bad settings: one line on stderr and
+        ``SystemExit(3)``. See :func:`~triolette.runtime.process.run_process` for the second
+        signal and the exit status (raised as ``SystemExit``).
         """
-        from triolette.runtime.process import run_process
+        from triolette.runtime.launch import run_app  # the command line's layer, loaded on use
 
-        run_process(self)
+        run_app(self, argv)
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop every device, then flush. Safe to call any time.

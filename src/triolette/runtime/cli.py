@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from triolette.core.errors import SettingsError, StoreLockedError, TrioletteError
+from triolette.core.errors import SettingsError, StoreOpenError, TrioletteError
 from triolette.core.jsonstate import decode_document, decode_state
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
@@ -360,7 +360,7 @@ def _open_store(store: JsonFileStore | SqliteStore, shown: str) -> dict[str, Any
     """Every state in ``store`` (taking its lock), or ``None`` after one line on stderr."""
     try:
         return store.load_all()
-    except StoreLockedError as error:
+    except StoreOpenError as error:  # locked, a folder in its place, a foreign database...
         print(f"error: {error}", file=sys.stderr)
     except (OSError, sqlite3.Error) as error:
         print(f"error: cannot open {shown}: {_reason(error)}", file=sys.stderr)

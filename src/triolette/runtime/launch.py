@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from triolette.core.errors import SettingsError
 from triolette.runtime.logs import configure_logging
+from triolette.runtime.process import run_process
 from triolette.runtime.settings import OPTIONS, Settings
 from triolette.runtime.wiring import apply_settings, describe_settings
 
@@ -139,7 +140,7 @@ def launch(app: App, settings: Settings) -> None:
     except SettingsError as error:
         _refuse(error)
     logger.info("%s: %s", app.name, describe_settings(settings, app))
-    app.run()  # the one place both run the app; once App.run() calls run_app, run_process(app)
+    run_process(app)  # the one place both run the app
 
 
 def resolve_settings(

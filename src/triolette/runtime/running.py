@@ -27,6 +27,7 @@ from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
+from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
@@ -258,12 +259,10 @@ class RunningApp:
         app, broker = self.app, self.app.embedded_broker
         assert broker is not None
         logger.info(
-            "embedded MQTT broker at %s; watch what %s publishes with: "
-            "triolette watch --port %d '%s/#'  (or %s)",
+            "embedded MQTT broker at %s; watch what %s publishes with: %s  (or %s)",
             broker.url,
             app.name,
-            broker.port,
-            app.topics.prefix,
+            watch_command(broker.port, app.topics.prefix, host=broker.host),
             broker.subscribe_hint(app.topics.prefix),
         )
         host = "127.0.0.1" if broker.host in ("0.0.0.0", "::", "") else broker.host

@@ -41,7 +41,7 @@ from triolette.runtime.setting_checks import (
 )
 
 if TYPE_CHECKING:
-    from triolette.runtime.app import App
+    pass
 
 ENV_PREFIX = "TRIOLETTE_"
 DEFAULT_PORT = 1883
@@ -224,12 +224,6 @@ class Settings:
     def given(self, name: str) -> bool:
         """Whether the setting ``name`` came from a flag or a variable (not the app's code)."""
         return self.sources.get(name, "").startswith(("-", ENV_PREFIX))
-
-    def apply(self, app: App) -> None:
-        """Configure ``app``: see :func:`triolette.runtime.wiring.apply_settings`."""
-        from triolette.runtime.wiring import apply_settings
-
-        apply_settings(self, app)
 
     # -- validation --------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from triolette.actors.mqtt import LogTransport
 from triolette.actors.paho import PahoTransport
+from triolette.actors.transport import LogTransport
 from triolette.core.topics import Topics
 from triolette.runtime.embedded import (
     INSTALL_HINT,
