@@ -448,7 +448,7 @@ def test_a_store_that_cannot_be_opened_is_one_line_and_exit_3(tmp_path):
         db.execute("CREATE TABLE store (key TEXT PRIMARY KEY, other)")
     result = triolette("store", "copy", str(wrong_schema), str(tmp_path / "copy.json"))
     assert result.returncode == 3, result.stderr
-    assert result.stderr.startswith(f"error: cannot open {wrong_schema}: ")
+    assert result.stderr.startswith(f"error: cannot open the store {wrong_schema}: ")
     assert result.stderr.count("\n") == 1
 
 
