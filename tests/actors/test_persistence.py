@@ -5,9 +5,10 @@ closing every client and the runtime's handle (``actor.close()``). Backends come
 :mod:`tests.actors.backends`: they record every call, and a gated one blocks *inside* the worker
 thread, so a test can act while a write is really in progress.
 
-Most tests run twice (the ``either_clock`` fixture): under trio's autojump clock, where the
-actor polls its worker thread so virtual time cannot leap over real I/O, and under the real
-clock, where it sleeps until the worker thread reports back, as in production.
+Most tests run twice (the ``either_clock`` fixture): under trio's autojump clock and under the
+real clock. The actor does not know which runs: while its worker thread works it waits in trio's
+idle-wait, which keeps the autojump clock from leaping over real I/O, and it is woken by the
+thread when the call returns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,8 +31,15 @@ from tests.actors.backends import (
     RecordingStore,
     release_all,
 )
-from triolette import DeviceStore, FlushIncompleteError, MemoryStore
-from triolette.actors.persistence import KeyInUseError, PersistenceActor, PersistenceClient
+from triolette import (
+    DeviceStore,
+    FlushIncompleteError,
+    JsonFileStore,
+    KeyInUseError,
+    MemoryStore,
+    SqliteStore,
+)
+from triolette.actors.persistence import PersistenceActor, PersistenceClient
 
 TIMEOUT = 10.0
 """Bounds each test's actor (virtual seconds under the autojump clock, real ones otherwise)."""
@@ -80,17 +90,8 @@ async def open_store(actor: PersistenceActor, key: str) -> tuple[PersistenceClie
 
 
 async def settle() -> None:
-    """Let every other task run until it blocks.
-
-    Under the mock clock the actor polls its worker thread and never blocks while a write is
-    in progress, so ``wait_all_tasks_blocked`` would wait forever; there a few scheduling
-    rounds do, since every step a test waits for here takes one.
-    """
-    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
-        for _ in range(10):
-            await trio.lowlevel.checkpoint()
-    else:
-        await trio.testing.wait_all_tasks_blocked()
+    """Let every other task run until it blocks (the actor waiting for its thread is blocked)."""
+    await trio.testing.wait_all_tasks_blocked()
 
 
 def text(state: dict[str, object]) -> str:
@@ -670,10 +671,15 @@ async def test_a_cancelled_flush_leaves_no_waiter_behind():
         store["n"] = 1
         store.save()
         await backend.wait_entered(1)
+        with trio.move_on_after(0.05):
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(store.flush)
+                await settle()
+                assert actor.statistics().flush_waiters == 1
         for _ in range(20):
             with trio.move_on_after(0.001):
                 await store.flush()
-        assert actor._waiters == []
+        assert actor.statistics().flush_waiters == 0
         backend.open_gate()
         await store.flush()
         client.close()
@@ -704,3 +710,133 @@ async def test_a_built_in_store_hands_its_texts_over_at_start_up_without_a_decod
     assert backend.calls == ["load_all_encoded"]
     assert actor.view("a") == text({"n": 1})
     assert actor.view("c") is None
+
+
+# -- the clock: virtual time stands still during I/O, and the actor does not spin ------------------
+
+
+async def test_virtual_time_does_not_pass_while_a_backend_call_runs(autojump_clock):
+    backend = GatedStore(delay=0.05)  # every write takes 50 real milliseconds
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]) as nursery:
+        nursery.start_soon(trio.sleep, 1)  # a deadline the clock could leap to
+        client, store = await open_store(actor, "a")
+        began = trio.current_time()
+        store["n"] = 1
+        store.save()
+        await store.flush()
+        assert trio.current_time() == began
+        client.close()
+    assert backend.stored("a") == {"n": 1}
+
+
+async def test_the_actor_sleeps_while_its_backend_works_under_the_autojump_clock(autojump_clock):
+    events: list[str] = []
+    backend = GatedStore(delay=0.3)
+    actor = PersistenceActor(backend)
+    instrument = _ActorSteps(events)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            store.save()
+            await store.flush()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        client.close()
+    # Woken by a growing idle cushion (10 ms, 20 ms, ...) and by the thread: a handful of
+    # steps in 300 ms, where polling the thread would take thousands.
+    assert 1 <= events.count("actor step") <= 12
+
+
+# -- a subclass of a built-in store is called through its overrides ----------------------------
+
+BUILT_IN_STORES: dict[str, Callable[[Path], Any]] = {
+    "MemoryStore": lambda folder: MemoryStore,
+    "JsonFileStore": lambda folder: lambda: JsonFileStore(folder / "state.json"),
+    "SqliteStore": lambda folder: lambda: SqliteStore(folder / "state.db"),
+}
+
+
+def audited(base: type, method: str, calls: list[tuple[str, tuple[str, ...]]]) -> type:
+    """A subclass of ``base`` whose ``method`` records ``(method, keys)`` and delegates."""
+
+    def override(self: Any, *args: Any) -> Any:
+        first = args[0] if args else ()  # a key, or a mapping of states by key
+        calls.append((method, (first,) if isinstance(first, str) else tuple(first)))
+        return getattr(super(subclass, self), method)(*args)
+
+    subclass = type(f"Audited{base.__name__}", (base,), {method: override})
+    return subclass
+
+
+@pytest.mark.parametrize("method", ["save", "save_many", "load", "load_all"])
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_STORES))
+async def test_the_actor_calls_a_built_in_store_subclass_s_override(tmp_path, kind, method):
+    open_plain = BUILT_IN_STORES[kind](tmp_path)
+    seeded = open_plain() if kind != "MemoryStore" else None
+    if seeded is not None:
+        seeded.save_many({"a": {"n": 1}, "late": {"n": 3}})
+        seeded.close()
+    base = type(open_plain()) if seeded is not None else MemoryStore
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    subclass = audited(base, method, calls)
+    if kind == "MemoryStore":
+        backend = subclass({"a": {"n": 1}, "late": {"n": 3}})
+    else:
+        backend = subclass(seeded.path)  # type: ignore[union-attr]
+    calls.clear()  # seeding a MemoryStore goes through save_many too
+
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b"]):  # two keys: one batch read at start
+        opened = [await open_store(actor, key) for key in ("a", "b", "late")]  # late: one key
+        assert [store.to_dict() for _, store in opened] == [{"n": 1}, {}, {"n": 3}]
+        for _, store in opened:
+            store["n"] = 7
+            store.save()
+        await actor.flush()
+        for client, _ in opened:
+            client.close()
+
+    made = [name for name, _ in calls]
+    assert made, f"{kind}'s override of {method} was never called"
+    if method == "load":
+        assert ("load", ("a",)) in calls
+        assert ("load", ("late",)) in calls
+    if method == "load_all":
+        assert made.count("load_all") == 2  # the start-up batch and the late key
+    if method in ("save", "save_many"):
+        written = {key for _, keys in calls for key in keys}
+        assert written == {"a", "b", "late"}
+    if kind == "MemoryStore":
+        assert backend.load_all() == {key: {"n": 7} for key in ("a", "b", "late")}
+    else:
+        reopened = open_plain()
+        assert reopened.load_all() == {key: {"n": 7} for key in ("a", "b", "late")}
+        reopened.close()
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_STORES))
+async def test_a_built_in_store_without_overrides_takes_the_encoded_path(tmp_path, kind):
+    opened = BUILT_IN_STORES[kind](tmp_path)()
+    calls: list[str] = []
+
+    class Watched(type(opened)):  # type: ignore[misc]
+        def save_encoded(self, texts: Any) -> None:
+            calls.append("save_encoded")
+            super().save_encoded(texts)
+
+        def load_all_encoded(self) -> dict[str, str]:
+            calls.append("load_all_encoded")
+            return super().load_all_encoded()  # type: ignore[no-any-return]
+
+    backend = Watched() if kind == "MemoryStore" else Watched(opened.path)
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        store.save()
+        await store.flush()
+        client.close()
+    assert calls == ["load_all_encoded", "save_encoded"]

@@ -19,18 +19,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import attrs
-import outcome
 import trio
 
+from triolette.actors.backend_calls import BackendCalls, PartlyWritten
+from triolette.actors.outage_log import OutageLog
+from triolette.actors.persistence_statistics import Counters
+from triolette.actors.persistence_statistics import PersistenceStatistics as PersistenceStatistics
+from triolette.actors.worker_thread import WorkerThread
 from triolette.core.errors import FlushIncompleteError
-from triolette.core.jsonstate import decode_state, encode_state
+from triolette.core.errors import KeyInUseError as KeyInUseError  # its home before 0.2
 from triolette.stores.devicestore import DeviceStore
 from triolette.stores.protocol import Store
 
@@ -45,69 +47,6 @@ class _Load:
     keys: tuple[str, ...]
     done: trio.Event = attrs.Factory(trio.Event)
     error: BaseException | None = None
-
-
-@attrs.frozen
-class PersistenceStatistics:
-    """A snapshot of the persistence actor's counters."""
-
-    mailbox_depth: int
-    """Requests waiting in the mailbox now."""
-    mailbox_peak: int
-    """The most requests that ever waited in the mailbox at once."""
-    mailbox_senders: int
-    """Open mailbox handles (one per running device, plus the runtime's own)."""
-    pending_keys: int
-    """Devices whose newest snapshot is not yet being written."""
-    pending_peak: int
-    """The most devices that ever waited for a write at once."""
-    saves: int
-    """Snapshots submitted."""
-    coalesced: int
-    """Snapshots replaced by a newer one of the same device before they were written."""
-    skipped_identical: int
-    """Snapshots equal to what the backend already holds, so not written."""
-    batches: int
-    """Successful backend writes (one per group commit)."""
-    keys_written: int
-    """Device states written in those batches."""
-    max_keys_per_batch: int
-    bytes_written: int
-    """Bytes of encoded state handed to the backend."""
-    failures: int
-    """Backend writes that raised (each is retried)."""
-    last_error: str | None
-
-    @property
-    def keys_per_batch(self) -> float:
-        return self.keys_written / self.batches if self.batches else 0.0
-
-
-@attrs.define
-class _Counters:
-    saves: int = 0
-    coalesced: int = 0
-    skipped_identical: int = 0
-    batches: int = 0
-    keys_written: int = 0
-    max_keys_per_batch: int = 0
-    bytes_written: int = 0
-    failures: int = 0
-    pending_peak: int = 0
-    last_error: str | None = None
-
-
-class _PartlyWritten(Exception):
-    """Some keys of a batch were saved one by one before others failed."""
-
-    def __init__(self, written: list[str], cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.written = written
-        self.cause = cause
-
-
-class KeyInUseError(RuntimeError):
-    """A second owner asked for a device key that a running device store already owns."""
 
 
 class PersistenceActor:
@@ -130,6 +69,7 @@ class PersistenceActor:
         on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
+        self._calls = BackendCalls(backend)
         self._send, self._receive = trio.open_memory_channel[object](mailbox_size)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -145,21 +85,23 @@ class PersistenceActor:
         self._seq = 0
         self._retry_delay = 0.0
         self._retry_at = -math.inf
-        self._counters = _Counters()
+        self._counters = Counters()
+        self._outage = OutageLog(logger)
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
-        self._wall_deadline = math.inf
-        self.backend_idle = threading.Event()
+        self._worker = WorkerThread()
+
+    @property
+    def backend_idle(self) -> threading.Event:
         """Set while no backend call runs in a worker thread; safe to wait on from any thread."""
-        self.backend_idle.set()
-        self._gave_up = False
+        return self._worker.idle
 
     # -- the producers' side (trio thread, synchronous) ------------------------------------
 
     def client(self, key: str) -> PersistenceClient:
         """A handle for the one device store of ``key``; raises :class:`KeyInUseError` if taken."""
         if key in self._owners:
-            raise KeyInUseError(f"{key}: another running device store already owns this key")
+            raise KeyInUseError(key)
         self._owners.add(key)
         return PersistenceClient(self, key, self._send.clone())
 
@@ -250,7 +192,7 @@ class PersistenceActor:
                     if not await self._commit():
                         await trio.sleep(self._retry_delay)
                 try:
-                    await self._in_thread(getattr(self.backend, "close", _nothing))
+                    await self._worker.run(self._calls.close)
                 except Exception as error:  # everything is durable; closing is tidying up
                     logger.error("could not close the store cleanly: %s", error)
             if not started:  # abandoned while loading: the caller must not wait for ever
@@ -263,14 +205,14 @@ class PersistenceActor:
     async def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the actor to end; return whether it ended on its own.
 
-        Under trio's autojump clock a hung backend would keep virtual time still (the actor
-        stays runnable while its thread works), so the actor then also gives up by itself
-        after ``seconds`` of wall-clock time. Shielded: it can run in a ``finally``.
+        A backend call in progress keeps virtual time still (see :mod:`.worker_thread`) for
+        at most ``seconds`` of wall-clock time, so under trio's autojump clock a hung backend
+        makes this return after that long too. Shielded: it can run in a ``finally``.
         """
-        self._wall_deadline = time.monotonic() + seconds
+        self._worker.hold_until = time.monotonic() + seconds
         with trio.move_on_after(seconds, shield=True):
             await self.stopped.wait()
-        return self.stopped.is_set() and not self._gave_up
+        return self.stopped.is_set()
 
     def abandon(self) -> list[str]:
         """Stop now, even inside a backend call; return the keys not known to be durable.
@@ -304,6 +246,7 @@ class PersistenceActor:
             bytes_written=counters.bytes_written,
             failures=counters.failures,
             last_error=counters.last_error,
+            flush_waiters=len(self._waiters),
         )
 
     async def _serve(self) -> None:
@@ -349,44 +292,25 @@ class PersistenceActor:
         missing = [key for key in dict.fromkeys(keys) if not self.is_loaded(key)]
         if not missing:
             return
-        texts = await self._in_thread(self._read_backend, missing)
+        texts = await self._worker.run(self._calls.read, missing)
         for key in missing:
             if not self.is_loaded(key):
                 self._known[key] = texts.get(key)
-
-    def _read_backend(self, keys: list[str]) -> Mapping[str, str | None]:
-        """The canonical texts of ``keys`` (worker thread). Built-in stores hand them over as
-        they keep them; other backends' dicts are encoded here, off the trio loop."""
-        if len(keys) > 1:
-            load_all_encoded = getattr(self.backend, "load_all_encoded", None)
-            if load_all_encoded is not None:
-                return load_all_encoded()  # type: ignore[no-any-return]
-            load_all = getattr(self.backend, "load_all", None)
-            if load_all is not None:
-                states = load_all()
-                return {key: _encoded(key, states.get(key)) for key in keys}
-        return {key: _encoded(key, self.backend.load(key)) for key in keys}
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""
         # The table only grows between two commits, so its peak is seen here.
         self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
-        known = self._known
-        batch = {
-            key: (text, seq)
-            for key, (text, seq) in self._pending.items()
-            if known.get(key) != text or not self._skip_identical(key, seq)
-        }
-        self._pending.clear()
+        batch = self._take_batch()
         if not batch:
             return True
         self._writing = batch
         texts = {key: text for key, (text, _) in batch.items()}
         try:
-            await self._in_thread(self._write_backend, texts)
+            await self._worker.run(self._calls.write, texts)
         except Exception as error:
             self._writing = {}
-            if isinstance(error, _PartlyWritten):
+            if isinstance(error, PartlyWritten):
                 self._written({key: batch[key] for key in error.written}, texts)
                 batch = {key: batch[key] for key in batch if key not in error.written}
                 error = error.cause
@@ -395,6 +319,7 @@ class PersistenceActor:
         self._writing = {}
         self._written(batch, texts)
         self._counters.batches += 1
+        self._outage.recovered(trio.current_time())
         if self._retry_delay and self._on_recovered is not None:  # the backend works again
             self._on_recovered()
         self._retry_delay = 0.0
@@ -413,16 +338,25 @@ class PersistenceActor:
         counters.bytes_written += sum(len(texts[key].encode()) for key in batch)
         self._wake_waiters()
 
-    def _skip_identical(self, key: str, seq: int) -> bool:
-        """Count a snapshot equal to the durable one as written; always true."""
-        self._counters.skipped_identical += 1
-        self._mark_durable(key, seq)
-        self._wake_waiters()
-        return True
+    def _take_batch(self) -> dict[str, tuple[str, int]]:
+        """Empty the pending table into the batch to write.
 
-    def _mark_durable(self, key: str, seq: int) -> None:
-        if seq > self._durable.get(key, 0):
-            self._durable[key] = seq
+        A snapshot equal to the durable text is not written: it counts as skipped, is marked
+        durable at once, and its flush waiters are woken.
+        """
+        batch = {}
+        skipped = False
+        for key, (text, seq) in self._pending.items():
+            if self._known.get(key) != text:
+                batch[key] = (text, seq)
+                continue
+            self._counters.skipped_identical += 1
+            self._durable[key] = max(seq, self._durable.get(key, 0))
+            skipped = True
+        self._pending.clear()
+        if skipped:
+            self._wake_waiters()
+        return batch
 
     def _wake_waiters(self) -> None:
         still = []
@@ -445,88 +379,9 @@ class PersistenceActor:
         self._retry_delay = min(self._retry_max, max(self._retry_initial, self._retry_delay * 2))
         self._retry_at = trio.current_time() + self._retry_delay
         keys = sorted(batch)
-        logger.error(
-            "could not save %s (%s); kept in memory, retrying in %.1f s",
-            ", ".join(keys),
-            counters.last_error,
-            self._retry_delay,
-        )
+        self._outage.failed(keys, counters.last_error, self._retry_delay, trio.current_time())
         if self._on_error is not None:
             self._on_error(keys, error)
-
-    def _write_backend(self, texts: dict[str, str]) -> None:
-        save_encoded = getattr(self.backend, "save_encoded", None)
-        if save_encoded is not None:
-            save_encoded(texts)
-            return
-        states = {key: decode_state(text) for key, text in texts.items()}
-        save_many = getattr(self.backend, "save_many", None)
-        if save_many is not None:
-            save_many(states)
-            return
-        # A backend with only save() may refuse one key for good: the others still go in.
-        failures: dict[str, Exception] = {}
-        for key, data in states.items():
-            try:
-                self.backend.save(key, data)
-            except Exception as error:
-                failures[key] = error
-        if failures:
-            written = [key for key in states if key not in failures]
-            raise _PartlyWritten(written, next(iter(failures.values())))
-
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` on a worker thread; only :meth:`abandon` (cancelling the shielded actor)
-        stops the wait, and then nobody waits for the thread."""
-        finished = threading.Event()
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-        abandoned = False
-        mock_clock = _is_mock_clock(trio.lowlevel.current_clock())
-        result: list[outcome.Outcome[Any]] = []
-
-        def resume() -> None:
-            if not abandoned:
-                trio.lowlevel.reschedule(task, result[0])
-
-        def deliver(done: outcome.Outcome[Any]) -> None:
-            result.append(done)
-            finished.set()
-            self.backend_idle.set()
-            if not mock_clock:
-                # An abandoned call may end after the trio run did: nobody waits for it then.
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(resume)
-
-        # trio.to_thread.run_sync would cost extra trips through a busy event loop (limiter,
-        # checkpoints); this is its abandon-on-cancel path reduced to one wake-up.
-        self.backend_idle.clear()
-        trio.lowlevel.start_thread_soon(lambda: fn(*args), deliver)
-        if mock_clock:
-            # Under a mock clock this task stays runnable while the thread works, so an
-            # autojump clock cannot leap virtual time past real disk I/O: tests see the same
-            # order of events as production, and a write takes no virtual time.
-            while not finished.is_set():
-                if time.monotonic() > self._wall_deadline:  # see wait_stopped
-                    self._gave_up = True
-                    self._scope.cancel()
-                await trio.lowlevel.checkpoint()
-            return result[0].unwrap()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            nonlocal abandoned
-            abandoned = True
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        return await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-def _nothing() -> None:
-    return None
-
-
-def _encoded(key: str, data: dict[str, object] | None) -> str | None:
-    return None if data is None else encode_state(key, data)
 
 
 class PersistenceClient:
@@ -575,10 +430,3 @@ class PersistenceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_mock_clock(clock: trio.abc.Clock) -> bool:
-    # Without importing trio.testing (which imports pytest): nobody can have built a
-    # MockClock unless that module is loaded.
-    testing = sys.modules.get("trio.testing")
-    return testing is not None and isinstance(clock, testing.MockClock)
