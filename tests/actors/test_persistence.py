@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -39,8 +40,10 @@ from triolette import (
     MemoryStore,
     SqliteStore,
 )
+from triolette.actors.outage_log import OutageLog
 from triolette.actors.persistence import PersistenceActor, PersistenceClient
 
+ACTOR_LOGGER = "triolette.persistence"
 TIMEOUT = 10.0
 """Bounds each test's actor (virtual seconds under the autojump clock, real ones otherwise)."""
 
@@ -58,18 +61,20 @@ def either_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock | Non
 
 
 @contextlib.asynccontextmanager
-async def running(actor: PersistenceActor, keys: Iterable[str] = ()) -> AsyncIterator[trio.Nursery]:
+async def running(
+    actor: PersistenceActor, keys: Iterable[str] = (), *, give_up_after: float = TIMEOUT
+) -> AsyncIterator[trio.Nursery]:
     """Run ``actor`` (loading ``keys``) around the body, then close its handle and wait for it.
 
     The body must close every client it took: the actor only ends once all are closed. If it
-    does not end within :data:`TIMEOUT`, or the body fails, the actor is abandoned, so a broken
-    test fails instead of hanging on a shielded actor.
+    does not end within ``give_up_after`` seconds, or the body fails, the actor is abandoned, so a
+    broken test fails instead of hanging on a shielded actor.
     """
 
     async def watchdog() -> None:
-        await trio.sleep(TIMEOUT)
+        await trio.sleep(give_up_after)
         actor.abandon()
-        raise AssertionError(f"the actor did not end within {TIMEOUT} s (a handle left open?)")
+        raise AssertionError(f"the actor did not end within {give_up_after} s (a handle open?)")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run, list(keys))
@@ -376,6 +381,58 @@ async def test_a_failing_backend_keeps_the_snapshots_and_retries_with_backoff(au
     assert "injected I/O error" in stats.last_error
     assert len(backend.writes) == 3
     assert backend.stored("a") == backend.stored("b") == {"n": 1}
+
+
+async def test_a_disk_outage_is_logged_once_then_counted_then_its_end_told(autojump_clock, caplog):
+    caplog.set_level(logging.INFO, logger="triolette.persistence")
+    backend = FailingStore(failures=40)
+    actor = PersistenceActor(backend, retry_initial=1.0, retry_max=5.0)
+    async with running(actor, ["a"], give_up_after=1000):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        store.save()  # fails at 0, 1, 3, 7, then every 5 s up to 187; written at 192
+        await store.flush()
+        client.close()
+
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == ACTOR_LOGGER]
+    error = "OSError: [Errno 5] injected I/O error"
+    assert lines == [
+        ("ERROR", f"could not save a ({error}); kept in memory, retrying in 1.0 s"),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 14 more failure(s) in the last 62 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 12 more failure(s) in the last 60 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 12 more failure(s) in the last 60 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        ("INFO", "the store works again: saved after 192.0 s and 40 failed attempt(s)"),
+    ]
+    assert actor.statistics().failures == 40
+
+
+def test_another_error_during_an_outage_is_news_and_a_new_outage_starts_afresh(caplog):
+    caplog.set_level(logging.INFO)
+    log = OutageLog(logging.getLogger("outage test"), repeat_every=60)
+    log.failed(["a"], "OSError: disk full", 1.0, now=0)
+    log.failed(["a"], "OSError: disk full", 2.0, now=1)  # a repeat: counted only
+    log.failed(["a", "b"], "OSError: read-only file system", 4.0, now=3)  # news
+    log.recovered(now=7)
+    log.recovered(now=8)  # nothing to tell: no outage
+    log.failed(["b"], "OSError: read-only file system", 1.0, now=100)  # a new outage
+    assert [record.getMessage() for record in caplog.records] == [
+        "could not save a (OSError: disk full); kept in memory, retrying in 1.0 s",
+        "could not save a, b (OSError: read-only file system); kept in memory, retrying in 4.0 s",
+        "the store works again: saved after 7.0 s and 3 failed attempt(s)",
+        "could not save b (OSError: read-only file system); kept in memory, retrying in 1.0 s",
+    ]
 
 
 async def test_a_snapshot_saved_during_a_failing_write_wins_over_the_failed_one(autojump_clock):
