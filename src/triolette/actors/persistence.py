@@ -27,12 +27,14 @@ import attrs
 import trio
 
 from triolette.actors.backend_calls import BackendCalls, PartlyWritten
+from triolette.actors.durability import Durability
 from triolette.actors.outage_log import OutageLog
 from triolette.actors.persistence_statistics import Counters
-from triolette.actors.persistence_statistics import PersistenceStatistics as PersistenceStatistics
+from triolette.actors.persistence_statistics import (  # the runtime imports it from here
+    PersistenceStatistics as PersistenceStatistics,
+)
 from triolette.actors.worker_thread import WorkerThread
-from triolette.core.errors import FlushIncompleteError
-from triolette.core.errors import KeyInUseError as KeyInUseError  # its home before 0.2
+from triolette.core.errors import KeyInUseError
 from triolette.stores.devicestore import DeviceStore
 from triolette.stores.protocol import Store
 
@@ -78,11 +80,8 @@ class PersistenceActor:
         self._known: dict[str, str | None] = {}  # durable text per key; None: known absent
         self._pending: dict[str, tuple[str, int]] = {}  # newest unwritten (text, seq) per key
         self._writing: dict[str, tuple[str, int]] = {}
-        self._submitted: dict[str, int] = {}
-        self._durable: dict[str, int] = {}
-        self._waiters: list[tuple[str, int, trio.Event]] = []
+        self._durability = Durability()
         self._owners: set[str] = set()
-        self._seq = 0
         self._retry_delay = 0.0
         self._retry_at = -math.inf
         self._counters = Counters()
@@ -110,8 +109,7 @@ class PersistenceActor:
         self._send.close()
 
     def _submit(self, key: str, text: str, sender: trio.MemorySendChannel[object]) -> None:
-        self._seq += 1
-        self._submitted[key] = self._seq
+        seq = self._durability.submitted(key)
         self._counters.saves += 1
         # A wake-up is needed only when the table goes from empty to not empty: the actor
         # writes the whole table on every pass and comes back at once while it is not empty.
@@ -121,7 +119,7 @@ class PersistenceActor:
                 sender.send_nowait(_WAKE)
         elif key in self._pending:
             self._counters.coalesced += 1
-        self._pending[key] = (text, self._seq)
+        self._pending[key] = (text, seq)
 
     def view(self, key: str) -> str | None:
         """The newest text of ``key``: pending, being written, or durable (read-your-writes)."""
@@ -139,22 +137,7 @@ class PersistenceActor:
         Cancelling the wait does not cancel the write.
         Raises :class:`~triolette.FlushIncompleteError` if the actor was abandoned first.
         """
-        targets = {
-            each: self._submitted.get(each, 0)
-            for each in ([key] if key is not None else list(self._submitted))
-        }
-        for each, target in targets.items():
-            if self._durable.get(each, 0) < target and not self.stopped.is_set():
-                waiter = (each, target, trio.Event())
-                self._waiters.append(waiter)
-                try:
-                    await waiter[2].wait()
-                finally:  # a cancelled wait leaves nothing behind
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
-        missing = [each for each, target in targets.items() if self._durable.get(each, 0) < target]
-        if missing:
-            raise FlushIncompleteError(missing, "the persistence actor stopped first")
+        await self._durability.wait(key)
 
     async def load(self, keys: Iterable[str], sender: trio.MemorySendChannel[object]) -> None:
         """Make sure ``keys`` are in the actor's view, reading the backend for unknown ones."""
@@ -199,8 +182,7 @@ class PersistenceActor:
                 task_status.started()
         finally:
             self.stopped.set()
-            for _, _, done in self._waiters:
-                done.set()
+            self._durability.close()
 
     async def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the actor to end; return whether it ended on its own.
@@ -225,8 +207,7 @@ class PersistenceActor:
 
     def not_durable(self) -> list[str]:
         """The keys with a submitted snapshot that is not known to be durable."""
-        durable = self._durable
-        return sorted(key for key, seq in self._submitted.items() if durable.get(key, 0) < seq)
+        return self._durability.not_durable()
 
     def statistics(self) -> PersistenceStatistics:
         channel = self._send.statistics()
@@ -246,7 +227,7 @@ class PersistenceActor:
             bytes_written=counters.bytes_written,
             failures=counters.failures,
             last_error=counters.last_error,
-            flush_waiters=len(self._waiters),
+            flush_waiters=self._durability.waiting,
         )
 
     async def _serve(self) -> None:
@@ -327,16 +308,14 @@ class PersistenceActor:
         return True
 
     def _written(self, batch: dict[str, tuple[str, int]], texts: dict[str, str]) -> None:
-        known, durable = self._known, self._durable
-        for key, (text, seq) in batch.items():  # runs per key on the trio thread: kept lean
+        known = self._known
+        for key, (text, _) in batch.items():  # runs per key on the trio thread: kept lean
             known[key] = text
-            if seq > durable.get(key, 0):
-                durable[key] = seq
         counters = self._counters
         counters.keys_written += len(batch)
         counters.max_keys_per_batch = max(counters.max_keys_per_batch, len(batch))
         counters.bytes_written += sum(len(texts[key].encode()) for key in batch)
-        self._wake_waiters()
+        self._durability.mark_durable({key: seq for key, (_, seq) in batch.items()})
 
     def _take_batch(self) -> dict[str, tuple[str, int]]:
         """Empty the pending table into the batch to write.
@@ -344,28 +323,17 @@ class PersistenceActor:
         A snapshot equal to the durable text is not written: it counts as skipped, is marked
         durable at once, and its flush waiters are woken.
         """
-        batch = {}
-        skipped = False
+        batch, skipped = {}, {}
         for key, (text, seq) in self._pending.items():
             if self._known.get(key) != text:
                 batch[key] = (text, seq)
-                continue
-            self._counters.skipped_identical += 1
-            self._durable[key] = max(seq, self._durable.get(key, 0))
-            skipped = True
+            else:
+                skipped[key] = seq
         self._pending.clear()
         if skipped:
-            self._wake_waiters()
+            self._counters.skipped_identical += len(skipped)
+            self._durability.mark_durable(skipped)
         return batch
-
-    def _wake_waiters(self) -> None:
-        still = []
-        for key, target, done in self._waiters:
-            if self._durable.get(key, 0) >= target:
-                done.set()
-            else:
-                still.append((key, target, done))
-        self._waiters = still
 
     def _failed(self, batch: dict[str, tuple[str, int]], error: Exception) -> None:
         for key, snapshot in batch.items():
