@@ -897,3 +897,31 @@ async def test_a_built_in_store_without_overrides_takes_the_encoded_path(tmp_pat
         await store.flush()
         client.close()
     assert calls == ["load_all_encoded", "save_encoded"]
+
+
+def test_an_object_that_is_no_store_is_refused_when_the_actor_is_built():
+    with pytest.raises(TypeError, match=r"^object has none of save_encoded, save_many, save"):
+        PersistenceActor(object())  # type: ignore[arg-type]
+
+
+class _Proxy:
+    """Forwards every attribute to another store, as wrappers built with ``__getattr__`` do."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_store_behind_a_getattr_proxy_is_used_through_its_fastest_methods():
+    inner = _CountingMemoryStore({"a": {"n": 1}, "b": {"n": 2}})
+    actor = PersistenceActor(_Proxy(inner))
+    async with running(actor, ["a", "b"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 5
+        store.save()
+        await store.flush()
+        client.close()
+    assert inner.calls == ["load_all_encoded"]
+    assert inner.load("a") == {"n": 5}

@@ -6,18 +6,20 @@ ones are preferred, but never one that would bypass an override: the method defi
 most derived class wins, and only methods defined in one same class are taken to agree (the
 faster of those is used). So a subclass of a built-in store that overrides ``save_many`` to
 audit, encrypt or mirror gets every batch through it; one that overrides only ``save`` gets
-each key through it, one ``save`` per key.
+each key through it, one ``save`` per key. A single key is read with ``load``, unless the
+class overrides an inherited ``load_all`` that ``load`` would bypass.
 
-Every method here runs on the persistence actor's worker thread.
+The choice is made on the trio thread when the actor is built; ``read``, ``write`` and
+``close`` run on the actor's worker thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from triolette.core.jsonstate import decode_state, encode_state
-from triolette.stores.protocol import Store
+from triolette.stores.protocol import BatchStore, EncodedBatchStore, Store
 
 _WRITES = ("save_encoded", "save_many", "save")
 _READS = ("load_all_encoded", "load_all", "load")
@@ -76,21 +78,20 @@ class BackendCalls:
         """The canonical texts of ``keys`` (``None`` for a key never saved)."""
         method = self.read_all_with if len(keys) > 1 else self.read_one_with
         if method == "load_all_encoded":
-            texts: dict[str, str] = self.backend.load_all_encoded()  # type: ignore[attr-defined]
-            return texts
+            return cast(EncodedBatchStore, self.backend).load_all_encoded()
         if method == "load_all":
-            states = self.backend.load_all()  # type: ignore[attr-defined]
+            states = cast(BatchStore, self.backend).load_all()
             return {key: _encoded(key, states.get(key)) for key in keys}
         return {key: _encoded(key, self.backend.load(key)) for key in keys}
 
     def write(self, texts: dict[str, str]) -> None:
         """Make ``texts`` durable; raises :class:`PartlyWritten` when ``save`` took only some."""
         if self.write_with == "save_encoded":
-            self.backend.save_encoded(texts)  # type: ignore[attr-defined]
+            cast(EncodedBatchStore, self.backend).save_encoded(texts)
             return
         states = {key: decode_state(text) for key, text in texts.items()}
         if self.write_with == "save_many":
-            self.backend.save_many(states)  # type: ignore[attr-defined]
+            cast(BatchStore, self.backend).save_many(states)
             return
         # Key by key, a backend may refuse one key for good: the others still go in.
         failures: dict[str, Exception] = {}
