@@ -803,8 +803,8 @@ async def test_the_actor_sleeps_while_its_backend_works_under_the_autojump_clock
             trio.lowlevel.remove_instrument(instrument)
         client.close()
     # Woken by a growing idle cushion (10 ms, 20 ms, ...) and by the thread: a handful of
-    # steps in 300 ms, where polling the thread would take thousands.
-    assert 1 <= events.count("actor step") <= 12
+    # steps in 300 ms (about ten), where polling the thread would take thousands.
+    assert 1 <= events.count("actor step") <= 30
 
 
 # -- a subclass of a built-in store is called through its overrides ----------------------------
