@@ -81,26 +81,128 @@ def test_internal_modules_are_not_another_public_home(internal):
         ), f"{path.name} declares __all__: public names live in {PUBLIC_HOMES}"
 
 
-def _imported_layers(path: Path) -> set[str]:
+def imported_modules(source: str, package: str) -> set[str]:
+    """The absolute names of the modules ``source``, a module of ``package``, imports.
+
+    Relative imports are resolved against ``package``; for ``from . import name`` the name
+    counts as a module. Raises ``ValueError`` for a relative import above the top package.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found.add(node.module or "")
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            if node.level > len(parts):
+                raise ValueError(f"{'.' * node.level}{node.module or ''} goes above {package}")
+            base = ".".join(parts[: len(parts) - node.level + 1])
+            if node.module:
+                found.add(f"{base}.{node.module}")
+            else:
+                found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def imported_layers(source: str, package: str) -> set[str]:
+    """The layers of triolette (``core``, ``stores``...) that ``source`` imports from."""
     layers = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module]
-        elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "triolette":
-                layers.add(parts[1] if len(parts) > 1 else "<top level>")
+    for name in imported_modules(source, package):
+        parts = name.split(".")
+        if parts[0] == "triolette":
+            layers.add(parts[1] if len(parts) > 1 else "<top level>")
     return layers
+
+
+def _package_of(path: Path) -> str:
+    folder = path.parent.relative_to(PACKAGE.parent)
+    return ".".join(folder.parts)
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))
 def test_imports_run_one_way(layer):
     for path in (PACKAGE / layer).rglob("*.py"):
-        wrong = _imported_layers(path) - ALLOWED[layer]
+        wrong = imported_layers(path.read_text(), _package_of(path)) - ALLOWED[layer]
         assert not wrong, f"{path.relative_to(PACKAGE)} imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize(
+    ("source", "layers"),
+    [
+        ("from ..runtime.app import App", {"runtime"}),
+        ("from .. import runtime", {"runtime"}),
+        ("from . import persistence", {"actors"}),
+        ("from .persistence import PersistenceActor", {"actors"}),
+        ("import triolette.runtime.app", {"runtime"}),
+        ("from triolette import App", {"<top level>"}),
+        ("import trio", set()),
+    ],
+)
+def test_the_layering_check_resolves_relative_imports(source, layers):
+    assert imported_layers(source, "triolette.actors") == layers
+
+
+def test_the_layering_check_flags_a_relative_import_against_the_layers():
+    wrong = imported_layers("from ..runtime.app import App", "triolette.actors") - ALLOWED["actors"]
+    assert wrong == {"runtime"}
+    with pytest.raises(ValueError, match=r"\.\.\.\.x goes above triolette\.actors"):
+        imported_layers("from ....x import y", "triolette.actors")
+
+
+def _code_words(source: str) -> set[str]:
+    """Imported modules, names, attributes and string constants: code, not comments."""
+    words: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            words.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            words.add(node.module or "")
+            words.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            words.add(node.value)
+    return words
+
+
+def test_production_code_never_asks_which_clock_runs():
+    clues = {"MockClock", "trio.testing", "current_clock", "autojump_threshold"}
+    assert clues & _code_words("if isinstance(trio.lowlevel.current_clock(), MockClock): ...")
+    for path in PACKAGE.rglob("*.py"):
+        if path.parent.name != "testing":
+            found = clues & _code_words(path.read_text())
+            assert not found, f"{path.relative_to(PACKAGE)} uses {sorted(found)}"
+
+
+def test_stores_are_recognised_by_isinstance(tmp_path):
+    class UsersStore:
+        def load(self, key: str) -> dict[str, object] | None:
+            return None
+
+        def save(self, key: str, data: dict[str, object]) -> None:
+            pass
+
+    from triolette.stores import BatchStore, EncodedBatchStore
+
+    built_in = triolette.JsonFileStore(tmp_path / "state.json")
+    assert isinstance(built_in, triolette.Store)
+    assert isinstance(built_in, BatchStore)
+    assert isinstance(built_in, EncodedBatchStore)
+    assert isinstance(UsersStore(), triolette.Store)
+    assert not isinstance(UsersStore(), BatchStore)
+    assert not isinstance(object(), triolette.Store)
+    assert not isinstance({"load": None, "save": None}, triolette.Store)
+
+
+def test_key_in_use_error_is_a_triolette_error_and_still_a_runtime_error():
+    error = triolette.KeyInUseError("meter")
+    assert isinstance(error, triolette.TrioletteError)
+    assert isinstance(error, RuntimeError)
+    assert error.key == "meter"
+    assert str(error) == "meter: another running device store already owns this key"
 
 
 def test_core_never_imports_trio():

@@ -9,6 +9,7 @@ from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
 from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
+from triolette.core.errors import KeyInUseError as KeyInUseError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
@@ -57,6 +58,7 @@ __all__ = [
     "HandlerTimeoutError",
     "HeartbeatMissedError",
     "JsonFileStore",
+    "KeyInUseError",
     "MemoryStore",
     "Message",
     "NullStore",

@@ -5,17 +5,21 @@ closing every client and the runtime's handle (``actor.close()``). Backends come
 :mod:`tests.actors.backends`: they record every call, and a gated one blocks *inside* the worker
 thread, so a test can act while a write is really in progress.
 
-Most tests run twice (the ``either_clock`` fixture): under trio's autojump clock, where the
-actor polls its worker thread so virtual time cannot leap over real I/O, and under the real
-clock, where it sleeps until the worker thread reports back, as in production.
+Most tests run twice (the ``either_clock`` fixture): under trio's autojump clock and under the
+real clock. The actor does not know which runs: while its worker thread works it waits in trio's
+idle-wait, which keeps the autojump clock from leaping over real I/O, and it is woken by the
+thread when the call returns.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -28,9 +32,18 @@ from tests.actors.backends import (
     RecordingStore,
     release_all,
 )
-from triolette import DeviceStore, FlushIncompleteError, MemoryStore
-from triolette.actors.persistence import KeyInUseError, PersistenceActor, PersistenceClient
+from triolette import (
+    DeviceStore,
+    FlushIncompleteError,
+    JsonFileStore,
+    KeyInUseError,
+    MemoryStore,
+    SqliteStore,
+)
+from triolette.actors.outage_log import OutageLog
+from triolette.actors.persistence import PersistenceActor, PersistenceClient
 
+ACTOR_LOGGER = "triolette.persistence"
 TIMEOUT = 10.0
 """Bounds each test's actor (virtual seconds under the autojump clock, real ones otherwise)."""
 
@@ -48,18 +61,20 @@ def either_clock(request: pytest.FixtureRequest) -> trio.testing.MockClock | Non
 
 
 @contextlib.asynccontextmanager
-async def running(actor: PersistenceActor, keys: Iterable[str] = ()) -> AsyncIterator[trio.Nursery]:
+async def running(
+    actor: PersistenceActor, keys: Iterable[str] = (), *, give_up_after: float = TIMEOUT
+) -> AsyncIterator[trio.Nursery]:
     """Run ``actor`` (loading ``keys``) around the body, then close its handle and wait for it.
 
     The body must close every client it took: the actor only ends once all are closed. If it
-    does not end within :data:`TIMEOUT`, or the body fails, the actor is abandoned, so a broken
-    test fails instead of hanging on a shielded actor.
+    does not end within ``give_up_after`` seconds, or the body fails, the actor is abandoned, so a
+    broken test fails instead of hanging on a shielded actor.
     """
 
     async def watchdog() -> None:
-        await trio.sleep(TIMEOUT)
+        await trio.sleep(give_up_after)
         actor.abandon()
-        raise AssertionError(f"the actor did not end within {TIMEOUT} s (a handle left open?)")
+        raise AssertionError(f"the actor did not end within {give_up_after} s (a handle open?)")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(actor.run, list(keys))
@@ -80,17 +95,8 @@ async def open_store(actor: PersistenceActor, key: str) -> tuple[PersistenceClie
 
 
 async def settle() -> None:
-    """Let every other task run until it blocks.
-
-    Under the mock clock the actor polls its worker thread and never blocks while a write is
-    in progress, so ``wait_all_tasks_blocked`` would wait forever; there a few scheduling
-    rounds do, since every step a test waits for here takes one.
-    """
-    if isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock):
-        for _ in range(10):
-            await trio.lowlevel.checkpoint()
-    else:
-        await trio.testing.wait_all_tasks_blocked()
+    """Let every other task run until it blocks (the actor waiting for its thread is blocked)."""
+    await trio.testing.wait_all_tasks_blocked()
 
 
 def text(state: dict[str, object]) -> str:
@@ -375,6 +381,58 @@ async def test_a_failing_backend_keeps_the_snapshots_and_retries_with_backoff(au
     assert "injected I/O error" in stats.last_error
     assert len(backend.writes) == 3
     assert backend.stored("a") == backend.stored("b") == {"n": 1}
+
+
+async def test_a_disk_outage_is_logged_once_then_counted_then_its_end_told(autojump_clock, caplog):
+    caplog.set_level(logging.INFO, logger="triolette.persistence")
+    backend = FailingStore(failures=40)
+    actor = PersistenceActor(backend, retry_initial=1.0, retry_max=5.0)
+    async with running(actor, ["a"], give_up_after=1000):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        store.save()  # fails at 0, 1, 3, 7, then every 5 s up to 187; written at 192
+        await store.flush()
+        client.close()
+
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == ACTOR_LOGGER]
+    error = "OSError: [Errno 5] injected I/O error"
+    assert lines == [
+        ("ERROR", f"could not save a ({error}); kept in memory, retrying in 1.0 s"),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 14 more failure(s) in the last 62 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 12 more failure(s) in the last 60 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        (
+            "ERROR",
+            f"still could not save a ({error}): 12 more failure(s) in the last 60 s; "
+            "kept in memory, retrying in 5.0 s",
+        ),
+        ("INFO", "the store works again: saved after 192.0 s and 40 failed attempt(s)"),
+    ]
+    assert actor.statistics().failures == 40
+
+
+def test_another_error_during_an_outage_is_news_and_a_new_outage_starts_afresh(caplog):
+    caplog.set_level(logging.INFO)
+    log = OutageLog(logging.getLogger("outage test"), repeat_every=60)
+    log.failed(["a"], "OSError: disk full", 1.0, now=0)
+    log.failed(["a"], "OSError: disk full", 2.0, now=1)  # a repeat: counted only
+    log.failed(["a", "b"], "OSError: read-only file system", 4.0, now=3)  # news
+    log.recovered(now=7)
+    log.recovered(now=8)  # nothing to tell: no outage
+    log.failed(["b"], "OSError: read-only file system", 1.0, now=100)  # a new outage
+    assert [record.getMessage() for record in caplog.records] == [
+        "could not save a (OSError: disk full); kept in memory, retrying in 1.0 s",
+        "could not save a, b (OSError: read-only file system); kept in memory, retrying in 4.0 s",
+        "the store works again: saved after 7.0 s and 3 failed attempt(s)",
+        "could not save b (OSError: read-only file system); kept in memory, retrying in 1.0 s",
+    ]
 
 
 async def test_a_snapshot_saved_during_a_failing_write_wins_over_the_failed_one(autojump_clock):
@@ -670,10 +728,15 @@ async def test_a_cancelled_flush_leaves_no_waiter_behind():
         store["n"] = 1
         store.save()
         await backend.wait_entered(1)
+        with trio.move_on_after(0.05):
+            async with trio.open_nursery() as waiting:
+                waiting.start_soon(store.flush)
+                await settle()
+                assert actor.statistics().flush_waiters == 1
         for _ in range(20):
             with trio.move_on_after(0.001):
                 await store.flush()
-        assert actor._waiters == []
+        assert actor.statistics().flush_waiters == 0
         backend.open_gate()
         await store.flush()
         client.close()
@@ -704,3 +767,161 @@ async def test_a_built_in_store_hands_its_texts_over_at_start_up_without_a_decod
     assert backend.calls == ["load_all_encoded"]
     assert actor.view("a") == text({"n": 1})
     assert actor.view("c") is None
+
+
+# -- the clock: virtual time stands still during I/O, and the actor does not spin ------------------
+
+
+async def test_virtual_time_does_not_pass_while_a_backend_call_runs(autojump_clock):
+    backend = GatedStore(delay=0.05)  # every write takes 50 real milliseconds
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a"]) as nursery:
+        nursery.start_soon(trio.sleep, 1)  # a deadline the clock could leap to
+        client, store = await open_store(actor, "a")
+        began = trio.current_time()
+        store["n"] = 1
+        store.save()
+        await store.flush()
+        assert trio.current_time() == began
+        client.close()
+    assert backend.stored("a") == {"n": 1}
+
+
+async def test_the_actor_sleeps_while_its_backend_works_under_the_autojump_clock(autojump_clock):
+    events: list[str] = []
+    backend = GatedStore(delay=0.3)
+    actor = PersistenceActor(backend)
+    instrument = _ActorSteps(events)
+    async with running(actor, ["a"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        trio.lowlevel.add_instrument(instrument)
+        try:
+            store.save()
+            await store.flush()
+        finally:
+            trio.lowlevel.remove_instrument(instrument)
+        client.close()
+    # Woken by a growing idle cushion (10 ms, 20 ms, ...) and by the thread: a handful of
+    # steps in 300 ms (about ten), where polling the thread would take thousands.
+    assert 1 <= events.count("actor step") <= 30
+
+
+# -- a subclass of a built-in store is called through its overrides ----------------------------
+
+BUILT_IN_STORES: dict[str, Callable[[Path], Any]] = {
+    "MemoryStore": lambda folder: MemoryStore,
+    "JsonFileStore": lambda folder: lambda: JsonFileStore(folder / "state.json"),
+    "SqliteStore": lambda folder: lambda: SqliteStore(folder / "state.db"),
+}
+
+
+def audited(base: type, method: str, calls: list[tuple[str, tuple[str, ...]]]) -> type:
+    """A subclass of ``base`` whose ``method`` records ``(method, keys)`` and delegates."""
+
+    def override(self: Any, *args: Any) -> Any:
+        first = args[0] if args else ()  # a key, or a mapping of states by key
+        calls.append((method, (first,) if isinstance(first, str) else tuple(first)))
+        return getattr(super(subclass, self), method)(*args)
+
+    subclass = type(f"Audited{base.__name__}", (base,), {method: override})
+    return subclass
+
+
+@pytest.mark.parametrize("method", ["save", "save_many", "load", "load_all"])
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_STORES))
+async def test_the_actor_calls_a_built_in_store_subclass_s_override(tmp_path, kind, method):
+    open_plain = BUILT_IN_STORES[kind](tmp_path)
+    seeded = open_plain() if kind != "MemoryStore" else None
+    if seeded is not None:
+        seeded.save_many({"a": {"n": 1}, "late": {"n": 3}})
+        seeded.close()
+    base = type(open_plain()) if seeded is not None else MemoryStore
+    calls: list[tuple[str, tuple[str, ...]]] = []
+    subclass = audited(base, method, calls)
+    if kind == "MemoryStore":
+        backend = subclass({"a": {"n": 1}, "late": {"n": 3}})
+    else:
+        backend = subclass(seeded.path)  # type: ignore[union-attr]
+    calls.clear()  # seeding a MemoryStore goes through save_many too
+
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b"]):  # two keys: one batch read at start
+        opened = [await open_store(actor, key) for key in ("a", "b", "late")]  # late: one key
+        assert [store.to_dict() for _, store in opened] == [{"n": 1}, {}, {"n": 3}]
+        for _, store in opened:
+            store["n"] = 7
+            store.save()
+        await actor.flush()
+        for client, _ in opened:
+            client.close()
+
+    made = [name for name, _ in calls]
+    assert made, f"{kind}'s override of {method} was never called"
+    if method == "load":
+        assert ("load", ("a",)) in calls
+        assert ("load", ("late",)) in calls
+    if method == "load_all":
+        assert made.count("load_all") == 2  # the start-up batch and the late key
+    if method in ("save", "save_many"):
+        written = {key for _, keys in calls for key in keys}
+        assert written == {"a", "b", "late"}
+    if kind == "MemoryStore":
+        assert backend.load_all() == {key: {"n": 7} for key in ("a", "b", "late")}
+    else:
+        reopened = open_plain()
+        assert reopened.load_all() == {key: {"n": 7} for key in ("a", "b", "late")}
+        reopened.close()
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_STORES))
+async def test_a_built_in_store_without_overrides_takes_the_encoded_path(tmp_path, kind):
+    opened = BUILT_IN_STORES[kind](tmp_path)()
+    calls: list[str] = []
+
+    class Watched(type(opened)):  # type: ignore[misc]
+        def save_encoded(self, texts: Any) -> None:
+            calls.append("save_encoded")
+            super().save_encoded(texts)
+
+        def load_all_encoded(self) -> dict[str, str]:
+            calls.append("load_all_encoded")
+            return super().load_all_encoded()  # type: ignore[no-any-return]
+
+    backend = Watched() if kind == "MemoryStore" else Watched(opened.path)
+    actor = PersistenceActor(backend)
+    async with running(actor, ["a", "b"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 1
+        store.save()
+        await store.flush()
+        client.close()
+    assert calls == ["load_all_encoded", "save_encoded"]
+
+
+def test_an_object_that_is_no_store_is_refused_when_the_actor_is_built():
+    with pytest.raises(TypeError, match=r"^object has none of save_encoded, save_many, save"):
+        PersistenceActor(object())  # type: ignore[arg-type]
+
+
+class _Proxy:
+    """Forwards every attribute to another store, as wrappers built with ``__getattr__`` do."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_store_behind_a_getattr_proxy_is_used_through_its_fastest_methods():
+    inner = _CountingMemoryStore({"a": {"n": 1}, "b": {"n": 2}})
+    actor = PersistenceActor(_Proxy(inner))
+    async with running(actor, ["a", "b"]):
+        client, store = await open_store(actor, "a")
+        store["n"] = 5
+        store.save()
+        await store.flush()
+        client.close()
+    assert inner.calls == ["load_all_encoded"]
+    assert inner.load("a") == {"n": 5}

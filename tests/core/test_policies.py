@@ -8,6 +8,7 @@ import pytest
 from triolette import (
     AllSavePolicy,
     AnySavePolicy,
+    PersistPolicy,
     SaveAtMostEvery,
     SaveOnChange,
     SaveOnPublish,
@@ -113,3 +114,10 @@ def test_policies_are_values():
     assert hash(SaveAtMostEvery(3)) == hash(SaveAtMostEvery(3.0))
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         SaveAtMostEvery(3).seconds = 4  # type: ignore[misc]
+
+
+def test_isinstance_tells_a_policy_from_anything_else():
+    for policy in [SaveOnPublish(), SaveAtMostEvery(3) & SaveOnChange(), EveryThird()]:
+        assert isinstance(policy, PersistPolicy)
+    assert not isinstance(object(), PersistPolicy)
+    assert not isinstance(FakeStore(), PersistPolicy)

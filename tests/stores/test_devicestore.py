@@ -193,12 +193,15 @@ def test_seconds_since_save_follows_the_clock_of_real_writes():
     assert store.seconds_since_save() == 30.0
 
 
-def test_repr_shows_key_state_and_dirtiness():
-    store = DeviceStore(MemoryStore(), "sensor")
-    assert repr(store) == "DeviceStore('sensor', <not loaded>, dirty=False)"
+def test_repr_shows_key_loading_and_dirtiness_but_never_a_value():
+    store = DeviceStore(MemoryStore({"sensor": {"token": "s3cr3t"}}), "sensor")
+    assert repr(store) == "DeviceStore('sensor', not loaded, dirty=False)"
     store.load()
-    store["n"] = 1
-    assert repr(store) == "DeviceStore('sensor', {'n': 1}, dirty=True)"
+    assert repr(store) == "DeviceStore('sensor', loaded, dirty=False)"
+    store["api_key"] = "hunter2"
+    assert repr(store) == "DeviceStore('sensor', loaded, dirty=True)"
+    assert "s3cr3t" not in str(store)
+    assert "hunter2" not in f"{store!s} {store!r}"
 
 
 @pytest.mark.parametrize("key", ["", None, 3, "\ud800"])

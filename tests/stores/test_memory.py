@@ -24,7 +24,7 @@ def test_memory_store_keeps_its_data_across_close():
     store.save("sensor", {"n": 1})
     store.close()
     assert store.load("sensor") == {"n": 1}
-    assert repr(store) == "MemoryStore({'sensor': {'n': 1}})"
+    assert repr(store) == "MemoryStore(keys=['sensor'])"  # never the values: reprs get logged
 
 
 def test_memory_store_rejects_bad_keys():

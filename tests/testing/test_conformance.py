@@ -27,11 +27,12 @@ def test_json_file_store_conforms(tmp_path: Path):
 def test_sqlite_store_conforms(tmp_path: Path):
     passed = check_store(lambda: SqliteStore(tmp_path / "state.db"), strict_json=True)
     assert "save many and load all" in passed
+    assert "encoded methods agree" in passed
 
 
 def test_null_store_conforms():
     passed = check_store(NullStore, remembers=False)
-    assert passed == ["unknown key is none", "forgets"]
+    assert passed == ["is a store", "unknown key is none", "forgets"]
 
 
 class DictFileStore:
@@ -95,6 +96,20 @@ class AcceptsTuples(MemoryStore):
 SHARED_ACCEPTS_TUPLES = AcceptsTuples()
 
 
+class ForgetsEncodedTexts(MemoryStore):
+    """Broken: its encoded read path does not see what was saved."""
+
+    def load_all_encoded(self) -> dict[str, str]:
+        return {}
+
+
+class NoSave:
+    """Broken: not a store at all."""
+
+    def load(self, key: str) -> None:
+        return None
+
+
 @pytest.mark.parametrize(
     ("backend", "check", "options"),
     [
@@ -102,6 +117,8 @@ SHARED_ACCEPTS_TUPLES = AcceptsTuples()
         (Merges, "overwrite replaces", {}),
         (LosesTypes, "round trip", {}),
         (lambda: SHARED_ACCEPTS_TUPLES, "rejects non json", {"strict_json": True}),
+        (ForgetsEncodedTexts, "encoded methods agree", {"survives_reopen": False}),
+        (NoSave, "is a store", {}),
         (MemoryStore, "survives reopen", {}),  # a new, empty store on every open
         (MemoryStore, "forgets", {"remembers": False}),
     ],

@@ -19,18 +19,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
 import attrs
-import outcome
 import trio
 
-from triolette.core.errors import FlushIncompleteError
-from triolette.core.jsonstate import decode_state, encode_state
+from triolette.actors.backend_calls import BackendCalls, PartlyWritten
+from triolette.actors.durability import Durability
+from triolette.actors.outage_log import OutageLog
+from triolette.actors.persistence_statistics import Counters
+from triolette.actors.persistence_statistics import (  # the runtime imports it from here
+    PersistenceStatistics as PersistenceStatistics,
+)
+from triolette.actors.worker_thread import WorkerThread
+from triolette.core.errors import KeyInUseError
 from triolette.stores.devicestore import DeviceStore
 from triolette.stores.protocol import Store
 
@@ -45,69 +49,6 @@ class _Load:
     keys: tuple[str, ...]
     done: trio.Event = attrs.Factory(trio.Event)
     error: BaseException | None = None
-
-
-@attrs.frozen
-class PersistenceStatistics:
-    """A snapshot of the persistence actor's counters."""
-
-    mailbox_depth: int
-    """Requests waiting in the mailbox now."""
-    mailbox_peak: int
-    """The most requests that ever waited in the mailbox at once."""
-    mailbox_senders: int
-    """Open mailbox handles (one per running device, plus the runtime's own)."""
-    pending_keys: int
-    """Devices whose newest snapshot is not yet being written."""
-    pending_peak: int
-    """The most devices that ever waited for a write at once."""
-    saves: int
-    """Snapshots submitted."""
-    coalesced: int
-    """Snapshots replaced by a newer one of the same device before they were written."""
-    skipped_identical: int
-    """Snapshots equal to what the backend already holds, so not written."""
-    batches: int
-    """Successful backend writes (one per group commit)."""
-    keys_written: int
-    """Device states written in those batches."""
-    max_keys_per_batch: int
-    bytes_written: int
-    """Bytes of encoded state handed to the backend."""
-    failures: int
-    """Backend writes that raised (each is retried)."""
-    last_error: str | None
-
-    @property
-    def keys_per_batch(self) -> float:
-        return self.keys_written / self.batches if self.batches else 0.0
-
-
-@attrs.define
-class _Counters:
-    saves: int = 0
-    coalesced: int = 0
-    skipped_identical: int = 0
-    batches: int = 0
-    keys_written: int = 0
-    max_keys_per_batch: int = 0
-    bytes_written: int = 0
-    failures: int = 0
-    pending_peak: int = 0
-    last_error: str | None = None
-
-
-class _PartlyWritten(Exception):
-    """Some keys of a batch were saved one by one before others failed."""
-
-    def __init__(self, written: list[str], cause: Exception) -> None:
-        super().__init__(str(cause))
-        self.written = written
-        self.cause = cause
-
-
-class KeyInUseError(RuntimeError):
-    """A second owner asked for a device key that a running device store already owns."""
 
 
 class PersistenceActor:
@@ -130,6 +71,7 @@ class PersistenceActor:
         on_recovered: Callable[[], None] | None = None,
     ) -> None:
         self.backend = backend
+        self._calls = BackendCalls(backend)
         self._send, self._receive = trio.open_memory_channel[object](mailbox_size)
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -138,28 +80,27 @@ class PersistenceActor:
         self._known: dict[str, str | None] = {}  # durable text per key; None: known absent
         self._pending: dict[str, tuple[str, int]] = {}  # newest unwritten (text, seq) per key
         self._writing: dict[str, tuple[str, int]] = {}
-        self._submitted: dict[str, int] = {}
-        self._durable: dict[str, int] = {}
-        self._waiters: list[tuple[str, int, trio.Event]] = []
+        self._durability = Durability()
         self._owners: set[str] = set()
-        self._seq = 0
         self._retry_delay = 0.0
         self._retry_at = -math.inf
-        self._counters = _Counters()
+        self._counters = Counters()
+        self._outage = OutageLog(logger)
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
-        self._wall_deadline = math.inf
-        self.backend_idle = threading.Event()
+        self._worker = WorkerThread()
+
+    @property
+    def backend_idle(self) -> threading.Event:
         """Set while no backend call runs in a worker thread; safe to wait on from any thread."""
-        self.backend_idle.set()
-        self._gave_up = False
+        return self._worker.idle
 
     # -- the producers' side (trio thread, synchronous) ------------------------------------
 
     def client(self, key: str) -> PersistenceClient:
         """A handle for the one device store of ``key``; raises :class:`KeyInUseError` if taken."""
         if key in self._owners:
-            raise KeyInUseError(f"{key}: another running device store already owns this key")
+            raise KeyInUseError(key)
         self._owners.add(key)
         return PersistenceClient(self, key, self._send.clone())
 
@@ -168,8 +109,7 @@ class PersistenceActor:
         self._send.close()
 
     def _submit(self, key: str, text: str, sender: trio.MemorySendChannel[object]) -> None:
-        self._seq += 1
-        self._submitted[key] = self._seq
+        seq = self._durability.submitted(key)
         self._counters.saves += 1
         # A wake-up is needed only when the table goes from empty to not empty: the actor
         # writes the whole table on every pass and comes back at once while it is not empty.
@@ -179,7 +119,7 @@ class PersistenceActor:
                 sender.send_nowait(_WAKE)
         elif key in self._pending:
             self._counters.coalesced += 1
-        self._pending[key] = (text, self._seq)
+        self._pending[key] = (text, seq)
 
     def view(self, key: str) -> str | None:
         """The newest text of ``key``: pending, being written, or durable (read-your-writes)."""
@@ -197,22 +137,7 @@ class PersistenceActor:
         Cancelling the wait does not cancel the write.
         Raises :class:`~triolette.FlushIncompleteError` if the actor was abandoned first.
         """
-        targets = {
-            each: self._submitted.get(each, 0)
-            for each in ([key] if key is not None else list(self._submitted))
-        }
-        for each, target in targets.items():
-            if self._durable.get(each, 0) < target and not self.stopped.is_set():
-                waiter = (each, target, trio.Event())
-                self._waiters.append(waiter)
-                try:
-                    await waiter[2].wait()
-                finally:  # a cancelled wait leaves nothing behind
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
-        missing = [each for each, target in targets.items() if self._durable.get(each, 0) < target]
-        if missing:
-            raise FlushIncompleteError(missing, "the persistence actor stopped first")
+        await self._durability.wait(key)
 
     async def load(self, keys: Iterable[str], sender: trio.MemorySendChannel[object]) -> None:
         """Make sure ``keys`` are in the actor's view, reading the backend for unknown ones."""
@@ -250,27 +175,26 @@ class PersistenceActor:
                     if not await self._commit():
                         await trio.sleep(self._retry_delay)
                 try:
-                    await self._in_thread(getattr(self.backend, "close", _nothing))
+                    await self._worker.run(self._calls.close)
                 except Exception as error:  # everything is durable; closing is tidying up
                     logger.error("could not close the store cleanly: %s", error)
             if not started:  # abandoned while loading: the caller must not wait for ever
                 task_status.started()
         finally:
             self.stopped.set()
-            for _, _, done in self._waiters:
-                done.set()
+            self._durability.close()
 
     async def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the actor to end; return whether it ended on its own.
 
-        Under trio's autojump clock a hung backend would keep virtual time still (the actor
-        stays runnable while its thread works), so the actor then also gives up by itself
-        after ``seconds`` of wall-clock time. Shielded: it can run in a ``finally``.
+        A backend call in progress keeps virtual time still (see :mod:`.worker_thread`) for
+        at most ``seconds`` of wall-clock time, so under trio's autojump clock a hung backend
+        makes this return after that long too. Shielded: it can run in a ``finally``.
         """
-        self._wall_deadline = time.monotonic() + seconds
+        self._worker.hold_until = time.monotonic() + seconds
         with trio.move_on_after(seconds, shield=True):
             await self.stopped.wait()
-        return self.stopped.is_set() and not self._gave_up
+        return self.stopped.is_set()
 
     def abandon(self) -> list[str]:
         """Stop now, even inside a backend call; return the keys not known to be durable.
@@ -283,8 +207,7 @@ class PersistenceActor:
 
     def not_durable(self) -> list[str]:
         """The keys with a submitted snapshot that is not known to be durable."""
-        durable = self._durable
-        return sorted(key for key, seq in self._submitted.items() if durable.get(key, 0) < seq)
+        return self._durability.not_durable()
 
     def statistics(self) -> PersistenceStatistics:
         channel = self._send.statistics()
@@ -304,6 +227,7 @@ class PersistenceActor:
             bytes_written=counters.bytes_written,
             failures=counters.failures,
             last_error=counters.last_error,
+            flush_waiters=self._durability.waiting,
         )
 
     async def _serve(self) -> None:
@@ -349,44 +273,25 @@ class PersistenceActor:
         missing = [key for key in dict.fromkeys(keys) if not self.is_loaded(key)]
         if not missing:
             return
-        texts = await self._in_thread(self._read_backend, missing)
+        texts = await self._worker.run(self._calls.read, missing)
         for key in missing:
             if not self.is_loaded(key):
                 self._known[key] = texts.get(key)
-
-    def _read_backend(self, keys: list[str]) -> Mapping[str, str | None]:
-        """The canonical texts of ``keys`` (worker thread). Built-in stores hand them over as
-        they keep them; other backends' dicts are encoded here, off the trio loop."""
-        if len(keys) > 1:
-            load_all_encoded = getattr(self.backend, "load_all_encoded", None)
-            if load_all_encoded is not None:
-                return load_all_encoded()  # type: ignore[no-any-return]
-            load_all = getattr(self.backend, "load_all", None)
-            if load_all is not None:
-                states = load_all()
-                return {key: _encoded(key, states.get(key)) for key in keys}
-        return {key: _encoded(key, self.backend.load(key)) for key in keys}
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""
         # The table only grows between two commits, so its peak is seen here.
         self._counters.pending_peak = max(self._counters.pending_peak, len(self._pending))
-        known = self._known
-        batch = {
-            key: (text, seq)
-            for key, (text, seq) in self._pending.items()
-            if known.get(key) != text or not self._skip_identical(key, seq)
-        }
-        self._pending.clear()
+        batch = self._take_batch()
         if not batch:
             return True
         self._writing = batch
         texts = {key: text for key, (text, _) in batch.items()}
         try:
-            await self._in_thread(self._write_backend, texts)
+            await self._worker.run(self._calls.write, texts)
         except Exception as error:
             self._writing = {}
-            if isinstance(error, _PartlyWritten):
+            if isinstance(error, PartlyWritten):
                 self._written({key: batch[key] for key in error.written}, texts)
                 batch = {key: batch[key] for key in batch if key not in error.written}
                 error = error.cause
@@ -395,6 +300,7 @@ class PersistenceActor:
         self._writing = {}
         self._written(batch, texts)
         self._counters.batches += 1
+        self._outage.recovered(trio.current_time())
         if self._retry_delay and self._on_recovered is not None:  # the backend works again
             self._on_recovered()
         self._retry_delay = 0.0
@@ -402,36 +308,32 @@ class PersistenceActor:
         return True
 
     def _written(self, batch: dict[str, tuple[str, int]], texts: dict[str, str]) -> None:
-        known, durable = self._known, self._durable
-        for key, (text, seq) in batch.items():  # runs per key on the trio thread: kept lean
+        known = self._known
+        for key, (text, _) in batch.items():  # runs per key on the trio thread: kept lean
             known[key] = text
-            if seq > durable.get(key, 0):
-                durable[key] = seq
         counters = self._counters
         counters.keys_written += len(batch)
         counters.max_keys_per_batch = max(counters.max_keys_per_batch, len(batch))
         counters.bytes_written += sum(len(texts[key].encode()) for key in batch)
-        self._wake_waiters()
+        self._durability.mark_durable({key: seq for key, (_, seq) in batch.items()})
 
-    def _skip_identical(self, key: str, seq: int) -> bool:
-        """Count a snapshot equal to the durable one as written; always true."""
-        self._counters.skipped_identical += 1
-        self._mark_durable(key, seq)
-        self._wake_waiters()
-        return True
+    def _take_batch(self) -> dict[str, tuple[str, int]]:
+        """Empty the pending table into the batch to write.
 
-    def _mark_durable(self, key: str, seq: int) -> None:
-        if seq > self._durable.get(key, 0):
-            self._durable[key] = seq
-
-    def _wake_waiters(self) -> None:
-        still = []
-        for key, target, done in self._waiters:
-            if self._durable.get(key, 0) >= target:
-                done.set()
+        A snapshot equal to the durable text is not written: it counts as skipped, is marked
+        durable at once, and its flush waiters are woken.
+        """
+        batch, skipped = {}, {}
+        for key, (text, seq) in self._pending.items():
+            if self._known.get(key) != text:
+                batch[key] = (text, seq)
             else:
-                still.append((key, target, done))
-        self._waiters = still
+                skipped[key] = seq
+        self._pending.clear()
+        if skipped:
+            self._counters.skipped_identical += len(skipped)
+            self._durability.mark_durable(skipped)
+        return batch
 
     def _failed(self, batch: dict[str, tuple[str, int]], error: Exception) -> None:
         for key, snapshot in batch.items():
@@ -445,88 +347,9 @@ class PersistenceActor:
         self._retry_delay = min(self._retry_max, max(self._retry_initial, self._retry_delay * 2))
         self._retry_at = trio.current_time() + self._retry_delay
         keys = sorted(batch)
-        logger.error(
-            "could not save %s (%s); kept in memory, retrying in %.1f s",
-            ", ".join(keys),
-            counters.last_error,
-            self._retry_delay,
-        )
+        self._outage.failed(keys, counters.last_error, self._retry_delay, trio.current_time())
         if self._on_error is not None:
             self._on_error(keys, error)
-
-    def _write_backend(self, texts: dict[str, str]) -> None:
-        save_encoded = getattr(self.backend, "save_encoded", None)
-        if save_encoded is not None:
-            save_encoded(texts)
-            return
-        states = {key: decode_state(text) for key, text in texts.items()}
-        save_many = getattr(self.backend, "save_many", None)
-        if save_many is not None:
-            save_many(states)
-            return
-        # A backend with only save() may refuse one key for good: the others still go in.
-        failures: dict[str, Exception] = {}
-        for key, data in states.items():
-            try:
-                self.backend.save(key, data)
-            except Exception as error:
-                failures[key] = error
-        if failures:
-            written = [key for key in states if key not in failures]
-            raise _PartlyWritten(written, next(iter(failures.values())))
-
-    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run ``fn`` on a worker thread; only :meth:`abandon` (cancelling the shielded actor)
-        stops the wait, and then nobody waits for the thread."""
-        finished = threading.Event()
-        task = trio.lowlevel.current_task()
-        token = trio.lowlevel.current_trio_token()
-        abandoned = False
-        mock_clock = _is_mock_clock(trio.lowlevel.current_clock())
-        result: list[outcome.Outcome[Any]] = []
-
-        def resume() -> None:
-            if not abandoned:
-                trio.lowlevel.reschedule(task, result[0])
-
-        def deliver(done: outcome.Outcome[Any]) -> None:
-            result.append(done)
-            finished.set()
-            self.backend_idle.set()
-            if not mock_clock:
-                # An abandoned call may end after the trio run did: nobody waits for it then.
-                with contextlib.suppress(trio.RunFinishedError):
-                    token.run_sync_soon(resume)
-
-        # trio.to_thread.run_sync would cost extra trips through a busy event loop (limiter,
-        # checkpoints); this is its abandon-on-cancel path reduced to one wake-up.
-        self.backend_idle.clear()
-        trio.lowlevel.start_thread_soon(lambda: fn(*args), deliver)
-        if mock_clock:
-            # Under a mock clock this task stays runnable while the thread works, so an
-            # autojump clock cannot leap virtual time past real disk I/O: tests see the same
-            # order of events as production, and a write takes no virtual time.
-            while not finished.is_set():
-                if time.monotonic() > self._wall_deadline:  # see wait_stopped
-                    self._gave_up = True
-                    self._scope.cancel()
-                await trio.lowlevel.checkpoint()
-            return result[0].unwrap()
-
-        def abort(_: Any) -> trio.lowlevel.Abort:
-            nonlocal abandoned
-            abandoned = True
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        return await trio.lowlevel.wait_task_rescheduled(abort)
-
-
-def _nothing() -> None:
-    return None
-
-
-def _encoded(key: str, data: dict[str, object] | None) -> str | None:
-    return None if data is None else encode_state(key, data)
 
 
 class PersistenceClient:
@@ -575,10 +398,3 @@ class PersistenceClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_mock_clock(clock: trio.abc.Clock) -> bool:
-    # Without importing trio.testing (which imports pytest): nobody can have built a
-    # MockClock unless that module is loaded.
-    testing = sys.modules.get("trio.testing")
-    return testing is not None and isinstance(clock, testing.MockClock)

@@ -8,6 +8,7 @@
     ├── StoreOpenError                             a store could not be opened at start
     │   └── StoreLockedError                       another process holds the store's lock
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
+    ├── KeyInUseError          (also RuntimeError) a device key already has a running owner
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
     ├── ConnectError                               the broker could not be reached or refused us
@@ -77,6 +78,17 @@ class StoreWriteError(TrioletteError, OSError):
 
     def __str__(self) -> str:
         return str(self.args[-1])
+
+
+class KeyInUseError(TrioletteError, RuntimeError):
+    """A second owner asked for a device key that a running device store already owns.
+
+    ``key`` is the device key; the message starts with it.
+    """
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"{key}: another running device store already owns this key")
 
 
 class RegistrationError(TrioletteError, ValueError):

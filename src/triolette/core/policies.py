@@ -9,7 +9,7 @@ flattened, so ``a | b | c`` is ``AnySavePolicy(a, b, c)``.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
@@ -23,8 +23,12 @@ class SaveState(Protocol):
     def seconds_since_save(self) -> float | None: ...
 
 
+@runtime_checkable
 class PersistPolicy(Protocol):
     """The protocol every save policy satisfies, including users' own.
+
+    Runtime-checkable: ``isinstance(policy, PersistPolicy)`` tells whether it has
+    ``should_save``.
 
     ``store`` is the device's :class:`~triolette.DeviceStore` (typed loosely here so that a
     user policy annotated with ``DeviceStore`` satisfies the protocol).

@@ -33,7 +33,14 @@ class QuarantineReport:
 
 
 class EncodedStore:
-    """Base class: ``load``/``save``/``save_many``/``load_all``/``close`` over encoded texts."""
+    """Base class: ``load``/``save``/``save_many``/``load_all``/``close`` over encoded texts.
+
+    It also has ``save_encoded`` and ``load_all_encoded``, the
+    :class:`~triolette.stores.EncodedBatchStore` methods the persistence actor prefers. A
+    subclass may override ``save``, ``save_many``, ``load`` or ``load_all`` (to audit,
+    encrypt, mirror): the actor then calls the override instead (``save_many`` for a batch,
+    ``save`` key by key when only ``save`` is overridden).
+    """
 
     def __init__(self) -> None:
         self._texts: dict[str, str] | None = None
@@ -81,7 +88,7 @@ class EncodedStore:
         return {key: decode_state(text) for key, text in self._stored().items()}
 
     def load_all_encoded(self) -> dict[str, str]:
-        """:meth:`load_all` as canonical texts, for the persistence actor (no decode)."""
+        """:meth:`load_all` as canonical texts (``encode_state`` output), without a decode."""
         return dict(self._stored())
 
     def save(self, key: str, data: dict[str, object]) -> None:
@@ -104,7 +111,7 @@ class EncodedStore:
         """:meth:`save_many` for states already in canonical form (``encode_state`` output).
 
         The persistence actor uses it so a snapshot encoded once by its device store is not
-        encoded again. Keys and texts are trusted to be valid.
+        decoded and encoded again. Keys and texts are trusted to be valid.
         """
         current = self._stored()
         doubtful = self._doubtful

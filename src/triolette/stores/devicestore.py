@@ -197,5 +197,6 @@ class DeviceStore(MutableMapping[str, Any]):
         return len(self._require())
 
     def __repr__(self) -> str:
-        shown = "<not loaded>" if self._data is None else repr(self._data)
-        return f"DeviceStore({self._key!r}, {shown}, dirty={self.dirty})"
+        """Key, loaded or not, and dirtiness; never the values (they may hold secrets)."""
+        loaded = "not loaded" if self._data is None else "loaded"
+        return f"DeviceStore({self._key!r}, {loaded}, dirty={self.dirty})"

@@ -23,4 +23,5 @@ class MemoryStore(EncodedStore):
         return self._memory
 
     def __repr__(self) -> str:
-        return f"MemoryStore({self.load_all()!r})"
+        """The keys held, never the values: a repr ends up in logs."""
+        return f"MemoryStore(keys={sorted(self._memory)!r})"

@@ -1,11 +1,16 @@
-"""The ``Store`` protocol every backend satisfies, and the optional batch methods."""
+"""The ``Store`` protocol every backend satisfies, and the optional batch and encoded methods.
+
+All three protocols are runtime-checkable: ``isinstance(backend, Store)`` tells whether an object
+has the methods (not whether they behave).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
+@runtime_checkable
 class Store(Protocol):
     """A key-value backend for device state: synchronous on purpose, so backends stay simple.
 
@@ -18,6 +23,7 @@ class Store(Protocol):
     def save(self, key: str, data: dict[str, object]) -> None: ...
 
 
+@runtime_checkable
 class BatchStore(Store, Protocol):
     """A store that also offers the batch methods the persistence actor prefers when present.
 
@@ -31,3 +37,24 @@ class BatchStore(Store, Protocol):
     def load_all(self) -> dict[str, dict[str, object]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EncodedBatchStore(BatchStore, Protocol):
+    """A batch store that also takes and hands over states as canonical JSON texts.
+
+    A device store encodes each snapshot once (``encode_state``: compact, key order kept);
+    a backend that keeps those texts saves and loads them without decoding and encoding
+    again. The built-in stores do. ``save_encoded(texts)`` must have the effect of
+    ``save_many`` of the decoded states; ``load_all_encoded()`` returns what ``load_all``
+    returns, as texts.
+
+    The persistence actor uses these methods only while they cannot bypass a method a
+    subclass overrides: a class that overrides ``save_many`` (or ``save``) below the class
+    that defines ``save_encoded`` gets its batches through that override, and likewise
+    ``load_all`` (or ``load``) for loading.
+    """
+
+    def save_encoded(self, texts: Mapping[str, str]) -> None: ...
+
+    def load_all_encoded(self) -> dict[str, str]: ...

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 from triolette.core.errors import StateNotJSONError
-from triolette.stores.protocol import Store
+from triolette.core.jsonstate import decode_state, encode_state
+from triolette.stores.protocol import EncodedBatchStore, Store
 
 StoreFactory = Callable[[], Store]
 
@@ -44,17 +45,20 @@ def check_store(
     returns what was saved; false only for a null store), ``survives_reopen`` (data outlives
     the object), ``strict_json`` (a save of a non-JSON value raises
     :class:`~triolette.StateNotJSONError`, as the built-in backends do). Batch methods
-    (``save_many``, ``load_all``, ``close``) are checked when present.
+    (``save_many``, ``load_all``, ``close``) are checked when present, and so are the encoded
+    ones (``save_encoded``, ``load_all_encoded``: they must agree with the others).
 
     Raises ``AssertionError`` naming the failed check. Blocking: call it from a test, not from
     inside a trio loop.
     """
     session = _Session(open_store)
-    checks: list[Callable[[_Session], None]] = [_unknown_key_is_none]
+    checks: list[Callable[[_Session], None]] = [_is_a_store, _unknown_key_is_none]
     if remembers:
         checks += [_round_trip, _copies_in_and_out, _overwrite_replaces, _keys_are_independent]
         if hasattr(session.store, "save_many"):
             checks += [_save_many_and_load_all]
+        if isinstance(session.store, EncodedBatchStore):
+            checks += [_encoded_methods_agree]
         if survives_reopen:
             checks += [_survives_reopen]
         if strict_json:
@@ -100,6 +104,10 @@ class _Session:
         close = getattr(self.store, "close", None)
         if close is not None:
             close()
+
+
+def _is_a_store(session: _Session) -> None:
+    _expect(isinstance(session.store, Store), "it lacks load() or save()")
 
 
 def _unknown_key_is_none(session: _Session) -> None:
@@ -152,6 +160,18 @@ def _save_many_and_load_all(session: _Session) -> None:
         _expect(session.store.load(key) == state, f"load({key!r}) after save_many")
     everything[next(iter(batch))]["i"] = -1
     _expect(session.store.load(next(iter(batch))) == {"i": 0}, "load_all must return copies")
+
+
+def _encoded_methods_agree(session: _Session) -> None:
+    state = {"b": [1, {"c": None}], "a": "Grüße"}
+    session.store.save_encoded({"conformance encoded": encode_state("conformance encoded", state)})
+    _expect(session.store.load("conformance encoded") == state, "load after save_encoded")
+    session.store.save("conformance plain", {"n": 1})
+    texts = session.store.load_all_encoded()
+    states = session.store.load_all()
+    _expect(sorted(texts) == sorted(states), "load_all_encoded and load_all hold other keys")
+    for key, text in texts.items():
+        _expect(decode_state(text) == states[key], f"load_all_encoded differs for {key!r}")
 
 
 def _survives_reopen(session: _Session) -> None:
