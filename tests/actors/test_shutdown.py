@@ -6,8 +6,8 @@ backend, and a started write is never torn by the shutdown. What can go wrong is
 returns ends in a report, never in a hang, and ``FlushIncompleteError`` names exactly the
 devices whose state is not durable.
 
-Tests that wait for worker threads by design run on the real clock (under the autojump clock
-the actor polls its thread, so ``wait_all_tasks_blocked`` would never see it blocked); they stay
+Tests that wait for worker threads by design run on the real clock (the actor waiting for its
+thread is blocked, as in production, and virtual time would leap over the wait); they stay
 bounded with ``trio.fail_after``.
 """
 
@@ -246,9 +246,13 @@ async def test_a_backend_failing_during_the_final_flush_is_retried_and_reported(
     assert [sorted(call.keys) for call in backend.writes] == [["meter", "other"]] * 3
     stats = persistence_of(harness).statistics()
     assert (stats.failures, stats.batches) == (2, 1)
-    logged = [r.getMessage() for r in caplog.records if r.name == "triolette.persistence"]
-    assert len(logged) == 2
-    assert all("could not save meter, other" in message for message in logged)
+    logged = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "triolette.persistence" and r.levelno >= logging.ERROR
+    ]
+    assert len(logged) == 1  # the second, identical failure is counted, not logged again
+    assert logged[0].startswith("could not save meter, other (OSError")
     # Reported on the error topic too (repeats de-duplicated), though the app is stopping.
     assert [error["type"] for error in harness.errors()] == ["OSError"]
     assert "injected I/O error" in harness.errors()[0]["message"]

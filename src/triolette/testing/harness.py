@@ -127,8 +127,9 @@ class AppHarness:
         """Send ``payload`` to ``device``'s command topic, as a controller would.
 
         Waits until the app is serving, then until every task is blocked again (the handler
-        ran up to its first wait). Raises ``RuntimeError`` once the harness's run has ended,
-        and ``LookupError`` when no device takes the command.
+        ran up to its first wait) and what the handler saved is durable. Raises
+        ``RuntimeError`` once the harness's run has ended, and ``LookupError`` when no device
+        takes the command.
         """
         self._refuse_if_stopped(device)
         await self.app.wait_until_serving()
@@ -136,6 +137,11 @@ class AppHarness:
         if not self.broker.inject(self.app.topics.command(device), payload):
             raise LookupError(f"no device of {self.app.name!r} takes commands as {device!r}")
         await trio.testing.wait_all_tasks_blocked()
+        # A backend write keeps its worker thread busy but counts as blocked: what the handler
+        # saved is durable only once its flush returns.
+        running = self.app.running
+        if running is not None and running.persistence is not None:
+            await running.persistence.flush(device)
 
     @property
     def messages(self) -> list[Message]:
