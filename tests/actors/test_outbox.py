@@ -124,6 +124,9 @@ async def test_a_hung_broker_delays_no_cycle_warns_once_and_then_gets_the_latest
     assert len(mqtt_records(caplog, "has confirmed none")) == 1
     assert len(mqtt_records(caplog, "confirms messages again")) == 1
     assert transport.connects >= 2  # treated as lost: reconnected, retained state sent again
+    mqtt = stats.mqtt
+    assert mqtt is not None
+    assert (mqtt.stalls, mqtt.unconfirmed) == (1, 0)
     assert transport.broker.retained["app/changed/state"].payload == b'{"count":51}'
 
 

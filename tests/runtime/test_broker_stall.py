@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from triolette import App, SaveOnChange
+from triolette import App, DeviceContext, SaveOnChange
 from triolette.testing.mosquitto import Mosquitto
 from triolette.testing.plugin import ObserverFactory
 
@@ -25,8 +25,10 @@ from .test_mqtt_broker import (
     add_counter,
     has,
     highest,
+    make_app,
     observe,
     unique,
+    watched,
 )
 
 DEVICES = 5
@@ -117,5 +119,55 @@ async def test_a_hung_broker_slows_no_device_warns_once_and_gets_the_latest_stat
     stats = app.statistics().mqtt
     assert stats is not None
     assert stats.connects >= 2  # the silent broker was treated as lost: reconnect path
+    assert stats.stalls >= 1
     state = json.loads((tmp_path / "state.json").read_text())
     assert all(state[name]["count"] >= counts_at_resume[name] for name in names)
+
+
+@pytest.mark.slow
+async def test_an_overflow_in_an_outage_is_warned_once_and_reported_when_the_broker_is_back(
+    mosquitto: Mosquitto,
+    mqtt_observer_factory: ObserverFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="triolette.mqtt")
+    app = make_app(mosquitto, outbox_size=10)
+    transport = watched(app)
+    p = app.topics.prefix
+    go, done = trio.Event(), trio.Event()
+    returned: list[bool] = []
+
+    @app.device("events")
+    async def events(ctx: DeviceContext) -> None:
+        await go.wait()
+        for number in range(25):
+            returned.append(await ctx.publish("event", str(number)))
+        done.set()
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await app.wait_until_connected()
+        transport.gate = trio.Event()  # hold the reconnect until the observer listens
+        await trio.to_thread.run_sync(mosquitto.kill)
+        await transport.until_attempt(2)
+        go.set()
+        await done.wait()
+        assert messages(caplog, "outbox full") == []  # the episode goes on while away
+
+        await trio.to_thread.run_sync(mosquitto.restart)
+        after = await observe(mqtt_observer_factory, mosquitto, p)
+        transport.gate.set()
+        await after.until(has(f"{p}/events/error"))
+        await after.until(has(f"{p}/error"))
+        app.shutdown()
+
+    assert returned == [False] * 25
+    assert [int(m.payload) for m in after.on(f"{p}/events/event")] == list(range(10))
+    logged = messages(caplog, "outbox full")
+    assert len(logged) == 1
+    assert "outbox full (10 QoS 1 messages): dropped 15 of device events" in logged[0].getMessage()
+    [report] = after.payloads(f"{p}/events/error")
+    assert report["type"] == "OutboxFullError"
+    assert report["device"] == "events"
+    assert "dropped 15 of device events since" in report["message"]

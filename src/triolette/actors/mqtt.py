@@ -81,6 +81,10 @@ class MqttStatistics:
     failed: int
     """Messages that failed or were dropped (a full queue while the broker was away)."""
     commands_dropped: int
+    unconfirmed: int = 0
+    """QoS 1 messages handed to the broker and not acknowledged yet."""
+    stalls: int = 0
+    """Times the broker left a message unconfirmed past the publish timeout (then: reconnect)."""
 
 
 @attrs.define
@@ -488,6 +492,8 @@ class MqttActor:
             published=counters.published,
             failed=counters.failed,
             commands_dropped=counters.commands_dropped,
+            unconfirmed=len(self._unconfirmed),
+            stalls=self._unconfirmed.stalls,
         )
 
     # -- queues -------------------------------------------------------------------------------

@@ -92,6 +92,8 @@ class Unconfirmed:
         self.silent = False
         """Whether the WARNING was given and no confirmation came since."""
         self._silent_since = 0.0
+        self.stalls = 0
+        """How many times the bound was passed (each ended a connection)."""
 
     def __len__(self) -> int:
         return len(self._since)
@@ -122,7 +124,8 @@ class Unconfirmed:
         return waited if waited > self.bound else None
 
     def went_silent(self, waited: float) -> None:
-        """Log the WARNING (once until a confirmation comes)."""
+        """Count a stall; log the WARNING (once until a confirmation comes)."""
+        self.stalls += 1
         if not self.silent:
             self.silent = True
             self._silent_since = trio.current_time() - waited
