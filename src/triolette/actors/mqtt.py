@@ -15,6 +15,10 @@ asks. While disconnected it returns false at once (the message is queued), so te
 persistence go on through an outage. Inbound command messages are routed to the addressed
 device's own bounded mailbox.
 
+A broker that leaves a QoS 1 message unconfirmed past the publish timeout is hung: the
+connection is treated as lost. Messages dropped at a full queue are reported once per episode.
+That bookkeeping lives in :mod:`triolette.actors.outbox`.
+
 Over 400 lines on purpose: the connection loop, the pumps and the queues share one state (what
 is held, unsent or awaited when a connection dies), and read best in one place. What a
 transport is lives in :mod:`triolette.actors.transport`.
@@ -318,8 +322,8 @@ class MqttActor:
                 return
             if outgoing is not _WAKE:
                 self._held[reliable] = outgoing
-            if self._drops and not queue.statistics().current_buffer_used:
-                self._report_drops()  # drained: the episode is over, and there is room
+            if self._drops and self._has_room(queue):
+                self._report_drops()  # the episode is over, and its report has room
 
     async def _send_unsent(self) -> None:
         unsent = self._unsent
@@ -532,6 +536,12 @@ class MqttActor:
         self._counters.failed += 1
         if not self._reporting_drops:  # a report of drops that does not fit is no new episode
             self._drops.dropped(message)
+
+    @staticmethod
+    def _has_room(queue: trio.MemoryReceiveChannel[_Outgoing]) -> bool:
+        """At most half full: a steady stream into a slow broker still ends its episode."""
+        statistics = queue.statistics()
+        return statistics.current_buffer_used * 2 <= statistics.max_buffer_size
 
     def _report_drops(self) -> None:
         """End the drop episodes: one WARNING each (logged by ``Drops``), then the error topics."""

@@ -1,7 +1,7 @@
 """The MQTT actor's bookkeeping of what the broker has not taken: drops and confirmations.
 
 :class:`Drops` turns messages dropped at a full queue into *episodes*, one per device: an
-episode starts at the first drop and ends once the queue has drained again; its end gives one
+episode starts at the first drop and ends once the queue is half empty again; its end gives one
 WARNING (count, device, bound, since when) and one error report. :class:`Unconfirmed` knows how
 long the oldest QoS 1 message handed to the broker has waited for its acknowledgement, which is
 how a hung broker is noticed long before the keepalive would.
