@@ -291,3 +291,50 @@ async def test_a_shutdown_cancels_a_blocked_publish_and_the_final_flush_still_ru
         await trio.testing.wait_all_tasks_blocked()
         app.shutdown()
     assert backend.stored("x") == {"n": 3}  # the final snapshot of the blocked device
+
+
+async def test_a_slow_broker_that_confirms_steadily_is_not_taken_for_a_hung_one(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Slow(MemoryTransport):
+        """Five in flight; the broker acknowledges one every 2 s, in order."""
+
+        def __init__(self, broker: MemoryBroker) -> None:
+            super().__init__(broker)
+            self.window = trio.Semaphore(5)
+            self.inbox, self.work = trio.open_memory_channel[tuple[Message, Confirmed]](5)
+            self.acknowledged = 0
+            self.all_acknowledged = trio.Event()
+
+        async def publish(self, message: Message, confirmed: Confirmed) -> None:
+            if not message.qos:
+                await super().publish(message, confirmed)
+                return
+            await self.window.acquire()
+            self.inbox.send_nowait((message, confirmed))
+
+        async def process(self) -> None:
+            async for message, confirmed in self.work:
+                await trio.sleep(2)
+                await MemoryTransport.publish(self, message, confirmed)
+                self.window.release()
+                if message.topic == "app/x/event":
+                    self.acknowledged += 1
+                    if self.acknowledged == 10:
+                        self.all_acknowledged.set()
+
+    broker = MemoryBroker()
+    transport = Slow(broker)
+    actor = MqttActor(transport, Topics("app"), publish_timeout=BOUND)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(transport.process)
+        await nursery.start(actor.run)
+        for number in range(10):  # the fifth in flight waits 10 s: twice the bound
+            await actor.enqueue(Message("app/x/event", str(number)))
+        with trio.fail_after(60):
+            await transport.all_acknowledged.wait()
+        actor.close()
+        await actor.stopped.wait()
+        nursery.cancel_scope.cancel()
+    assert mqtt_records(caplog, "has confirmed none") == []
+    assert actor.statistics().connects == 1

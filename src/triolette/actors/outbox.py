@@ -10,6 +10,7 @@ how a hung broker is noticed long before the keepalive would.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 
 import attrs
@@ -92,6 +93,7 @@ class Unconfirmed:
         self.silent = False
         """Whether the WARNING was given and no confirmation came since."""
         self._silent_since = 0.0
+        self._last_confirmed = -math.inf
         self.stalls = 0
         """How many times the bound was passed (each ended a connection)."""
 
@@ -107,6 +109,8 @@ class Unconfirmed:
     def settled(self, token: int, *, confirmed: bool) -> None:
         """The message of ``token`` was confirmed (or failed): it waits no longer."""
         self._since.pop(token, None)
+        if confirmed:
+            self._last_confirmed = trio.current_time()
         if confirmed and self.silent:
             self.silent = False
             waited = trio.current_time() - self._silent_since
@@ -117,10 +121,16 @@ class Unconfirmed:
         self._since.clear()
 
     def overdue(self) -> float | None:
-        """How long the oldest message has waited, if that is longer than the bound."""
+        """How long the broker has been silent, if longer than the bound while messages wait.
+
+        Silent: the oldest message waits, and nothing was confirmed since it was handed
+        over, for longer than the bound. A slow broker that confirms steadily is not silent,
+        however long a message queued behind the in-flight window waits.
+        """
         if not self._since:
             return None
-        waited = trio.current_time() - next(iter(self._since.values()))
+        oldest = next(iter(self._since.values()))
+        waited = trio.current_time() - max(oldest, self._last_confirmed)
         return waited if waited > self.bound else None
 
     def went_silent(self, waited: float) -> None:
