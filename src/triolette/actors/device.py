@@ -209,12 +209,11 @@ class DeviceActor:
     def publish_state_soon(self, state: Mapping[str, Any]) -> None:
         """Queue ``state`` without waiting for the broker; ask the policy once it is settled.
 
-        A cycle that gets here went well: once the policy is asked without error, it counts as
-        recovered (:meth:`went_well`).
-
         The policy is asked with ``published=True`` when the broker confirms, with false when
-        the publish failed, the broker is away, or the next cycle begins first (see
-        :meth:`settle_cycle`). Raises what :meth:`publish_state` raises for a bad state.
+        the publish failed, the broker is away or counts as hung, or the next cycle begins
+        first (see :meth:`settle_cycle`). A cycle that gets here went well: once the policy
+        is asked without error, it counts as recovered (:meth:`went_well`). Raises what
+        :meth:`publish_state` raises for a bad state.
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"{self.spec.name}: a state must be a dict, got {state!r}")
