@@ -36,6 +36,11 @@ class Hooks(Protocol):
         """Count a finished cycle; false when the device has run all the cycles it may."""
         ...
 
+    @property
+    def cycles_limited(self) -> bool:
+        """Whether devices run a given number of cycles (then each waits for its publish)."""
+        ...
+
     def report(self, device: str, error: BaseException) -> None: ...
 
     def rejected(self, device: str, error: BaseException) -> None:
@@ -83,19 +88,30 @@ class DeviceContext:
         return published
 
     async def publish(
-        self, suffix: str, payload: str | bytes, *, retain: bool = False, qos: int = 1
+        self,
+        suffix: str,
+        payload: str | bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        block: bool = False,
     ) -> bool:
         """Publish ``payload`` on ``{prefix}/{device}/{suffix}``; return whether confirmed.
 
         While the broker is away it returns false at once: a retained message is then kept
         (the latest per topic) and sent after the reconnect, others wait in a bounded queue.
+        When that queue is full the message is dropped (one WARNING and one error report per
+        episode), so the handler and its persistence go on through any outage. With
+        ``block=True`` it waits for room instead (backpressure, for a stream that must not
+        lose messages); cancelling that wait (a shutdown) queues nothing.
         """
         if qos not in (0, 1):
             raise ValueError(f"{self.name}: qos must be 0 or 1, got {qos!r}")
         for level in suffix.split("/"):
             check_level(level, "topic suffix level")
         topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
-        return await self._actor.mqtt.publish(Message(topic, payload, qos=qos, retain=retain))
+        message = Message(topic, payload, qos=qos, retain=retain)
+        return await self._actor.mqtt.publish(message, block=block)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on the app's clock (virtual under trio's autojump clock in tests)."""
@@ -146,6 +162,7 @@ class DeviceActor:
         self.store: DeviceStore | None = None
         self._erred = False
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
+        self._unsettled: trio.Event | None = None  # the cycle whose state is unconfirmed
 
     async def run(self) -> None:
         """Run until the loop returns (device kind) or the actor is cancelled.
@@ -164,6 +181,7 @@ class DeviceActor:
             self.mqtt.announce(spec.name, ONLINE)
             await self.loop(DeviceContext(self))
         finally:
+            self._unsettled = None  # a late confirmation no longer asks the policy
             self._hand_over_final_snapshot()
             if client is not None:
                 client.close()
@@ -187,6 +205,50 @@ class DeviceActor:
         payload = encode_state(self.spec.name, state)
         topic = self.mqtt.topics.state(self.spec.name)
         return await self.mqtt.publish(Message(topic, payload, retain=True))
+
+    def publish_state_soon(self, state: Mapping[str, Any]) -> None:
+        """Queue ``state`` without waiting for the broker; ask the policy once it is settled.
+
+        The policy is asked with ``published=True`` when the broker confirms, with false when
+        the publish failed, the broker is away or counts as hung, or the next cycle begins
+        first (see :meth:`settle_cycle`). A cycle that gets here went well: once the policy
+        is asked without error, it counts as recovered (:meth:`went_well`). Raises what
+        :meth:`publish_state` raises for a bad state.
+        """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{self.spec.name}: a state must be a dict, got {state!r}")
+        payload = encode_state(self.spec.name, state)
+        message = Message(self.mqtt.topics.state(self.spec.name), payload, retain=True)
+        cycle = self._unsettled = trio.Event()
+
+        def settled(confirmed: bool) -> None:
+            if self._unsettled is cycle:
+                self._unsettled = None
+                cycle.set()
+                if self.consult(confirmed):
+                    self.went_well()  # the cycle that queued it went well up to here
+
+        if not self.mqtt.publish_soon(message, settled):
+            settled(False)
+
+    def settle_cycle(self) -> None:
+        """A new cycle begins: an earlier state still unconfirmed counts as not published."""
+        if self._unsettled is not None:
+            self._unsettled.set()
+            self._unsettled = None
+            if self.consult(False):
+                self.went_well()
+
+    async def wait_settled(self) -> None:
+        """Wait for the last cycle's state to settle (for runs of a given number of cycles).
+
+        Bounded by the publish timeout, past which a silent broker counts as lost anyway.
+        Cancellable.
+        """
+        unsettled = self._unsettled
+        if unsettled is not None:
+            with trio.move_on_after(self.mqtt.publish_timeout):
+                await unsettled.wait()
 
     def consult(self, published: bool) -> bool:
         """Ask the policy and save if it says so; errors are reported (returning false)."""

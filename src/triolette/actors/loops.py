@@ -32,8 +32,14 @@ class _CycleActor(DeviceActor):
     """Telemetry and command: one handler call at a time, each reported, none fatal."""
 
     async def handle(self, ctx: DeviceContext, message: Message | None) -> None:
-        """One telemetry cycle or command: call, publish a returned dict, ask the policy."""
-        published = False
+        """One telemetry cycle or command: call, publish a returned dict, ask the policy.
+
+        It never waits for the broker: a returned state is queued, and the policy is asked
+        when the broker confirmed it, or with ``published=False`` when the publish failed or
+        the next cycle began first (the broker is slow or hung).
+        """
+        self.settle_cycle()
+        queued = False
         ok = True
         try:
             result = await self._call(ctx, message)
@@ -43,12 +49,13 @@ class _CycleActor(DeviceActor):
         else:
             try:
                 if result is not None:
-                    published = await self.publish_state(result)
+                    self.publish_state_soon(result)
+                    queued = True
             except Exception as error:
                 self.report(error)
                 ok = False
-        if self.consult(published) and ok:
-            self.went_well()
+        if not queued and self.consult(False) and ok:
+            self.went_well()  # a queued state does this once it settled
 
     def _failed(self, error: Exception, message: Message | None) -> None:
         self.report(error)
@@ -73,6 +80,8 @@ class TelemetryActor(_CycleActor):
         current = metronome.fired
         while True:
             await self.handle(ctx, None)
+            if self.hooks.cycles_limited:  # the count says "done" only once it is settled
+                await self.wait_settled()
             if not self.hooks.cycle_done(self.spec.name):
                 await trio.sleep_forever()  # done: wait for the shutdown
             tick = await metronome.next_tick(after=current)

@@ -15,6 +15,10 @@ asks. While disconnected it returns false at once (the message is queued), so te
 persistence go on through an outage. Inbound command messages are routed to the addressed
 device's own bounded mailbox.
 
+A broker that leaves a QoS 1 message unconfirmed past the publish timeout is hung: the
+connection is treated as lost. Messages dropped at a full queue are reported once per episode.
+That bookkeeping lives in :mod:`triolette.actors.outbox`.
+
 Over 400 lines on purpose: the connection loop, the pumps and the queues share one state (what
 is held, unsent or awaited when a connection dies), and read best in one place. What a
 transport is lives in :mod:`triolette.actors.transport`.
@@ -30,6 +34,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from triolette.actors.outbox import Drops, Unconfirmed
 from triolette.actors.transport import LogTransport, Transport
 from triolette.core.backoff import Backoff
 from triolette.core.errors import ConnectError, PublishError
@@ -49,11 +54,16 @@ class _Outgoing:
     message: Message
     done: trio.Event | None = None
     error: PublishError | None = None
+    notify: Callable[[bool], None] | None = None
+    """Called once with whether the broker confirmed it (see :meth:`MqttActor.publish_soon`)."""
 
     def settle(self, error: PublishError | None) -> None:
         if self.done is not None and not self.done.is_set():
             self.error = error
             self.done.set()
+        notify, self.notify = self.notify, None
+        if notify is not None:
+            notify(error is None)
 
 
 _WAKE = _Outgoing(Message("", b""))  # in the QoS 1 queue: "the retained table has work"
@@ -75,6 +85,10 @@ class MqttStatistics:
     failed: int
     """Messages that failed or were dropped (a full queue while the broker was away)."""
     commands_dropped: int
+    unconfirmed: int = 0
+    """QoS 1 messages handed to the broker and not acknowledged yet."""
+    stalls: int = 0
+    """Times the broker left a message unconfirmed past the publish timeout (then: reconnect)."""
 
 
 @attrs.define
@@ -118,6 +132,9 @@ class MqttActor:
         self._waiting: set[_Outgoing] = set()
         self._held: dict[bool, _Outgoing] = {}  # per pump (QoS 1: true), taken but not handed over
         self._publish_timeout = publish_timeout
+        self._drops = Drops(topics.prefix, outbox_size)
+        self._unconfirmed = Unconfirmed(publish_timeout)
+        self._reporting_drops = False
         self._reconnect = reconnect or Backoff(initial=0.5, maximum=30.0, jitter=0.5)
         self._heartbeat = heartbeat
         self._heartbeat_every = heartbeat_every
@@ -130,6 +147,11 @@ class MqttActor:
         self._reported_started = False
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
+
+    @property
+    def publish_timeout(self) -> float:
+        """How long a publish waits for its confirmation; a broker silent longer counts as lost."""
+        return self._publish_timeout
 
     @property
     def dry_run(self) -> bool:
@@ -209,6 +231,8 @@ class MqttActor:
         try:
             async with trio.open_nursery() as connection:
                 connection.start_soon(self._watch, connection.cancel_scope)
+                if not self.dry_run:
+                    connection.start_soon(self._watch_confirmations, connection.cancel_scope)
                 if not session_kept and self._routes:
                     try:
                         await self.transport.subscribe(
@@ -236,11 +260,29 @@ class MqttActor:
             self.connected = False
             if self._up.is_set():
                 self._up = trio.Event()
+            self._unconfirmed.forget()
             self._release_waiters("the connection was lost")
 
     async def _watch(self, connection: trio.CancelScope) -> None:
         await self.transport.serve()
         connection.cancel()
+
+    async def _watch_confirmations(self, connection: trio.CancelScope) -> None:
+        """End ``connection`` once a QoS 1 message waited longer than the publish timeout.
+
+        A hung broker (or a dead network path) keeps the socket open and says nothing; the
+        keepalive would notice only after 1.5 keepalive periods. Ending the connection sends
+        the actor down the reconnect path: publishes return at once, retained state waits in
+        the table and is published again after the reconnect, paho resends the rest.
+        """
+        unconfirmed = self._unconfirmed
+        while True:
+            await trio.sleep(min(0.25, unconfirmed.bound / 4))
+            waited = unconfirmed.overdue()
+            if waited is not None:
+                unconfirmed.went_silent(waited)
+                connection.cancel()
+                return
 
     async def _say_goodbye(self) -> None:
         goodbye = _Outgoing(Message(self.topics.status, OFFLINE, retain=True), trio.Event())
@@ -280,6 +322,8 @@ class MqttActor:
                 return
             if outgoing is not _WAKE:
                 self._held[reliable] = outgoing
+            if self._drops and self._has_room(queue):
+                self._report_drops()  # the episode is over, and its report has room
 
     async def _send_unsent(self) -> None:
         unsent = self._unsent
@@ -292,8 +336,11 @@ class MqttActor:
     async def _hand_over(self, outgoing: _Outgoing) -> None:
         """Give ``outgoing`` to the transport; if the connection is gone, wait to be cancelled."""
         message = outgoing.message
+        token = self._unconfirmed.sent() if message.qos and not self.dry_run else None
 
         def confirmed(error: PublishError | None) -> None:
+            if token is not None:
+                self._unconfirmed.settled(token, confirmed=error is None)
             if error is None:
                 self._counters.published += 1
                 if not self.dry_run and published_log.isEnabledFor(logging.DEBUG):
@@ -306,16 +353,27 @@ class MqttActor:
 
         try:
             await self.transport.publish(message, confirmed)
+        except trio.Cancelled:  # nothing was handed over
+            if token is not None:
+                self._unconfirmed.settled(token, confirmed=False)
+            raise
         except PublishError:  # not connected: the connection's watcher cancels us shortly
+            if token is not None:
+                self._unconfirmed.settled(token, confirmed=False)
             await trio.sleep_forever()
 
     # -- what devices call --------------------------------------------------------------------
 
-    async def publish(self, message: Message) -> bool:
+    async def publish(self, message: Message, *, block: bool = False) -> bool:
         """Publish; return whether the broker confirmed it within the publish timeout.
 
-        While disconnected the message is queued and false returned at once. Waits while a
-        queue is full (backpressure). Never raises for a failed publish.
+        While disconnected (or once the broker left a message unconfirmed past the publish
+        timeout) the message is queued and false returned at once; a retained one waits in
+        the table (the latest per topic). When its queue is full the message is dropped (one
+        WARNING per episode, see :class:`~triolette.actors.outbox.Drops`), unless ``block``:
+        then it waits for room however long that takes (backpressure; cancelling it queues
+        nothing). While connected a full queue is waited on for up to the publish timeout
+        first. Never raises for a failed publish.
         """
         done = trio.Event()
         outgoing = _Outgoing(message, done)
@@ -323,23 +381,57 @@ class MqttActor:
             self._queue_retained(message, outgoing)
             if not self.connected:
                 return False
+        elif block:
+            if not await self._send(outgoing) or not self.connected:
+                return False
         elif not self.connected:
             self._queue_nowait(outgoing)
             return False
         self._waiting.add(outgoing)
         try:
             with trio.move_on_after(self._publish_timeout):
-                if not message.retain:
-                    queue = self._queue_for(message)
+                if not message.retain and not block:
+                    queued = False
                     try:
-                        await queue.send(outgoing)
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        queued = await self._send(outgoing)
+                    finally:
+                        if not queued and not self._closed.is_set():
+                            self._count_drop(message)  # no room within the publish timeout
+                    if not queued:
                         return False
-                    self._note_depth()
                 await done.wait()
         finally:
             self._waiting.discard(outgoing)
         return done.is_set() and outgoing.error is None
+
+    def publish_soon(self, message: Message, settled: Callable[[bool], None]) -> bool:
+        """Queue the retained ``message`` without waiting for the broker at all.
+
+        Connected: return true; ``settled`` is called once, with true when the broker
+        confirmed it, with false when it was replaced by a newer message of its topic, refused,
+        or its connection was lost first. Disconnected (or the broker hung): return false and
+        never call ``settled``; the message waits in the table as in any outage.
+        """
+        outgoing = _Outgoing(message)
+        if self.connected:
+
+            def notify(confirmed: bool) -> None:
+                self._waiting.discard(outgoing)
+                settled(confirmed)
+
+            outgoing.notify = notify
+            self._waiting.add(outgoing)
+        self._queue_retained(message, outgoing)
+        return outgoing.notify is not None
+
+    async def _send(self, outgoing: _Outgoing) -> bool:
+        """Queue ``outgoing``, waiting for room; false if the actor is closed."""
+        try:
+            await self._queue_for(outgoing.message).send(outgoing)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self._note_depth()
+        return True
 
     async def enqueue(self, message: Message) -> bool:
         """Queue ``message``, waiting only for room (not for the broker); false if closed.
@@ -404,6 +496,8 @@ class MqttActor:
             published=counters.published,
             failed=counters.failed,
             commands_dropped=counters.commands_dropped,
+            unconfirmed=len(self._unconfirmed),
+            stalls=self._unconfirmed.stalls,
         )
 
     # -- queues -------------------------------------------------------------------------------
@@ -429,11 +523,34 @@ class MqttActor:
         queue = self._queue_for(outgoing.message)
         try:
             queue.send_nowait(outgoing)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+        except trio.WouldBlock:
+            self._count_drop(outgoing.message)
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._counters.failed += 1
             return False
         self._note_depth()
         return True
+
+    def _count_drop(self, message: Message) -> None:
+        self._counters.failed += 1
+        if not self._reporting_drops:  # a report of drops that does not fit is no new episode
+            self._drops.dropped(message)
+
+    @staticmethod
+    def _has_room(queue: trio.MemoryReceiveChannel[_Outgoing]) -> bool:
+        """At most half full: a steady stream into a slow broker still ends its episode."""
+        statistics = queue.statistics()
+        return statistics.current_buffer_used * 2 <= statistics.max_buffer_size
+
+    def _report_drops(self) -> None:
+        """End the drop episodes: one WARNING each (logged by ``Drops``), then the error topics."""
+        self._reporting_drops = True
+        try:
+            for report in self._drops.close():
+                self.report_error(report.device, report)
+        finally:
+            self._reporting_drops = False
 
     def _queue_for(self, message: Message) -> trio.MemorySendChannel[_Outgoing]:
         return self._qos1_in if message.qos else self._qos0_in

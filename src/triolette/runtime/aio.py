@@ -58,11 +58,17 @@ class AsyncioDeviceContext(DeviceContext):
         return published
 
     async def publish(
-        self, suffix: str, payload: str | bytes, *, retain: bool = False, qos: int = 1
+        self,
+        suffix: str,
+        payload: str | bytes,
+        *,
+        retain: bool = False,
+        qos: int = 1,
+        block: bool = False,
     ) -> bool:
         publish = self._trio.publish
         published: bool = await trio_asyncio.trio_as_aio(
-            lambda: publish(suffix, payload, retain=retain, qos=qos)
+            lambda: publish(suffix, payload, retain=retain, qos=qos, block=block)
         )()
         return published
 

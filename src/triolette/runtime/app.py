@@ -37,7 +37,10 @@ class App:
     logged. ``shutdown_timeout`` is the one deadline of a shutdown, counted from the request
     (a signal, :meth:`shutdown`, ``cycles`` done, an escalation): the devices stopping, the
     final flush and the MQTT goodbye all fit in it. 8 s by default: inside the 10 s a
-    container gets between SIGTERM and SIGKILL.
+    container gets between SIGTERM and SIGKILL. ``publish_timeout`` bounds how long a publish
+    waits for the broker's confirmation; a broker that leaves a QoS 1 message unconfirmed for
+    longer is treated as lost (one WARNING, then the reconnect path). ``outbox_size`` bounds
+    each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class App:
         restart_backoff: Backoff | None = None,
         restart_limit: RestartLimit | None = None,
         mailbox_size: int = 256,
+        outbox_size: int = 256,
         log_statistics_every: float | None = 300.0,
         heartbeat_every: float | None = 60.0,
         reconnect_backoff: Backoff | None = None,
@@ -68,6 +72,7 @@ class App:
         self.restart_backoff = restart_backoff or Backoff()
         self.restart_limit = restart_limit or RestartLimit()
         self.mailbox_size = mailbox_size
+        self.outbox_size = outbox_size
         self.log_statistics_every = log_statistics_every
         self.heartbeat_every = heartbeat_every
         self.embedded_broker = embedded_broker

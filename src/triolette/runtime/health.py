@@ -64,5 +64,7 @@ def statistics_line(stats: AppStatistics) -> str:
             f"store_failures={p.failures}",
         ]
     if stats.mqtt is not None:
-        parts.append(f"outbox={stats.mqtt.outbox_depth}/{stats.mqtt.outbox_peak}")
+        mqtt = stats.mqtt
+        parts.append(f"outbox={mqtt.outbox_depth}/{mqtt.outbox_peak}")
+        parts += [f"unconfirmed={mqtt.unconfirmed}", f"stalls={mqtt.stalls}"]
     return "statistics: " + " ".join(parts)

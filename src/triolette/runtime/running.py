@@ -72,6 +72,7 @@ class RunningApp:
         self.mqtt = MqttActor(
             app.transport or LogTransport(),
             app.topics,
+            outbox_size=app.outbox_size,
             publish_timeout=app.publish_timeout,
             reconnect=app.reconnect_backoff,
             heartbeat=self._heartbeat,
@@ -292,6 +293,10 @@ class RunningApp:
         return receive
 
     # -- what the device actors tell (their Hooks) --------------------------------------------
+
+    @property
+    def cycles_limited(self) -> bool:
+        return self._cycle_limit is not None
 
     def cycle_done(self, device: str) -> bool:
         count = self.cycles[device] = self.cycles[device] + 1
