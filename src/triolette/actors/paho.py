@@ -10,8 +10,9 @@ keepalive pings, and closing a connection whose broker stopped answering). The b
 One paho client lives as long as the transport, so QoS 1 messages not yet acknowledged when a
 connection dies stay in paho's store and are sent again after the next CONNACK.
 
-A little over 400 lines: the public methods and the paho callbacks share the connection's
-state (the window, the pending confirmations), so they stay in one class.
+Over 400 lines: the public methods and the paho callbacks share the connection's state (the
+window, the pending confirmations), so they stay in one class; the module's end tells a
+TLS/plain port mismatch from an outage.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class PahoTransport:
 
         Raises :class:`~triolette.ConnectError`, ``permanent`` when retrying cannot help (the
         host name does not resolve, the certificate does not verify, a socket option refused,
-        credentials refused).
+        credentials refused, TLS to a plain port or plain MQTT to a TLS port).
         Cancellation waits for a connect already in its thread (bounded by
         ``connect_timeout``).
         """
