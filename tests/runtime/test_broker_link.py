@@ -49,10 +49,12 @@ class AttemptsTransport(PahoTransport):
         return await super().connect(will, on_message)
 
 
-def make_app(broker: Mosquitto, port: int | None = None, **options: Any) -> App:
+def make_app(
+    broker: Mosquitto, port: int | None = None, tls: ssl.SSLContext | None = None, **options: Any
+) -> App:
     """An App on the default reconnect pacing, to ``broker`` (or another of its ports)."""
     transport = AttemptsTransport(
-        broker.host, port or broker.port, client_id=unique("bridge"), connect_timeout=1.0
+        broker.host, port or broker.port, client_id=unique("bridge"), connect_timeout=1.0, tls=tls
     )
     options.setdefault("log_statistics_every", None)
     app = App(unique("bridge"), transport=transport, store=MemoryStore(), **options)
@@ -151,6 +153,38 @@ def test_tls_to_a_plain_port_stops_the_bridge_with_status_3_and_one_line(
     assert "plain MQTT port" in lines[0]
 
 
+def trusting_tls() -> ssl.SSLContext:
+    """A client TLS context that takes any certificate (the tests' are self-signed)."""
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    return tls
+
+
+async def test_once_started_a_tls_mismatch_is_retried_and_named_in_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker is away at start; it comes back speaking plain MQTT to a TLS client."""
+    broker = Mosquitto(port=free_port())
+    app = make_app(broker, broker.port, tls=trusting_tls())
+    transport = app.transport
+    assert isinstance(transport, AttemptsTransport)
+    caplog.set_level(logging.WARNING, "triolette.mqtt")
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.serve)  # the first attempt was refused: an outage
+            await trio.to_thread.run_sync(broker.start)
+            for _ in range(5):  # retries against the plain broker
+                with trio.fail_after(10):
+                    await transport.attempted.wait()
+            app.shutdown()
+    finally:
+        broker.close()
+    hints = [r.getMessage() for r in caplog.records if "did not answer TLS" in r.getMessage()]
+    assert len(hints) == 1, hints
+    assert "is it a plain MQTT port?" in hints[0]
+
+
 @pytest.fixture
 def tls_broker() -> Iterator[tuple[Mosquitto, int]]:
     """A mosquitto with its plain listener and a TLS one (a self-signed certificate)."""
@@ -190,9 +224,6 @@ async def test_plain_to_a_tls_port_is_a_permanent_error_at_start(
     assert "is it a TLS port?" in str(error)
 
     # The same port does speak TLS: a TLS client is served there.
-    tls = ssl.create_default_context()
-    tls.check_hostname = False
-    tls.verify_mode = ssl.CERT_NONE
-    client = PahoTransport(broker.host, tls_port, tls=tls, connect_timeout=2.0)
+    client = PahoTransport(broker.host, tls_port, tls=trusting_tls(), connect_timeout=2.0)
     await client.connect(Message("x/status", "offline", retain=True), lambda message: None)
     await client.disconnect()

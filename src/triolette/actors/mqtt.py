@@ -172,6 +172,7 @@ class MqttActor:
         will = Message(self.topics.status, OFFLINE, retain=True)
         failures = 0
         outage_began = trio.current_time()
+        warned: set[str] = set()  # causes that retrying is unlikely to cure: one WARNING each
 
         def report_started() -> None:
             if not self._reported_started:
@@ -186,6 +187,9 @@ class MqttActor:
                     raise
                 self._counters.connect_failures += 1
                 problem = str(error)
+                new_cause = error.permanent and problem not in warned
+                if error.permanent:
+                    warned.add(problem)
             else:
                 self._counters.connects += 1
                 up_since = trio.current_time()
@@ -194,13 +198,12 @@ class MqttActor:
                 if trio.current_time() - up_since >= self._reconnect.reset_after:
                     failures = 0  # it was a stable connection: a new outage begins
                     outage_began = trio.current_time()
-                problem = "lost the connection to the broker"
+                problem, new_cause = "lost the connection to the broker", False
             lasted = trio.current_time() - outage_began
             delay = self._reconnect.outage_delay(lasted, self._rng)
             failures += 1
-            _log_retry(failures)(
-                "%s; reconnecting in %.1f s (attempt %d)", problem, delay, failures
-            )
+            log = _log_retry(failures, new_cause)
+            log("%s; reconnecting in %.1f s (attempt %d)", problem, delay, failures)
             report_started()  # devices run while the broker is away
             if self._closed.is_set():
                 return  # no broker to say goodbye to: its will already says offline
@@ -490,9 +493,11 @@ class MqttActor:
         )
 
 
-def _log_retry(attempt: int) -> Callable[..., None]:
-    """The first failed attempt of an outage is a WARNING; then INFO at attempts 2, 4, 8...
-    and DEBUG between, so a long outage retried every half second logs a few lines."""
-    if attempt == 1:
+def _log_retry(attempt: int, new_cause: bool) -> Callable[..., None]:
+    """The first failed attempt of an outage is a WARNING, and so is the first of each cause
+    that retrying is unlikely to cure (a TLS setting that does not match the port); others are
+    INFO at attempts 2, 4, 8... and DEBUG between: an outage retried every half second logs a
+    few lines."""
+    if attempt == 1 or new_cause:
         return logger.warning
     return logger.info if attempt & (attempt - 1) == 0 else logger.debug

@@ -101,6 +101,9 @@ class PahoTransport:
         if self.username is not None:
             client.username_pw_set(self.username, password)
         if self.tls is not None:
+            if self.tls.sslsocket_class is ssl.SSLSocket:
+                # paho drops the socket of a failed handshake unclosed: close it there.
+                self.tls.sslsocket_class = _ClosingSSLSocket
             client.tls_set_context(self.tls)
         client.connect_timeout = self.connect_timeout
         client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
@@ -417,6 +420,17 @@ class PahoTransport:
         # In the connect thread connect() checks afterwards; in publish() it writes itself.
         if not self._writing_eagerly and trio.lowlevel.in_trio_task():
             self._write_wanted.set()
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when its handshake fails (retries leak none)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 _NO_TLS = "it did not answer TLS: is it a plain MQTT port? (8883 is the usual TLS port)"
