@@ -1,7 +1,8 @@
 """The MQTT actor: the one owner of the broker connection (a :class:`Transport`).
 
 It keeps the connection up: connect, subscribe to the command topics, publish ``online``, and
-after a loss reconnect with capped exponential backoff and jitter. Outbound messages wait in
+after a loss reconnect, paced by how long the outage has lasted (see
+:meth:`~triolette.Backoff.outage_delay`). Outbound messages wait in
 three places, each bounded:
 
 - retained messages (state, availability) in a table holding the latest message per topic,
@@ -29,14 +30,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import attrs
 import trio
 
 from triolette.actors.outbox import Drops, Unconfirmed
 from triolette.actors.transport import LogTransport, Transport
-from triolette.core.backoff import Backoff
+from triolette.core.backoff import RECONNECT, Backoff
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
 from triolette.core.topics import OFFLINE, ONLINE, Topics, error_body
@@ -109,6 +110,8 @@ class MqttActor:
     ``heartbeat`` builds the periodic ``{p}/status`` payload, published every
     ``heartbeat_every`` seconds while connected. With a :class:`LogTransport` it is a
     ``dry_run``: that transport logs each message, so the actor does not.
+    Commands the broker delivers as retained are ignored (one WARNING per topic), except for
+    the devices named in ``retained_commands``.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class MqttActor:
         heartbeat: Callable[[], bytes] | None = None,
         heartbeat_every: float | None = None,
         rng: random.Random | None = None,
+        retained_commands: Collection[str] = (),
     ) -> None:
         self.transport = transport
         self.topics = topics
@@ -135,11 +139,13 @@ class MqttActor:
         self._drops = Drops(topics.prefix, outbox_size)
         self._unconfirmed = Unconfirmed(publish_timeout)
         self._reporting_drops = False
-        self._reconnect = reconnect or Backoff(initial=0.5, maximum=30.0, jitter=0.5)
+        self._reconnect = reconnect or RECONNECT
         self._heartbeat = heartbeat
         self._heartbeat_every = heartbeat_every
         self._rng = rng or random.Random()
         self._routes: dict[str, Callable[[Message], bool]] = {}
+        self._retained_commands = frozenset(retained_commands)
+        self._retained_ignored: set[str] = set()  # topics: one line each
         self._counters = _Counters()
         self._scope = trio.CancelScope(shield=True)
         self._closed = trio.Event()
@@ -187,6 +193,8 @@ class MqttActor:
     async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
         will = Message(self.topics.status, OFFLINE, retain=True)
         failures = 0
+        outage_began = trio.current_time()
+        warned: set[str] = set()  # causes that retrying is unlikely to cure: one WARNING each
 
         def report_started() -> None:
             if not self._reported_started:
@@ -201,17 +209,22 @@ class MqttActor:
                     raise
                 self._counters.connect_failures += 1
                 problem = str(error)
+                new_cause = error.permanent and problem not in warned
+                if error.permanent:
+                    warned.add(problem)
             else:
                 self._counters.connects += 1
                 up_since = trio.current_time()
                 if await self._serve_connection(session_kept, report_started):
                     return
                 if trio.current_time() - up_since >= self._reconnect.reset_after:
-                    failures = 0  # it was a stable connection: start the backoff again
-                problem = "lost the connection to the broker"
-            delay = self._reconnect.delay(failures, self._rng)
+                    failures = 0  # it was a stable connection: a new outage begins
+                    outage_began = trio.current_time()
+                problem, new_cause = "lost the connection to the broker", False
+            lasted = trio.current_time() - outage_began
+            delay = self._reconnect.outage_delay(lasted, self._rng)
             failures += 1
-            log = logger.warning if failures == 1 else logger.info
+            log = _log_retry(failures, new_cause)
             log("%s; reconnecting in %.1f s (attempt %d)", problem, delay, failures)
             report_started()  # devices run while the broker is away
             if self._closed.is_set():
@@ -573,9 +586,35 @@ class MqttActor:
 
     def _inbound(self, message: Message) -> None:
         device = self.topics.device_of_command(message.topic)
+        if message.retain and device not in self._retained_commands:
+            self._ignore_retained(message.topic, device)
+            return
         deliver = self._routes.get(device) if device is not None else None
         if deliver is None or not deliver(message):
             self._counters.commands_dropped += 1
             logger.warning(
                 "dropped inbound message on %s (no room or no such device)", message.topic
             )
+
+    def _ignore_retained(self, topic: str, device: str | None) -> None:
+        """Drop a command the broker kept (retained): it would run again on every start."""
+        if topic in self._retained_ignored:
+            return
+        self._retained_ignored.add(topic)
+        logger.warning(
+            "ignored the retained command on %s (commands are not replayed on each start); "
+            "clear it by publishing an empty retained message there, or accept retained "
+            "commands with App(retained_commands=[%r])",
+            topic,
+            device,
+        )
+
+
+def _log_retry(attempt: int, new_cause: bool) -> Callable[..., None]:
+    """The first failed attempt of an outage is a WARNING, and so is the first of each cause
+    that retrying is unlikely to cure (a TLS setting that does not match the port); others are
+    INFO at attempts 2, 4, 8... and DEBUG between: an outage retried every half second logs a
+    few lines."""
+    if attempt == 1 or new_cause:
+        return logger.warning
+    return logger.info if attempt & (attempt - 1) == 0 else logger.debug

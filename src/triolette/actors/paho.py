@@ -10,8 +10,9 @@ keepalive pings, and closing a connection whose broker stopped answering). The b
 One paho client lives as long as the transport, so QoS 1 messages not yet acknowledged when a
 connection dies stay in paho's store and are sent again after the next CONNACK.
 
-A little over 400 lines: the public methods and the paho callbacks share the connection's
-state (the window, the pending confirmations), so they stay in one class.
+Over 400 lines: the public methods and the paho callbacks share the connection's state (the
+window, the pending confirmations), so they stay in one class; the module's end tells a
+TLS/plain port mismatch from an outage.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class PahoTransport:
         if self.username is not None:
             client.username_pw_set(self.username, password)
         if self.tls is not None:
+            if self.tls.sslsocket_class is ssl.SSLSocket:
+                # paho drops the socket of a failed handshake unclosed: close it there.
+                self.tls.sslsocket_class = _ClosingSSLSocket
             client.tls_set_context(self.tls)
         client.connect_timeout = self.connect_timeout
         client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
@@ -123,7 +127,7 @@ class PahoTransport:
 
         Raises :class:`~triolette.ConnectError`, ``permanent`` when retrying cannot help (the
         host name does not resolve, the certificate does not verify, a socket option refused,
-        credentials refused).
+        credentials refused, TLS to a plain port or plain MQTT to a TLS port).
         Cancellation waits for a connect already in its thread (bounded by
         ``connect_timeout``).
         """
@@ -145,16 +149,21 @@ class PahoTransport:
                 self.broker, f"TLS: {error.verify_message}", permanent=True
             ) from error
         except (OSError, ValueError) as error:
+            if self.tls is not None and _refused_tls(error):
+                raise ConnectError(self.broker, _NO_TLS, permanent=True) from error
             raise ConnectError(self.broker, str(error) or type(error).__name__) from error
         self._sock = client.socket()
         self._set_socket_options()
         self._lost = trio.Event()
         self._write_wanted = trio.Event()
+        mismatch: str | None = None
         with trio.move_on_after(self.connect_timeout):
-            await self._await_connack()
+            mismatch = await self._await_connack()
         reason = self._connack_reason()
         if reason is None or reason.is_failure:
             self._close_socket()
+            if reason is None and mismatch is not None:
+                raise ConnectError(self.broker, mismatch, permanent=True)
             if reason is None:
                 raise ConnectError(self.broker, f"no CONNACK within {self.connect_timeout:g} s")
             raise ConnectError(
@@ -176,16 +185,24 @@ class PahoTransport:
     def _connack_reason(self) -> ReasonCode | None:
         return self._connack  # set by the on_connect callback
 
-    async def _await_connack(self) -> None:
+    async def _await_connack(self) -> str | None:
+        """Read until the CONNACK; return why a plain connection evidently reached TLS."""
         client, sock = self._client, self._sock
         client.loop_write()  # CONNECT, queued by reconnect()
+        first = self.tls is None
         while self._connack is None:
             try:
                 await trio.lowlevel.wait_readable(sock)
             except trio.ClosedResourceError:
-                return
+                return None
+            if first:
+                first = False
+                mismatch = _answered_as_tls(sock)
+                if mismatch is not None:
+                    return mismatch
             if client.loop_read() != _SUCCESS or client.socket() is not sock:
-                return
+                return None
+        return None
 
     async def serve(self) -> None:
         """Drive the open connection until it is lost, then return.
@@ -403,6 +420,47 @@ class PahoTransport:
         # In the connect thread connect() checks afterwards; in publish() it writes itself.
         if not self._writing_eagerly and trio.lowlevel.in_trio_task():
             self._write_wanted.set()
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSL socket that closes itself when its handshake fails (retries leak none)."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+_NO_TLS = "it did not answer TLS: is it a plain MQTT port? (8883 is the usual TLS port)"
+_TLS_PORT = "it {} right after CONNECT: is it a TLS port? (8883 is the usual one: pass tls=)"
+_TLS_RECORDS = frozenset({0x15, 0x16})  # a TLS alert or handshake record
+
+
+def _refused_tls(error: BaseException) -> bool:
+    """Whether a failed TLS handshake looks like a peer that does not speak TLS.
+
+    A plain MQTT broker reads the ClientHello as a malformed packet and drops the connection
+    (a reset, or end of file); a plain server that speaks first gives a wrong "version".
+    """
+    if isinstance(error, (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return True
+    return isinstance(error, ssl.SSLError) and error.reason == "WRONG_VERSION_NUMBER"
+
+
+def _answered_as_tls(sock: Any) -> str | None:
+    """Peek at the first answer to a plain CONNECT: a TLS record, or a reset (a TLS server
+    that could not parse it closes with our bytes unread), says the port wants TLS."""
+    try:
+        first = sock.recv(1, socket.MSG_PEEK)
+    except ConnectionResetError:
+        return _TLS_PORT.format("reset the connection")
+    except OSError:
+        return None
+    if first and first[0] in _TLS_RECORDS:
+        return _TLS_PORT.format("answered in TLS")
+    return None
 
 
 def _has_data(sock: Any) -> bool:

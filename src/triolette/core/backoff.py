@@ -13,6 +13,10 @@ class Backoff:
 
     The count starts again after ``reset_after`` seconds of stable running (a device without
     a crash, a connection that stayed up).
+
+    Reconnects are paced by the time an outage has lasted instead (:meth:`outage_delay`): a
+    broker that comes back is found within about ``initial`` seconds however many outages
+    came before.
     """
 
     initial: float = 0.5
@@ -20,6 +24,10 @@ class Backoff:
     factor: float = 2.0
     jitter: float = 0.1
     reset_after: float = 60.0
+    fast_for: float = 30.0
+    """Reconnects: for this long into an outage, retry every ``initial`` seconds."""
+    share: float = 0.1
+    """Reconnects: past ``fast_for``, wait this share of the time the outage has lasted."""
 
     def delay(self, n: int, rng: random.Random) -> float:
         try:
@@ -27,3 +35,20 @@ class Backoff:
         except OverflowError:  # a long crash loop: factor**n outgrew a float
             base = self.maximum
         return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+    def outage_delay(self, lasted: float, rng: random.Random) -> float:
+        """Delay before the next reconnect of an outage that began ``lasted`` seconds ago.
+
+        ``initial`` for the first ``fast_for`` seconds, then ``share`` of ``lasted`` (never
+        less than ``initial``, never more than ``maximum``), jittered: a broker back after a
+        long outage costs at most that share of the outage on top.
+        """
+        base = self.initial
+        if lasted >= self.fast_for:
+            base = max(base, min(self.maximum, lasted * self.share))
+        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+
+
+RECONNECT = Backoff(initial=0.5, maximum=30.0, jitter=0.2, reset_after=5.0)
+"""The default pacing of reconnects: every 0.5 s (±20 %) for 30 s, then a tenth of the outage,
+at most 30 s; a connection up for 5 s ends the outage."""

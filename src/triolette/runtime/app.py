@@ -9,13 +9,13 @@ the actors and their lifecycle; :meth:`App.run` hands the process to
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 import trio
 
 from triolette.actors.transport import Transport
-from triolette.core.backoff import Backoff
+from triolette.core.backoff import RECONNECT, Backoff
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.policies import PersistPolicy
 from triolette.core.topics import Topics, check_name
@@ -41,6 +41,8 @@ class App:
     waits for the broker's confirmation; a broker that leaves a QoS 1 message unconfirmed for
     longer is treated as lost (one WARNING, then the reconnect path). ``outbox_size`` bounds
     each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
+    ``retained_commands`` names the devices that take a command the broker kept as retained;
+    the others ignore such a command (it would run again on every start).
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class App:
         heartbeat_every: float | None = 60.0,
         reconnect_backoff: Backoff | None = None,
         embedded_broker: EmbeddedBroker | None = None,
+        retained_commands: Collection[str] = (),
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -76,7 +79,9 @@ class App:
         self.log_statistics_every = log_statistics_every
         self.heartbeat_every = heartbeat_every
         self.embedded_broker = embedded_broker
-        self.reconnect_backoff = reconnect_backoff or Backoff(initial=0.5, maximum=30, jitter=0.5)
+        self.retained_commands = frozenset(retained_commands)
+        """Devices that take commands the broker kept (retained); others ignore them."""
+        self.reconnect_backoff = reconnect_backoff or RECONNECT
         self.registry = Registry()
         """The declared devices and adapters."""
         self._running: RunningApp | None = None

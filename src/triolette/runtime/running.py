@@ -77,6 +77,7 @@ class RunningApp:
             reconnect=app.reconnect_backoff,
             heartbeat=self._heartbeat,
             heartbeat_every=app.heartbeat_every,
+            retained_commands=app.retained_commands,
         )
         self.reports = Reports(app.name, self.mqtt)
         self.persistence = (
