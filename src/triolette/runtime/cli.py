@@ -3,8 +3,8 @@
 ::
 
     triolette run MODULE[:ATTR] [flags]      python -m triolette run ...
-    triolette store show PATH
-    triolette store copy SRC DST
+    triolette store show STORE
+    triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
     triolette --version
 
@@ -47,12 +47,11 @@ from triolette.runtime.launch import (
     resolve_settings,
     triolette_version,
 )
-from triolette.runtime.setting_checks import StoreKind, store_kind
+from triolette.runtime.setting_checks import FILE_SCHEMES, StoreKind, store_kind
 from triolette.runtime.settings import Settings
 from triolette.runtime.watch import Watch
-from triolette.runtime.wiring import store_for_path
-from triolette.stores.jsonfile import JsonFileStore
-from triolette.stores.sqlite import SqliteStore
+from triolette.runtime.wiring import describe_store, store_for_location
+from triolette.stores.protocol import BatchStore
 
 logger = logging.getLogger("triolette.cli")
 
@@ -112,17 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
     show = actions.add_parser(
         "show",
         help="print every device's state as JSON",
-        description="Print {device: state} as JSON. Reads the file without locking or "
+        description="Print {device: state} as JSON. Reads a file without locking or "
         "changing it, so it works while the app runs, and on the .last-good and "
-        ".corrupt-* copies a store keeps beside its file.",
+        ".corrupt-* copies a store keeps beside its file. For a PostgreSQL or Redis store "
+        "each device's revision and last write time follow on stderr, one line each.",
     )
-    show.add_argument("path", metavar="PATH", help="a .json, .db, .sqlite or .sqlite3 store")
+    show.add_argument(
+        "path",
+        metavar="STORE",
+        help="a .json, .db, .sqlite or .sqlite3 file, json:PATH, sqlite:PATH, "
+        "postgresql://USER@HOST/DB or redis://HOST:PORT/DB",
+    )
     show.set_defaults(handler=_store_show, parser=show)
     copy = actions.add_parser(
         "copy",
         help="copy every device's state into a new store",
-        description="Copy every device's state from SRC to DST, which may use the other "
-        "backend. DST must hold no state yet. Stop the app first: both stores are locked.",
+        description="Copy every device's state from SRC to DST, each a file or a URL as for "
+        "show, on any backend. DST must hold no state yet. Stop the app first: file stores "
+        "are locked, and a server store must not change during the copy.",
     )
     copy.add_argument("source", metavar="SRC", help="the store to copy from")
     copy.add_argument("target", metavar="DST", help="the store to copy into")
@@ -289,8 +295,11 @@ def shown_store_kind(path: Path, source: str = "PATH") -> StoreKind:
 
 
 def _store_show(args: argparse.Namespace) -> int:
-    path = _existing_store_file("PATH", args.path)
-    kind = shown_store_kind(path)
+    if _is_server(args.path):
+        return _show_server(args.path)
+    kind, text = _explicit_file_kind(args.path)
+    path = _existing_store_file("PATH", text)
+    kind = kind or shown_store_kind(path)
     try:
         states = read_states(path, kind)
     except (OSError, sqlite3.OperationalError) as error:  # not there for us to read
@@ -302,6 +311,45 @@ def _store_show(args: argparse.Namespace) -> int:
     json.dump(states, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
     print()
     return EXIT_OK
+
+
+def _show_server(location: str) -> int:
+    """``store show`` of a PostgreSQL or Redis store: states on stdout, revisions on stderr."""
+    store = store_for_location(location, "PATH")
+    shown = describe_store(store)
+    try:
+        records = store.load_records()  # type: ignore[attr-defined]
+    except StoreOpenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except OSError as error:
+        print(f"error: cannot read {shown}: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except ValueError as error:  # damaged
+        print(f"error: cannot read {shown}: {error}", file=sys.stderr)
+        return EXIT_NOT_SAVED
+    finally:
+        store.close()
+    states = {key: decode_state(record.text) for key, record in records.items()}
+    json.dump(states, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
+    print(flush=True)
+    for key, record in sorted(records.items()):
+        written = record.written_at.isoformat(timespec="milliseconds")
+        print(f"# {key}: revision {record.revision}, written {written}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _is_server(location: str) -> bool:
+    """Whether ``location`` is a URL (``scheme://``); a ``SettingsError`` for an unknown one."""
+    return "://" in location and store_kind(location, "PATH") in ("postgresql", "redis")
+
+
+def _explicit_file_kind(location: str) -> tuple[StoreKind | None, str]:
+    """``("json", PATH)`` for ``json:PATH`` (likewise ``sqlite:``); ``(None, location)``."""
+    scheme, colon, rest = location.partition(":")
+    if colon and rest and scheme.lower() in FILE_SCHEMES:
+        return FILE_SCHEMES[scheme.lower()], rest
+    return None, location
 
 
 def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str, Any]]:
@@ -330,33 +378,44 @@ def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str
 
 
 def _store_copy(args: argparse.Namespace) -> int:
-    source = store_for_path(_existing_store_file("SRC", args.source), "SRC")
-    target = store_for_path(Path(args.target), "DST")
+    source = _store_at("SRC", args.source, existing=True)
+    target = _store_at("DST", args.target, existing=False)
+    shown_source, shown_target = describe_store(source), describe_store(target)
     try:
-        states = _open_store(source, args.source)
-        existing = _open_store(target, args.target)
+        states = _open_store(source, shown_source)
+        existing = _open_store(target, shown_target)
         if states is None or existing is None:
             return EXIT_BAD_SETTINGS
         if existing:
             print(
-                f"error: {args.target} already holds the state of "
-                f"{_devices(len(existing))}; copy into a new file",
+                f"error: {shown_target} already holds the state of "
+                f"{_devices(len(existing))}; copy into a new store",
                 file=sys.stderr,
             )
             return EXIT_BAD_SETTINGS
         try:
             target.save_many(states)
         except (OSError, TrioletteError, sqlite3.Error) as error:
-            print(f"error: cannot write {args.target}: {error}", file=sys.stderr)
+            print(f"error: cannot write {shown_target}: {error}", file=sys.stderr)
             return EXIT_NOT_SAVED
     finally:
         source.close()
         target.close()
-    print(f"copied the state of {_devices(len(states))} from {args.source} to {args.target}")
+    print(f"copied the state of {_devices(len(states))} from {shown_source} to {shown_target}")
     return EXIT_OK
 
 
-def _open_store(store: JsonFileStore | SqliteStore, shown: str) -> dict[str, Any] | None:
+def _store_at(argument: str, location: str, *, existing: bool) -> BatchStore:
+    """The store ``location`` names; a file store's file must exist when ``existing``."""
+    if not _is_server(location):
+        kind, text = _explicit_file_kind(location)
+        if existing:
+            path = _existing_store_file(argument, text)
+            location = f"{kind or shown_store_kind(path, argument)}:{path}"
+    return store_for_location(location, argument)
+
+
+def _open_store(store: BatchStore, shown: str) -> dict[str, Any] | None:
     """Every state in ``store`` (taking its lock), or ``None`` after one line on stderr."""
     try:
         return store.load_all()

@@ -85,7 +85,8 @@ class PostgresStore:
         if not _TABLE_NAME.fullmatch(table):
             raise ValueError(f"table must be a plain SQL name (letters, digits, _), not {table!r}")
         self.table = table
-        self.location = safe_url(url)
+        self.location = safe_url(url) + ("" if table == "triolette_store" else f"?table={table}")
+        """The URL without its password, for logs and errors."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.durability: str | None = None

@@ -13,6 +13,7 @@ import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
@@ -100,7 +101,9 @@ class RedisStore:
     ) -> None:
         url, prefix_in_url = take_query(url, "prefix")
         self.prefix = prefix if prefix_in_url is None else prefix_in_url
-        self.location = safe_url(url)
+        shown_prefix = "" if self.prefix == "triolette:" else f"?prefix={quote(self.prefix)}"
+        self.location = safe_url(url) + shown_prefix
+        """The URL without its password, for logs and errors."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.durability: str | None = None
