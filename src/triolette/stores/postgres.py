@@ -217,10 +217,18 @@ class PostgresStore:
         keys = list(texts)
         try:
             self._execute(self._upsert, (keys, list(texts.values())))
-        except StoreOpenError:
-            raise
-        except (psycopg.Error, ConnectionError) as error:
+        except (psycopg.OperationalError, psycopg.InterfaceError, ConnectionError) as error:
+            raise StoreWriteError(self.location, keys, self._lost()) from error
+        except psycopg.Error as error:
             raise StoreWriteError(self.location, keys, error) from error
+
+    def _lost(self) -> ConnectionError:
+        """The one cause of every write lost with the connection, whatever the phase (reset,
+        silence, refused reconnect): one outage reads as one error, logged once. The
+        client's words are in the ``__cause__`` chain."""
+        return ConnectionError(
+            f"the connection to the server was lost, or it did not answer within {self.timeout:g} s"
+        )
 
     def close(self) -> None:
         """Close the connection; the next call connects again."""

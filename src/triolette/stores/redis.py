@@ -220,7 +220,15 @@ class RedisStore:
             self._call(
                 "EVAL", _WRITE, len(keys) + 1, self._devices, *hashes, *keys, *texts.values()
             )
-        except (redis.RedisError, ConnectionError) as error:
+        except (*_LOST, ConnectionError) as error:
+            # One cause whatever the phase of the outage (reset, silence, refused reconnect),
+            # so that it is logged once; the client's words are in the __cause__ chain.
+            lost = ConnectionError(
+                "the connection to the server was lost, "
+                f"or it did not answer within {self.timeout:g} s"
+            )
+            raise StoreWriteError(self.location, keys, lost) from error
+        except redis.RedisError as error:
             raise StoreWriteError(self.location, keys, error) from error
 
     def close(self) -> None:
