@@ -159,3 +159,24 @@ def test_a_plain_path_stays_a_path():
     assert Settings.from_sources({"store_path": "dir/state.db"}, {}).store_path == Path(
         "dir/state.db"
     )
+
+
+@pytest.mark.parametrize(
+    "location", ["postgresql://bridge:hunter2@127.0.0.1:1/state", "redis://:hunter2@127.0.0.1:1/0"]
+)
+def test_run_with_a_server_store_that_is_not_there_exits_3_without_the_password(location):
+    from tests.runtime.test_cli import APP, triolette
+
+    result = triolette("run", APP, "--dry-run", "--store", location)
+    assert result.returncode == 3, result.stderr
+    assert "cannot open the store " in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_run_keeps_the_count_in_a_server_store_across_runs(request):
+    from tests.runtime.test_cli import APP, triolette
+
+    url = str(request.getfixturevalue("postgres_url"))
+    for _ in range(2):
+        assert triolette("run", APP, "--dry-run", "--store", url).returncode == 0
+    assert _load(url)["counter"]["count"] == 6
