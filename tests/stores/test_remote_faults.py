@@ -27,6 +27,7 @@ from tests.stores.test_remote import _kill_connections
 from triolette import App, DeviceContext, DeviceStore
 from triolette.stores._remote import take_query
 from triolette.testing import MemoryBroker, MemoryTransport
+from triolette.testing.plugin import missing_service
 
 TIMEOUT = 1.0
 """The stores' own call timeout in these tests: a silent server fails a call after this."""
@@ -195,7 +196,7 @@ class PrivateRedis:
     def __init__(self, folder: Path) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed")
+            missing_service("redis-server is not installed")
         self.binary = binary
         self.folder = folder
         self.port = _free_port()

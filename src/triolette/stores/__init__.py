@@ -20,12 +20,17 @@ if TYPE_CHECKING:
     from triolette.stores.postgres import PostgresStore as PostgresStore
     from triolette.stores.redis import RedisStore as RedisStore
 
-__all__ = ["BatchStore", "EncodedBatchStore", "QuarantineReport", "StoredRecord"]
-claim_public_names(globals())
-del claim_public_names
-__all__ += ["PostgresStore", "RedisStore"]
-
+__all__ = [
+    "BatchStore",
+    "EncodedBatchStore",
+    "PostgresStore",
+    "QuarantineReport",
+    "RedisStore",
+    "StoredRecord",
+]
 _LAZY = {"PostgresStore": "postgres", "RedisStore": "redis"}
+claim_public_names({**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
+del claim_public_names
 
 
 def __getattr__(name: str) -> Any:
@@ -33,6 +38,8 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(f"triolette.stores.{_LAZY[name]}")
-        return getattr(module, name)
+        value = getattr(importlib.import_module(f"triolette.stores.{_LAZY[name]}"), name)
+        value.__module__ = __name__
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
