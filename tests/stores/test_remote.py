@@ -15,6 +15,7 @@ import pytest
 from tests.stores.remote import REMOTE_BACKENDS, open_remote
 from triolette import StateNotJSONError, StoreOpenError, StoreWriteError
 from triolette.core.jsonstate import encode_state
+from triolette.stores._remote import take_query
 from triolette.testing import check_store
 
 
@@ -173,3 +174,32 @@ def test_one_round_trip_per_batch(backend, url, open_store, monkeypatch):
     assert len(calls) == 2
     assert len(store.load_all()) == 200
     assert len(calls) == 3  # reading everything is one call too
+
+
+def test_redis_refuses_a_whole_batch_when_a_key_belongs_to_another_program(redis_url, open_store):
+    import redis
+
+    store = open_store("redis", redis_url)
+    store.save("mine", {"n": 1})
+    plain, prefix = take_query(redis_url, "prefix")
+    with redis.Redis.from_url(plain) as other:
+        other.set(f"{prefix}state:theirs", "a plain string")
+    with pytest.raises(StoreWriteError) as caught:
+        store.save_many({"mine": {"n": 2}, "theirs": {"n": 1}})
+    assert "holds a string" in str(caught.value)
+    assert store.load_all() == {"mine": {"n": 1}}
+
+
+def test_postgres_names_what_synchronous_commit_off_can_cost(postgres_url, open_store, caplog):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(
+            "ALTER DATABASE " + postgres_url.rsplit("/", 1)[1] + " SET synchronous_commit = off"
+        )
+    caplog.set_level(logging.INFO, logger="triolette.stores")
+    store = open_store("postgres", postgres_url)
+    store.load_all()
+    assert store.durability.startswith("synchronous_commit=off fsync=on: ")
+    assert "can lose the batches of its last moment" in store.durability
+    assert store.durability in caplog.text

@@ -251,3 +251,19 @@ async def test_a_redis_restart_is_an_outage_and_the_aof_keeps_every_acked_count(
     durability = [r.getMessage() for r in caplog.records if "appendfsync=always" in r.getMessage()]
     assert durability
     assert "a server crash loses no acknowledged batch" in durability[0]
+
+
+def test_a_redis_that_refuses_config_get_has_an_unknown_durability(private_redis, caplog):
+    import redis
+
+    with redis.Redis(port=private_redis.port) as admin:
+        admin.execute_command("ACL", "SETUSER", "bridge", "on", ">pw", "~*", "+@all", "-config")
+    store = open_remote("redis", f"redis://bridge:pw@127.0.0.1:{private_redis.port}/0")
+    try:
+        store.save("a", {"n": 1})
+        assert store.load("a") == {"n": 1}
+    finally:
+        store.close()
+    assert store.durability is not None
+    assert store.durability.startswith("unknown (CONFIG GET was refused)")
+    assert store.durability in caplog.text

@@ -40,7 +40,7 @@ def safe_url(url: str) -> str:
         netloc = f"{netloc}:{parts.port}"
     if parts.username:
         netloc = f"{parts.username}@{netloc}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{parts.scheme}://{netloc}{parts.path}"
 
 
 def take_query(url: str, name: str) -> tuple[str, str | None]:

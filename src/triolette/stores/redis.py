@@ -32,7 +32,17 @@ from triolette.stores._remote import (
 logger = logging.getLogger("triolette.stores")
 
 # KEYS: the device set, then one hash per device; ARGV: the device names, then their texts.
+# Redis does not roll a script back: every key's type is checked before the first write, so
+# a key another program holds fails the whole batch, not half of it.
 _WRITE = """
+local want = {[1] = 'set'}
+for i = 1, #KEYS do
+  local kind = redis.call('TYPE', KEYS[i]).ok
+  if kind ~= 'none' and kind ~= (want[i] or 'hash') then
+    return redis.error_reply('the key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a triolette '
+      .. (want[i] or 'hash') .. ': another program uses this prefix')
+  end
+end
 local now = redis.call('TIME')
 local stamp = now[1] .. string.format('%06d', tonumber(now[2]))
 local count = #KEYS - 1
