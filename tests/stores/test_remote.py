@@ -86,12 +86,9 @@ def test_the_durability_of_the_server_is_logged_once_at_open(backend, url, open_
     store.save("a", {"n": 2})  # reconnects: no second line
     lines = [r.getMessage() for r in caplog.records if r.name == "triolette.stores"]
     assert len(lines) == 1, lines
-    if backend == "postgres":
-        assert "synchronous_commit=on" in lines[0]
-        assert "a server crash loses no acknowledged batch" in lines[0]
-    else:  # this machine's Redis keeps nothing on disk
-        assert "appendonly=no" in lines[0]
-        assert "a server restart loses every state" in lines[0]
+    # What the setting costs is checked per setting elsewhere; the servers here may differ.
+    settings = ("synchronous_commit=", "fsync=") if backend == "postgres" else ("appendonly=",)
+    assert all(setting in lines[0] for setting in settings), lines[0]
     assert store.durability in lines[0]
 
 
