@@ -267,3 +267,24 @@ def test_a_redis_that_refuses_config_get_has_an_unknown_durability(private_redis
     assert store.durability is not None
     assert store.durability.startswith("unknown (CONFIG GET was refused)")
     assert store.durability in caplog.text
+
+
+def test_a_redis_batch_is_one_command_as_the_server_counts_them(private_redis):
+    """On a server of its own, ``INFO commandstats`` counts what a batch of 200 costs."""
+    import redis
+
+    store = open_remote("redis", f"redis://127.0.0.1:{private_redis.port}/0")
+    try:
+        store.load_all()
+        with redis.Redis(port=private_redis.port) as admin:
+            admin.config_resetstat()
+            store.save_many({f"dev-{i}": {"i": i} for i in range(200)})
+            stats = admin.info("commandstats")
+    finally:
+        store.close()
+    calls = {name.removeprefix("cmdstat_"): figures["calls"] for name, figures in stats.items()}
+    calls.pop("info", None)
+    calls.pop("config|resetstat", None)
+    assert calls.pop("eval") == 1, calls
+    # The server counts the commands the script ran too: only those may remain.
+    assert set(calls) <= {"type", "time", "hset", "hincrby", "sadd"}, calls
