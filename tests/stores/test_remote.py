@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.stores.remote import REMOTE_BACKENDS, open_remote
+from tests.stores.remote import REMOTE_BACKENDS, client_name_for, open_remote
 from triolette import StateNotJSONError, StoreOpenError, StoreWriteError
 from triolette.core.jsonstate import encode_state
 from triolette.stores._remote import take_query
@@ -132,7 +132,8 @@ def test_a_killed_connection_is_an_outage_and_the_next_call_reconnects(backend, 
 
 
 def _kill_connections(backend: str, url: str) -> None:
-    """End every connection the server has from the stores (not the test's own admin one)."""
+    """End the connections of this test's stores from the server side: PostgreSQL's in the
+    test's own database, Redis's named after the test's own prefix (see ``open_remote``)."""
     if backend == "postgres":
         import psycopg
 
@@ -144,11 +145,11 @@ def _kill_connections(backend: str, url: str) -> None:
         return
     import redis
 
-    from triolette.stores._remote import take_query
-
     plain, _ = take_query(url, "prefix")
-    with redis.Redis.from_url(plain) as admin:
-        admin.execute_command("CLIENT", "KILL", "SKIPME", "yes", "TYPE", "normal")
+    with redis.Redis.from_url(plain, decode_responses=True) as admin:
+        for client in admin.client_list():
+            if client["name"] == client_name_for(url):
+                admin.client_kill_filter(_id=client["id"])
 
 
 def test_one_round_trip_per_batch(backend, url, open_store, monkeypatch):

@@ -92,7 +92,8 @@ class RedisStore:
     """Device state in Redis, through one connection (redis-py, no automatic retries).
 
     ``url`` is a redis-py URL (``redis://:password@host:6379/0``, ``rediss://`` for TLS); a
-    ``prefix=...`` query parameter overrides ``prefix``. The first call connects, loads
+    ``prefix=...`` query parameter overrides ``prefix``; ``client_name`` names the connection
+    in the server's ``CLIENT LIST``. The first call connects, loads
     nothing else, and logs (INFO) what a server crash can cost under the server's
     ``appendonly``/``appendfsync``/``save`` (``unknown`` when ``CONFIG GET`` is refused); if
     that first connection fails it raises :class:`~triolette.StoreOpenError` naming the URL
@@ -108,6 +109,7 @@ class RedisStore:
         prefix: str = "triolette:",
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
+        client_name: str = "triolette",
     ) -> None:
         url, prefix_in_url = take_query(url, "prefix")
         self.prefix = prefix if prefix_in_url is None else prefix_in_url
@@ -116,6 +118,8 @@ class RedisStore:
         """The URL without its password, for logs and errors."""
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.client_name = client_name
+        """The connection's name in the server's ``CLIENT LIST``."""
         self.durability: str | None = None
         """What a server crash can cost, as logged when the store first connected."""
         self._url = url
@@ -144,6 +148,7 @@ class RedisStore:
                 retry=Retry(NoBackoff(), 0),  # the persistence actor retries, with backoff
                 single_connection_client=True,
                 decode_responses=True,
+                client_name=self.client_name,
             )
         except redis.RedisError as error:
             if not self._opened:
