@@ -1,6 +1,7 @@
 """The writer that tests/stores/test_crash.py kills: it saves forever and acks every save.
 
-Run as ``python crash_writer.py json|sqlite PATH``. It opens the store, loads every device
+Run as ``python crash_writer.py json|sqlite|postgres|redis PATH`` (a server store's URL as
+PATH). It opens the store, loads every device
 (the test seeds them all; a missing one is lost data and ends the writer with an error), prints
 ``start <r>`` where ``r`` is the highest count found, then loops: revision ``r + 1`` sets
 ``count`` of the devices :func:`batch_for` names (``save`` for one, ``save_many`` for several)
@@ -20,7 +21,7 @@ from typing import Any
 from triolette import JsonFileStore, SqliteStore
 
 DEVICES = tuple(f"dev-{number:02d}" for number in range(20))
-BACKENDS = ("json", "sqlite")
+BACKENDS = ("json", "sqlite", "postgres", "redis")
 REOPEN_EVERY = 7
 """Close the store after every revision divisible by this (the next save reopens it)."""
 
@@ -38,11 +39,19 @@ def batch_for(revision: int) -> list[str]:
     return sorted(rng.sample(DEVICES, rng.randint(2, 6)))
 
 
-def open_store(backend: str, path: str) -> JsonFileStore | SqliteStore:
+def open_store(backend: str, path: str) -> Any:
     if backend == "json":
         return JsonFileStore(path)
     if backend == "sqlite":
         return SqliteStore(path)
+    if backend == "postgres":
+        from triolette.stores.postgres import PostgresStore
+
+        return PostgresStore(path)
+    if backend == "redis":
+        from triolette.stores.redis import RedisStore
+
+        return RedisStore(path)
     raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
 
 

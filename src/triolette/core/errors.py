@@ -57,13 +57,14 @@ class StoreNotLoadedError(TrioletteError, RuntimeError):
 class StoreWriteError(TrioletteError, OSError):
     """A backend failed to write; what was persisted before is intact.
 
-    The failing ``OSError`` (or ``sqlite3.Error``) is the ``__cause__``; ``errno`` is the
-    cause's, or the one the backend names for it (SQLite's "database or disk is full" is
-    ``ENOSPC``), so callers check one attribute whatever the backend.
+    ``path`` is the file, or a server store's URL without its password. The failing
+    ``OSError`` (or ``sqlite3.Error``, or the database client's error) is the ``__cause__``;
+    ``errno`` is the cause's, or the one the backend names for it (SQLite's "database or
+    disk is full" is ``ENOSPC``), so callers check one attribute whatever the backend.
     """
 
     def __init__(
-        self, path: Path, keys: list[str], cause: BaseException, *, errno: int | None = None
+        self, path: Path | str, keys: list[str], cause: BaseException, *, errno: int | None = None
     ) -> None:
         self.path = path
         self.keys = keys
@@ -172,13 +173,14 @@ class SettingsError(TrioletteError, ValueError):
 
 
 class StoreOpenError(TrioletteError):
-    """A store could not be opened: ``path`` names the store, ``reason`` the cause.
+    """A store could not be opened: ``path`` names the store (a file, or a server store's URL
+    without its password), ``reason`` the cause.
 
     ``str(error)`` is one line, like ``cannot open the store /var/lib/x/state.json: Permission
     denied``. Retrying will not help until someone fixes the file or the folder.
     """
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Path | str, reason: str) -> None:
         self.path = path
         self.reason = " ".join(reason.split())  # one log line, whatever the cause says
         super().__init__(f"cannot open the store {path}: {self.reason}")

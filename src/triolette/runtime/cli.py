@@ -3,8 +3,8 @@
 ::
 
     triolette run MODULE[:ATTR] [flags]      python -m triolette run ...
-    triolette store show PATH
-    triolette store copy SRC DST
+    triolette store show STORE
+    triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
     triolette --version
 
@@ -22,19 +22,15 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
-import json
 import logging
 import os
-import re
-import sqlite3
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from triolette.core.errors import SettingsError, StoreOpenError, TrioletteError
-from triolette.core.jsonstate import decode_document, decode_state
+from triolette.core.errors import SettingsError
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
     EXIT_BAD_SETTINGS,
@@ -47,21 +43,14 @@ from triolette.runtime.launch import (
     resolve_settings,
     triolette_version,
 )
-from triolette.runtime.setting_checks import StoreKind, store_kind
 from triolette.runtime.settings import Settings
+from triolette.runtime.store_commands import EXIT_NOT_SAVED, EXIT_OK, store_copy, store_show
 from triolette.runtime.watch import Watch
-from triolette.runtime.wiring import store_for_path
-from triolette.stores.jsonfile import JsonFileStore
-from triolette.stores.sqlite import SqliteStore
 
 logger = logging.getLogger("triolette.cli")
 
-EXIT_OK = 0
-EXIT_NOT_SAVED = 1
 EXIT_RESTART_LIMIT = 2
 
-# What `store show` accepts besides a store file: the copies a store keeps beside it.
-_BACKUP_SUFFIX = re.compile(r"\.(?:last-good|corrupt-\d{8}T\d{6}Z(?:-\d+)?)$")
 # The settings `watch` takes, as `run` does: where the broker is and how to log in.
 _WATCH_SETTINGS = (
     "mqtt_host", "mqtt_port", "username", "password", "password_file", "tls", "tls_ca_file",
@@ -112,21 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
     show = actions.add_parser(
         "show",
         help="print every device's state as JSON",
-        description="Print {device: state} as JSON. Reads the file without locking or "
+        description="Print {device: state} as JSON. Reads a file without locking or "
         "changing it, so it works while the app runs, and on the .last-good and "
-        ".corrupt-* copies a store keeps beside its file.",
+        ".corrupt-* copies a store keeps beside its file. For a PostgreSQL or Redis store "
+        "each device's revision and last write time follow on stderr, one line each.",
     )
-    show.add_argument("path", metavar="PATH", help="a .json, .db, .sqlite or .sqlite3 store")
-    show.set_defaults(handler=_store_show, parser=show)
+    show.add_argument(
+        "path",
+        metavar="STORE",
+        help="a .json, .db, .sqlite or .sqlite3 file, json:PATH, sqlite:PATH, "
+        "postgresql://USER@HOST/DB or redis://HOST:PORT/DB",
+    )
+    show.set_defaults(handler=store_show, parser=show)
     copy = actions.add_parser(
         "copy",
         help="copy every device's state into a new store",
-        description="Copy every device's state from SRC to DST, which may use the other "
-        "backend. DST must hold no state yet. Stop the app first: both stores are locked.",
+        description="Copy every device's state from SRC to DST, each a file or a URL as for "
+        "show, on any backend. DST must hold no state yet. Stop the app first: file stores "
+        "are locked, and a server store must not change during the copy.",
     )
     copy.add_argument("source", metavar="SRC", help="the store to copy from")
     copy.add_argument("target", metavar="DST", help="the store to copy into")
-    copy.set_defaults(handler=_store_copy, parser=copy)
+    copy.set_defaults(handler=store_copy, parser=copy)
     return parser
 
 
@@ -266,110 +262,3 @@ def _watch(args: argparse.Namespace) -> int:
     with watch, contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
     return EXIT_OK
-
-
-# -- store -----------------------------------------------------------------------------------
-
-
-def _existing_store_file(argument: str, path: str) -> Path:
-    """``path`` if it is a file; a ``SettingsError`` naming ``argument`` otherwise."""
-    file = Path(path)
-    if file.is_dir():
-        raise SettingsError(argument, f"{path} is a folder, not a store file")
-    if not file.is_file():
-        raise SettingsError(argument, f"no such file: {path}")
-    return file
-
-
-def shown_store_kind(path: Path, source: str = "PATH") -> StoreKind:
-    """The backend of a store file or of a copy kept beside one (``NAME.last-good``,
-    ``NAME.corrupt-<UTC time>``): by the name without that ending. Raises
-    :class:`~triolette.SettingsError` for another name."""
-    return store_kind(path.with_name(_BACKUP_SUFFIX.sub("", path.name)), source)
-
-
-def _store_show(args: argparse.Namespace) -> int:
-    path = _existing_store_file("PATH", args.path)
-    kind = shown_store_kind(path)
-    try:
-        states = read_states(path, kind)
-    except (OSError, sqlite3.OperationalError) as error:  # not there for us to read
-        print(f"error: cannot open {args.path}: {_reason(error)}", file=sys.stderr)
-        return EXIT_BAD_SETTINGS
-    except (ValueError, sqlite3.Error) as error:  # damaged
-        print(f"error: cannot read {args.path}: {error}", file=sys.stderr)
-        return EXIT_NOT_SAVED
-    json.dump(states, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
-    print()
-    return EXIT_OK
-
-
-def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str, Any]]:
-    """Every device's state in a store file, read without taking its lock or changing it.
-
-    ``kind`` defaults to :func:`shown_store_kind`'s. A copy kept beside a store (``.corrupt-*``)
-    is read as immutable: SQLite adds no ``-shm`` or ``-wal`` file beside it. Raises
-    ``ValueError`` for a damaged file, ``OSError`` or ``sqlite3.Error`` when it cannot be read.
-    """
-    if (kind or shown_store_kind(path)) == "json":
-        return decode_document(path.read_text(encoding="utf-8"))
-    is_copy = _BACKUP_SUFFIX.search(path.name) is not None
-    uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
-    db = sqlite3.connect(uri, uri=True)
-    try:
-        rows = db.execute("SELECT key, data FROM store ORDER BY key").fetchall()
-    finally:
-        db.close()
-    states = {}
-    for key, data in rows:
-        try:
-            states[key] = decode_state(data)
-        except ValueError as error:
-            raise ValueError(f"the state of {key!r} is damaged: {error}") from None
-    return states
-
-
-def _store_copy(args: argparse.Namespace) -> int:
-    source = store_for_path(_existing_store_file("SRC", args.source), "SRC")
-    target = store_for_path(Path(args.target), "DST")
-    try:
-        states = _open_store(source, args.source)
-        existing = _open_store(target, args.target)
-        if states is None or existing is None:
-            return EXIT_BAD_SETTINGS
-        if existing:
-            print(
-                f"error: {args.target} already holds the state of "
-                f"{_devices(len(existing))}; copy into a new file",
-                file=sys.stderr,
-            )
-            return EXIT_BAD_SETTINGS
-        try:
-            target.save_many(states)
-        except (OSError, TrioletteError, sqlite3.Error) as error:
-            print(f"error: cannot write {args.target}: {error}", file=sys.stderr)
-            return EXIT_NOT_SAVED
-    finally:
-        source.close()
-        target.close()
-    print(f"copied the state of {_devices(len(states))} from {args.source} to {args.target}")
-    return EXIT_OK
-
-
-def _open_store(store: JsonFileStore | SqliteStore, shown: str) -> dict[str, Any] | None:
-    """Every state in ``store`` (taking its lock), or ``None`` after one line on stderr."""
-    try:
-        return store.load_all()
-    except StoreOpenError as error:  # locked, a folder in its place, a foreign database...
-        print(f"error: {error}", file=sys.stderr)
-    except (OSError, sqlite3.Error) as error:
-        print(f"error: cannot open {shown}: {_reason(error)}", file=sys.stderr)
-    return None
-
-
-def _reason(error: Exception) -> str:
-    return getattr(error, "strerror", None) or str(error)
-
-
-def _devices(count: int) -> str:
-    return f"{count} device" if count == 1 else f"{count} devices"

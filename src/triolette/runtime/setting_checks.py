@@ -17,23 +17,60 @@ from triolette.core.errors import SettingsError
 
 JSON_SUFFIXES = (".json",)
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-StoreKind = Literal["json", "sqlite"]
+StoreKind = Literal["json", "sqlite", "postgresql", "redis"]
+FILE_SCHEMES: dict[str, StoreKind] = {"json": "json", "sqlite": "sqlite"}
+SERVER_SCHEMES: dict[str, StoreKind] = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "redis": "redis",
+    "rediss": "redis",
+}
+StoreLocation = Path | str
+"""A store file's path, or a location written as a URL (``json:PATH``, ``redis://...``)."""
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def store_kind(path: Path, source: str) -> StoreKind:
-    """``"json"`` or ``"sqlite"`` from ``path``'s suffix; a ``SettingsError`` for another."""
-    suffix = Path(path).suffix.lower()
+def store_kind(location: StoreLocation, source: str) -> StoreKind:
+    """The backend a location names: ``json:``/``sqlite:`` and server URLs by their scheme,
+    other paths by suffix. A ``SettingsError`` for anything else (a URL shown without its
+    password)."""
+    return split_location(location, source)[0]
+
+
+def split_location(location: StoreLocation, source: str) -> tuple[StoreKind, StoreLocation]:
+    """The backend and, for a file, its ``Path``; for a server, the URL as given."""
+    if isinstance(location, str):
+        scheme, colon, rest = location.partition(":")
+        scheme = scheme.lower()
+        if colon and scheme in FILE_SCHEMES and rest:
+            return FILE_SCHEMES[scheme], Path(rest)
+        if colon and rest.startswith("//"):
+            if scheme in SERVER_SCHEMES:
+                return SERVER_SCHEMES[scheme], location
+            raise SettingsError(
+                source,
+                f"{_shown(location)}: a store URL starts with postgresql://, redis:// or "
+                "rediss:// (or json: or sqlite: and a path)",
+            )
+    path = Path(location)
+    suffix = path.suffix.lower()
     if suffix in JSON_SUFFIXES:
-        return "json"
+        return "json", path
     if suffix in SQLITE_SUFFIXES:
-        return "sqlite"
+        return "sqlite", path
     raise SettingsError(
         source,
-        f"{path} must end in .json (a JSON file) or .db, .sqlite or .sqlite3 (SQLite)",
+        f"{path} must end in .json (a JSON file) or .db, .sqlite or .sqlite3 (SQLite), "
+        "or be a URL: json:PATH, sqlite:PATH, postgresql://..., redis://...",
     )
+
+
+def _shown(url: str) -> str:
+    from triolette.stores._remote import safe_url
+
+    return safe_url(url)
 
 
 # -- conversion of raw values ---------------------------------------------------------------
@@ -89,11 +126,21 @@ def to_bool(value: object, source: str) -> bool:
     )
 
 
+def to_store_location(value: object, source: str) -> StoreLocation:
+    """A ``Path`` for a plain path (as before URLs), the text for a URL; checked."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    text = to_str(value, source)
+    kind, where = split_location(text, source)
+    return where if kind in SERVER_SCHEMES.values() else (text if ":" in text else Path(text))
+
+
 CONVERTERS: dict[str, Callable[[object, str], Any]] = {
     "str": to_str,
     "int": to_int,
     "float": to_float,
     "path": to_path,
+    "store": to_store_location,
     "bool": to_bool,
 }
 

@@ -63,7 +63,7 @@ class Option:
     env: str
     help: str
     default: str
-    kind: str = "str"  # "str", "int", "float", "path", "bool" or "choice"
+    kind: str = "str"  # "str", "int", "float", "path", "store", "bool" or "choice"
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
 
@@ -103,8 +103,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("topic_prefix", "--topic-prefix", "TRIOLETTE_TOPIC_PREFIX",
            "first level of every topic", "the app's, normally its name", metavar="PREFIX"),
     Option("store_path", "--store", "TRIOLETTE_STORE",
-           "device state file: .json for a JSON file, .db, .sqlite or .sqlite3 for SQLite",
-           "the app's", "path", "PATH"),
+           "where device state is kept: a .json (JSON) or .db, .sqlite, .sqlite3 (SQLite) file, "
+           "or a URL: json:PATH, sqlite:PATH, postgresql://USER@HOST/DB, redis://HOST:6379/0",
+           "the app's", "store", "STORE"),
     Option("log_level", "--log-level", "TRIOLETTE_LOG_LEVEL", "least severe level logged",
            "INFO", "choice", "LEVEL", LOG_LEVELS),
     Option("log_format", "--log-format", "TRIOLETTE_LOG_FORMAT",
@@ -118,6 +119,21 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 
 def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _optional_store(value: str | os.PathLike[str] | None) -> Path | str | None:
+    """A plain path as a ``Path``; a location with a scheme (``redis://``, ``json:``) as text."""
+    if isinstance(value, str) and ":" in value:
+        return value
+    return _optional_path(value)
+
+
+def _show_store(value: Path | str | None) -> str:
+    if isinstance(value, str) and "://" in value:
+        from triolette.stores._remote import safe_url
+
+        return repr(safe_url(value))
+    return repr(value)
 
 
 def _show_secret(value: str | None) -> str:
@@ -145,7 +161,9 @@ class Settings:
     tls_insecure: bool = False
     keepalive: float = 60.0
     topic_prefix: str | None = None
-    store_path: Path | None = attrs.field(default=None, converter=_optional_path)
+    store_path: Path | str | None = attrs.field(
+        default=None, converter=_optional_store, repr=_show_store
+    )
     log_level: str = "INFO"
     log_format: str = "plain"
     dry_run: bool = False

@@ -1,19 +1,20 @@
 """What settings build (transport, store, embedded broker) and how they configure an ``App``.
 
 :mod:`triolette.runtime.settings` holds the values; this module turns them into objects.
-:func:`store_for_path` is the one mapping from a path to a store, shared by ``--store`` and
-the ``triolette store`` commands. Nothing here opens a file or a connection: a store reads its
+:func:`store_for_location` is the one mapping from a location (a path, or a URL such as
+``sqlite:./state.db`` or ``postgresql://bridge@db/state``) to a store, shared by ``--store``
+and the ``triolette store`` commands. Nothing here opens a file or a connection: a store reads its
 file when the app loads its devices, a transport connects when the app serves.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from triolette.actors.paho import PahoTransport
 from triolette.actors.transport import LogTransport
+from triolette.core.errors import SettingsError
 from triolette.core.topics import Topics
 from triolette.runtime.embedded import (
     INSTALL_HINT,
@@ -21,7 +22,7 @@ from triolette.runtime.embedded import (
     broker_installed,
     usual_port_or_free,
 )
-from triolette.runtime.setting_checks import store_kind
+from triolette.runtime.setting_checks import StoreLocation, split_location
 from triolette.runtime.settings import SECRET, Settings
 from triolette.stores.jsonfile import JsonFileStore
 from triolette.stores.memory import MemoryStore
@@ -30,7 +31,7 @@ from triolette.stores.sqlite import SqliteStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
-    from triolette.stores.protocol import Store
+    from triolette.stores.protocol import BatchStore, Store
 
 logger = logging.getLogger("triolette.settings")
 
@@ -41,13 +42,37 @@ _CONNECTION = (
 )  # fmt: skip
 
 
-def store_for_path(path: Path, source: str = "--store") -> JsonFileStore | SqliteStore:
-    """A new store for ``path``: JSON for ``.json``, SQLite for ``.db``, ``.sqlite``,
-    ``.sqlite3``. Raises :class:`~triolette.SettingsError` naming ``source`` for another
-    suffix. Nothing is opened yet."""
-    if store_kind(path, source) == "json":
-        return JsonFileStore(path)
-    return SqliteStore(path)
+def store_for_location(location: StoreLocation, source: str = "--store") -> BatchStore:
+    """A new store for ``location``: JSON for ``json:PATH`` or a ``.json`` path, SQLite for
+    ``sqlite:PATH`` or a ``.db``, ``.sqlite``, ``.sqlite3`` path, :class:`PostgresStore` for
+    ``postgresql://`` (or ``postgres://``), :class:`RedisStore` for ``redis://`` or
+    ``rediss://``. Raises :class:`~triolette.SettingsError` naming ``source`` for anything
+    else, or when the server store's client library (an extra) is not installed. Nothing is
+    opened or connected yet."""
+    kind, where = split_location(location, source)
+    if kind == "json":
+        return JsonFileStore(where)
+    if kind == "sqlite":
+        return SqliteStore(where)
+    extra = "postgres" if kind == "postgresql" else "redis"
+    try:
+        if kind == "postgresql":
+            from triolette.stores.postgres import PostgresStore
+
+            return PostgresStore(str(where))
+        from triolette.stores.redis import RedisStore
+
+        return RedisStore(str(where))
+    except ImportError as error:
+        raise SettingsError(
+            source, f"a {kind} store needs pip install 'triolette[{extra}]' ({error})"
+        ) from None
+    except ValueError as error:
+        raise SettingsError(source, str(error)) from None
+
+
+store_for_path = store_for_location
+"""The name :func:`store_for_location` had when stores were only files."""
 
 
 def transport_for(settings: Settings, app_name: str) -> PahoTransport | LogTransport:
@@ -103,7 +128,8 @@ def apply_settings(settings: Settings, app: App) -> None:
                 settings.sources["mqtt_port"],
             )
     if settings.store_path is not None:
-        app.store = store_for_path(settings.store_path, settings.sources.get("store_path", "store"))
+        source = settings.sources.get("store_path", "store")
+        app.store = store_for_location(settings.store_path, source)
     if settings.topic_prefix is not None:
         app.topics = Topics(settings.topic_prefix)
 
@@ -127,7 +153,7 @@ def describe_settings(settings: Settings, app: App | None = None) -> str:
     if app is not None:
         parts.append(f"store={describe_store(app.store)}")
     elif settings.store_path is not None:
-        parts.append(f"store={describe_store(store_for_path(settings.store_path))}")
+        parts.append(f"store={describe_store(store_for_location(settings.store_path))}")
     else:
         parts.append("store=(the app's)")
     parts.append(f"log={settings.log_level}/{settings.log_format}")
@@ -135,9 +161,13 @@ def describe_settings(settings: Settings, app: App | None = None) -> str:
 
 
 def describe_store(store: Store | None) -> str:
-    """``json:PATH``, ``sqlite:PATH``, ``memory``, ``none`` or the store's class name."""
+    """``json:PATH``, ``sqlite:PATH``, a server store's URL without its password (its
+    ``location``), ``memory``, ``none`` or the store's class name."""
     if isinstance(store, JsonFileStore | SqliteStore):
         return f"{'json' if isinstance(store, JsonFileStore) else 'sqlite'}:{store.path}"
+    location = getattr(store, "location", None)
+    if isinstance(location, str):
+        return location
     if isinstance(store, MemoryStore):
         return "memory"
     if store is None or isinstance(store, NullStore):

@@ -6,6 +6,13 @@
   A failing test's report gets the broker log as a "mosquitto log" section.
 * ``mqtt_observer_factory``: makes started :class:`~triolette.testing.observer.Observer`
   subscribers for a broker and closes them all after the test.
+* ``postgres_url``: a URL to a new PostgreSQL database of the test's own, dropped afterwards
+  (server from ``TRIOLETTE_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432/test``).
+* ``redis_url``: a URL with a key prefix of the test's own (``?prefix=...``), whose keys are
+  deleted afterwards (server from ``TRIOLETTE_TEST_REDIS``, default ``redis://127.0.0.1:6379/0``).
+
+The service fixtures skip the test, with the reason, when the client library is missing or
+the server does not answer; with ``TRIOLETTE_REQUIRE_SERVICES=1`` they fail it instead.
 
 Only this module imports pytest; importing :mod:`triolette` never loads it.
 """
@@ -14,11 +21,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator, Sequence
+from typing import NoReturn
 
 import pytest
 
 from triolette.testing.mosquitto import Mosquitto, MosquittoNotFound
 from triolette.testing.observer import Observer
+from triolette.testing.services import postgres_database, redis_prefix
 
 REQUIRE_SERVICES = "TRIOLETTE_REQUIRE_SERVICES"
 _LOG_LIMIT = 20_000
@@ -81,6 +90,29 @@ def mosquitto(request: pytest.FixtureRequest) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.close()
+
+
+def missing_service(reason: str) -> NoReturn:
+    """Skip the test for ``reason``, or fail it with ``TRIOLETTE_REQUIRE_SERVICES=1``."""
+    if os.environ.get(REQUIRE_SERVICES) == "1":
+        pytest.fail(f"{reason} ({REQUIRE_SERVICES}=1 requires the service)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a PostgreSQL database created for this test and dropped after it."""
+    server = os.environ.get("TRIOLETTE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+    with postgres_database(server, missing_service) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis URL with a key prefix of this test's own; its keys are deleted after it."""
+    server = os.environ.get("TRIOLETTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+    with redis_prefix(server, missing_service) as url:
+        yield url
 
 
 @pytest.fixture
