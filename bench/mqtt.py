@@ -2,6 +2,7 @@
 
     python bench/mqtt.py [--quick] [--repeat 5] [--messages 20000] [--round-trips 2000]
                          [--paced-seconds 2] [--cases qos0,qos1,inbound,rtt,paced]
+                         [--durable-seconds 3]
 
 One local mosquitto (``triolette.testing.mosquitto.Mosquitto``, loopback, started by this script
 and closed at the end; ``max_queued_messages`` raised so that it never drops the inbound
@@ -56,6 +57,11 @@ Cases, for both sides (``--messages`` N messages, or ``--round-trips`` for case 
    ``client.publish``); CPU time over the window divided by the window: the share of one core.
    At full speed, wake-ups are shared by many messages; at 1,000 msg/s each message pays them.
 
+7. **publish only what is durable** (``--durable-seconds``, 0: skipped): the cost of a
+   telemetry device's ``publish="durable"`` next to the default ``publish="now"``, for a
+   ``JsonFileStore`` and a ``SqliteStore``: cycles/s of 20 devices every 10 ms and the publish
+   latency from the handler's return to a subscriber (see ``bench/durable_publish.py``).
+
 Repetitions are interleaved (case by case, the two sides in alternating order), after an
 unmeasured warm-up round. Reported: the median over repetitions, with min-max; the ratio is
 actor/threaded of the medians, with the min-max of the per-repetition ratios (the two sides of
@@ -85,6 +91,7 @@ from typing import Any
 
 import trio
 from benchtools import markdown_table, percentile, verdict
+from durable_publish import figures as durable_figures
 from paho.mqtt import __version__ as paho_version
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -702,7 +709,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--paced-seconds", type=float, default=None, help="paced case per side (default 2; 0: off)"
     )
+    parser.add_argument(
+        "--durable-seconds",
+        type=float,
+        default=None,
+        help='publish="durable" against "now", per run (default 3, --quick 1; 0: off)',
+    )
     args = parser.parse_args(argv)
+    durable = args.durable_seconds
+    if durable is None:
+        durable = 1.0 if args.quick else 3.0
     repeat = args.repeat or (3 if args.quick else 5)
     messages = args.messages or (5_000 if args.quick else 20_000)
     trips = args.round_trips or (500 if args.quick else 2_000)
@@ -745,12 +761,22 @@ def main(argv: list[str] | None = None) -> int:
                 f" load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
+        durable_lines = (
+            durable_figures(
+                broker.host, broker.port, seconds=durable, devices=20, interval=0.01, repeat=2
+            )
+            if durable > 0
+            else []
+        )
     finally:
         mosquitto.close()
     verdicts = report(results, repeat, messages, plan)
     print("\ntargets (ratios from this run):")
     for line in verdicts:
         print(f"  {line}")
+    if durable_lines:
+        print()
+        print("\n".join(durable_lines))
     print(f"\n{time.perf_counter() - began:.0f} s; command: {command_line()}")
     return 0
 

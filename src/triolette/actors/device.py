@@ -17,10 +17,11 @@ import trio
 
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
-from triolette.core.policies import PersistPolicy, SaveOnShutdown
+from triolette.core.policies import PersistPolicy, SaveOnChange, SaveOnShutdown
 from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
+from .durable_publish import DurablePublisher
 from .metronome import Metronome
 from .mqtt import MqttActor
 from .persistence import PersistenceActor
@@ -162,6 +163,9 @@ class DeviceActor:
         self.store: DeviceStore | None = None
         self._erred = False
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
+        self.durable: DurablePublisher | None = None  # publish="durable": states wait for it
+        if spec.publish == "durable":
+            self._policy = SaveOnChange()  # each state's cycle must be saved to be published
         self._unsettled: trio.Event | None = None  # the cycle whose state is unconfirmed
 
     async def run(self) -> None:
@@ -178,6 +182,8 @@ class DeviceActor:
                 self.store = await client.open_store(
                     clock=trio.current_time, on_change=self.store_changed
                 )
+                if spec.publish == "durable":
+                    self.durable = DurablePublisher(self.mqtt, client)
             self.mqtt.announce(spec.name, ONLINE)
             await self.loop(DeviceContext(self))
         finally:
@@ -206,6 +212,13 @@ class DeviceActor:
         topic = self.mqtt.topics.state(self.spec.name)
         return await self.mqtt.publish(Message(topic, payload, retain=True))
 
+    def state_message(self, state: Mapping[str, Any]) -> Message:
+        """``state`` as this device's retained state message; raises for a bad state."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{self.spec.name}: a state must be a dict, got {state!r}")
+        payload = encode_state(self.spec.name, state)
+        return Message(self.mqtt.topics.state(self.spec.name), payload, retain=True)
+
     def publish_state_soon(self, state: Mapping[str, Any]) -> None:
         """Queue ``state`` without waiting for the broker; ask the policy once it is settled.
 
@@ -215,10 +228,7 @@ class DeviceActor:
         is asked without error, it counts as recovered (:meth:`went_well`). Raises what
         :meth:`publish_state` raises for a bad state.
         """
-        if not isinstance(state, Mapping):
-            raise TypeError(f"{self.spec.name}: a state must be a dict, got {state!r}")
-        payload = encode_state(self.spec.name, state)
-        message = Message(self.mqtt.topics.state(self.spec.name), payload, retain=True)
+        message = self.state_message(state)
         cycle = self._unsettled = trio.Event()
 
         def settled(confirmed: bool) -> None:

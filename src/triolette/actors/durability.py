@@ -48,6 +48,14 @@ class Durability:
                 still.append((key, target, done))
         self._waiters = still
 
+    def latest(self, key: str) -> int:
+        """The number of the newest snapshot of ``key`` submitted so far (0: none)."""
+        return self._submitted.get(key, 0)
+
+    def durable(self, key: str) -> int:
+        """The number of the newest snapshot of ``key`` known to be durable (0: none)."""
+        return self._durable.get(key, 0)
+
     def not_durable(self) -> list[str]:
         """The keys with a submitted snapshot that is not known to be durable, sorted."""
         durable = self._durable
@@ -64,6 +72,14 @@ class Durability:
             each: self._submitted.get(each, 0)
             for each in ([key] if key is not None else list(self._submitted))
         }
+        await self.wait_for(targets)
+
+    async def wait_for(self, targets: dict[str, int]) -> None:
+        """Wait until each key of ``targets`` is durable up to its number at least.
+
+        Cancelling the wait leaves no waiter behind. Raises
+        :class:`~triolette.FlushIncompleteError` as :meth:`wait` does.
+        """
         for each, target in targets.items():
             if self._durable.get(each, 0) < target and not self._closed:
                 waiter = (each, target, trio.Event())

@@ -36,7 +36,9 @@ class _CycleActor(DeviceActor):
 
         It never waits for the broker: a returned state is queued, and the policy is asked
         when the broker confirmed it, or with ``published=False`` when the publish failed or
-        the next cycle began first (the broker is slow or hung).
+        the next cycle began first (the broker is slow or hung). With ``publish="durable"``
+        the store is saved first and the state offered to the :class:`DurablePublisher`,
+        which queues it once the save is durable; the cycle waits for neither.
         """
         self.settle_cycle()
         queued = False
@@ -48,6 +50,12 @@ class _CycleActor(DeviceActor):
             ok = False
         else:
             try:
+                if result is not None and self.durable is not None:
+                    state = self.state_message(result)  # a bad state: saved, not published
+                    if self.consult(False):  # saved: publish once durable
+                        self.durable.offer(state)
+                        self.went_well()
+                    return
                 if result is not None:
                     self.publish_state_soon(result)
                     queued = True
@@ -75,6 +83,29 @@ class TelemetryActor(_CycleActor):
     """The first cycle at once, then one per tick of the shared metronome."""
 
     async def loop(self, ctx: DeviceContext) -> None:
+        durable = self.durable
+        if durable is None:
+            await self._cycles(ctx)
+            return
+        failure: Exception | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(durable.run)
+            try:
+                await self._cycles(ctx)
+            except Exception as error:
+                failure = error  # raised below, outside the nursery, so it is not grouped
+            nursery.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+
+    async def wait_settled(self) -> None:
+        if self.durable is None:
+            await super().wait_settled()
+            return
+        with trio.move_on_after(self.mqtt.publish_timeout):
+            await self.durable.wait_idle()
+
+    async def _cycles(self, ctx: DeviceContext) -> None:
         metronome = self.metronome
         assert metronome is not None
         current = metronome.fired

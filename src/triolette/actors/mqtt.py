@@ -151,6 +151,7 @@ class MqttActor:
         self._closed = trio.Event()
         self.connected = False
         self._reported_started = False
+        self._said_goodbye = False
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
 
@@ -180,14 +181,19 @@ class MqttActor:
         Reports started after the first connection attempt; a ``permanent``
         :class:`~triolette.ConnectError` on that attempt propagates instead (nothing will
         cure it). At the end ``offline`` is published and the transport disconnected cleanly
-        (when the broker is away, its will says ``offline``).
+        (when the broker is away, its will says ``offline``). Closed while the broker was
+        away, it tries once more to deliver what is queued (:meth:`_deliver_at_stop`); QoS 1
+        messages still undelivered at the end are counted in one WARNING.
         """
         try:
             with self._scope:
                 await self._keep_connected(task_status)
+                if not self._said_goodbye:
+                    await self._deliver_at_stop()
             if not self._reported_started:  # abandoned before the first attempt ended
                 task_status.started()
         finally:
+            self._count_undelivered()
             self.stopped.set()
 
     async def _keep_connected(self, task_status: trio.TaskStatus[None]) -> None:
@@ -297,7 +303,40 @@ class MqttActor:
                 connection.cancel()
                 return
 
+    async def _deliver_at_stop(self) -> None:
+        """Closed during a backoff wait: connect once, send what is queued, say goodbye.
+
+        One attempt, no retry; the shutdown deadline (:meth:`abandon`) bounds it. With
+        nothing queued there is nothing to do: the broker's will already says ``offline``.
+        A failed attempt is one WARNING; what it could not send is counted at the end.
+        """
+        if not (self._depth() or self._held):
+            return
+        will = Message(self.topics.status, OFFLINE, retain=True)
+        try:
+            session_kept = await self.transport.connect(will, self._inbound)
+        except ConnectError as error:
+            logger.warning("stopping: one more attempt to deliver what is queued failed: %s", error)
+            return
+        self._counters.connects += 1
+        logger.info("stopping: connected once more to deliver what is queued")
+        await self._serve_connection(session_kept, lambda: None)
+
+    def _count_undelivered(self) -> None:
+        """Log (one WARNING) how many QoS 1 messages a closed actor could not deliver."""
+        if not self._closed.is_set():
+            return  # a start-up failure: the caller reports it
+        lost = len(self._unsent) + (True in self._held)
+        while True:
+            try:
+                lost += self._qos1_out.receive_nowait() is not _WAKE
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        if lost:
+            logger.warning("stopped with %d QoS 1 messages not delivered to the broker", lost)
+
     async def _say_goodbye(self) -> None:
+        self._said_goodbye = True
         goodbye = _Outgoing(Message(self.topics.status, OFFLINE, retain=True), trio.Event())
         await self._hand_over(goodbye)
         assert goodbye.done is not None

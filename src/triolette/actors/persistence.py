@@ -387,6 +387,11 @@ class PersistenceClient:
     async def flush(self, key: str) -> None:
         await self._actor.flush(key)
 
+    @property
+    def durability(self) -> Durability:
+        """Which snapshots of each key were submitted and which are durable (read it only)."""
+        return self._actor._durability
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

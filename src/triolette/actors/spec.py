@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
@@ -14,6 +14,11 @@ from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
     from .device import DeviceContext
+
+
+Publish = Literal["now", "durable"]
+"""When a telemetry state is published: as soon as the handler returned, or once durable."""
+PUBLISH_CHOICES: tuple[Publish, ...] = ("now", "durable")
 
 
 class Handler(Protocol):
@@ -42,6 +47,8 @@ class DeviceSpec:
     """Seconds a device handler may go without ``ctx.heartbeat()`` before it is restarted."""
     asyncio: bool = False
     """The handler is asyncio code, run in the app's trio-asyncio loop."""
+    publish: Publish = "now"
+    """``"durable"``: a state is published once the batch holding its cycle's save committed."""
 
     @property
     def accepts_commands(self) -> bool:

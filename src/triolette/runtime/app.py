@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from triolette.actors.spec import Publish
 from triolette.actors.transport import Transport
 from triolette.core.backoff import RECONNECT, Backoff
 from triolette.core.kinds import DeviceKind, Restart
@@ -102,6 +103,7 @@ class App:
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
+        publish: Publish = "now",
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -111,6 +113,12 @@ class App:
         sensor read) is cancelled and reported as a :class:`~triolette.HandlerTimeoutError`.
         ``restart`` is the restart type (see :meth:`device`). With ``asyncio=True`` the
         handler is asyncio code, run in the app's trio-asyncio loop.
+
+        ``publish="durable"`` publishes a state only once the batch holding the store's
+        changes of its cycle is durable, so a dashboard never shows a count that a crash or
+        a power cut can take back; the store is then saved every cycle that changed it
+        (``persist`` must be left out or be ``SaveOnChange()``) and the handler must take the
+        store. The default ``"now"`` queues the state as soon as the handler returned.
         """
         return self.registry.declare(
             DeviceKind.TELEMETRY,
@@ -121,6 +129,7 @@ class App:
             restart=restart,
             timeout=timeout,
             asyncio=asyncio,
+            publish=publish,
         )
 
     def device(

@@ -12,10 +12,10 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from triolette.actors.spec import DeviceSpec
+from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
-from triolette.core.policies import PersistPolicy
+from triolette.core.policies import PersistPolicy, SaveOnChange
 from triolette.core.topics import check_name
 from triolette.runtime.adapters import Adapters
 from triolette.runtime.injection import bind
@@ -52,6 +52,7 @@ class Registry:
         timeout: float | None = None,
         heartbeat: float | None = None,
         asyncio: bool = False,
+        publish: Publish = "now",
     ) -> Callable[[F], F]:
         """Check the options now; the returned decorator registers the handler."""
         check_name(name)
@@ -66,7 +67,8 @@ class Registry:
                 f"{name}: restart={restart!r} is not one of {', '.join(RESTART_TYPES)}"
             )
         _check_policy(name, persist, has_store)
-        options = {
+        _check_publish(name, publish, persist, has_store)
+        options: dict[str, Any] = {
             "interval": interval,
             "persist": persist,
             "restart": restart,
@@ -74,6 +76,8 @@ class Registry:
             "heartbeat": None if heartbeat is None else float(heartbeat),
             "asyncio": asyncio,
         }
+        if publish != "now":  # only the kinds that take the option pass it on
+            options["publish"] = publish
 
         def register(function: F) -> F:
             self._register(kind, name, function, has_store=has_store, **options)
@@ -97,6 +101,10 @@ class Registry:
         if uses_store and not has_store:
             raise RegistrationError(
                 f"{name}: the handler takes a DeviceStore but the App has no store"
+            )
+        if options.get("publish") == "durable" and not uses_store:
+            raise RegistrationError(
+                f"{name}: publish='durable' needs a handler that takes a DeviceStore"
             )
         self.specs[name] = DeviceSpec(
             name=name, kind=kind, call=call, uses_store=uses_store, **options
@@ -128,3 +136,23 @@ def _check_policy(device: str, persist: PersistPolicy | None, has_store: bool) -
         raise RegistrationError(f"{device}: persist={persist!r} is not a save policy{hint}")
     if not has_store:
         raise RegistrationError(f"{device}: persist= needs a store; pass App(store=...)")
+
+
+def _check_publish(
+    device: str, publish: object, persist: PersistPolicy | None, has_store: bool
+) -> None:
+    """``publish="durable"`` saves every changed cycle itself: no other policy, a store."""
+    if publish not in PUBLISH_CHOICES:
+        raise RegistrationError(
+            f"{device}: publish={publish!r} is not one of {', '.join(map(repr, PUBLISH_CHOICES))}"
+        )
+    if publish != "durable":
+        return
+    if not has_store:
+        raise RegistrationError(f"{device}: publish='durable' needs a store; pass App(store=...)")
+    if persist is not None and type(persist) is not SaveOnChange:
+        raise RegistrationError(
+            f"{device}: publish='durable' saves every cycle that changed the store; "
+            f"persist={persist!r} would hold back or wait for the very publish: "
+            "leave persist out or pass SaveOnChange()"
+        )

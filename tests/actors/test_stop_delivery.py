@@ -1,0 +1,82 @@
+"""A stop while the broker is away: one more attempt delivers what is queued, or says what not.
+
+The MQTT actor runs over a :class:`MemoryBroker` with a long backoff, so the stop always comes
+during a backoff wait; the autojump clock makes that wait free.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+from triolette.actors.mqtt import MqttActor
+from triolette.core.backoff import Backoff
+from triolette.core.messages import Message
+from triolette.core.topics import Topics
+from triolette.testing import MemoryBroker
+
+EVENTS = 20
+
+
+async def stop_during_backoff(broker: MemoryBroker, *, back_before_stop: bool) -> MqttActor:
+    """Connect, lose the broker, queue ``EVENTS`` QoS 1 events, then stop in the backoff wait."""
+    actor = MqttActor(
+        broker.client(), Topics("app"), reconnect=Backoff(initial=600, maximum=600, jitter=0)
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        broker.online = False
+        await trio.testing.wait_all_tasks_blocked()
+        assert not actor.connected
+        for number in range(EVENTS):
+            await actor.enqueue(Message("app/dev/event", str(number), qos=1, retain=False))
+        await actor.enqueue(Message("app/dev/state", "last", qos=1, retain=True))
+        broker.online = back_before_stop
+        with trio.fail_after(60):  # far less than the 600 s backoff
+            actor.close()
+            await actor.stopped.wait()
+        assert trio.current_time() < 600
+    return actor
+
+
+async def test_a_stop_during_a_backoff_wait_connects_once_more_and_delivers_the_queue(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    broker = MemoryBroker()
+    await stop_during_backoff(broker, back_before_stop=True)
+    assert broker.payloads("app/dev/event") == list(range(EVENTS))
+    assert broker.payloads("app/dev/state") == ["last"]
+    assert broker.payloads("app/status")[-1] == "offline"  # the goodbye
+    assert "not delivered" not in caplog.text
+
+
+async def test_a_stop_with_the_broker_still_away_says_how_many_were_not_delivered(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "triolette.mqtt")
+    broker = MemoryBroker()
+    await stop_during_backoff(broker, back_before_stop=False)
+    assert broker.on("app/dev/event") == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("one more attempt to deliver what is queued failed" in w for w in warnings)
+    assert f"stopped with {EVENTS + 1} QoS 1 messages not delivered to the broker" in warnings
+
+
+async def test_a_stop_with_nothing_queued_does_not_connect_again(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    broker = MemoryBroker()
+    transport = broker.client()
+    actor = MqttActor(
+        transport, Topics("app"), reconnect=Backoff(initial=600, maximum=600, jitter=0)
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(actor.run)
+        broker.online = False
+        await trio.testing.wait_all_tasks_blocked()
+        broker.online = True
+        actor.close()
+    assert transport.connects == 1
