@@ -437,6 +437,9 @@ async def test_commands_from_the_broker_reach_command_and_device_handlers(
         await nursery.start(app.serve)
         await app.wait_until_connected()
         await trio.to_thread.run_sync(send, mosquitto, f"{p}/valve/set", "open")
+        # A state waits for the link in a table holding the latest per topic: a second result
+        # queued before the first went out would replace it, so the test lets it go out first.
+        await observer.until(has(f"{p}/valve/state", {"open": True}))
         await trio.to_thread.run_sync(send, mosquitto, f"{p}/boiler/set", "21.5")
         await trio.to_thread.run_sync(send, mosquitto, f"{p}/valve/set", "close")
         await observer.until(has(f"{p}/valve/state", {"open": False}))
