@@ -7,11 +7,13 @@ during a backoff wait; the autojump clock makes that wait free.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
+from triolette import App, DeviceContext, MemoryStore
 from triolette.actors.mqtt import MqttActor
 from triolette.core.backoff import Backoff
 from triolette.core.messages import Message
@@ -80,3 +82,50 @@ async def test_a_stop_with_nothing_queued_does_not_connect_again(
         broker.online = True
         actor.close()
     assert transport.connects == 1
+
+
+async def test_messages_not_delivered_at_a_stop_are_kept_and_sent_by_the_next_start(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "triolette")
+    broker, store = MemoryBroker(), MemoryStore()
+
+    def app() -> App:
+        built = App(
+            "app",
+            store=store,
+            transport=broker.client(),
+            reconnect_backoff=Backoff(initial=600, maximum=600, jitter=0),
+            heartbeat_every=None,
+            log_statistics_every=None,
+        )
+
+        @built.device("dev")
+        async def dev(ctx: DeviceContext) -> None:
+            await trio.sleep_forever()
+
+        return built
+
+    first = app()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(first.serve)
+        broker.online = False
+        await trio.testing.wait_all_tasks_blocked()
+        mqtt = first.running.mqtt  # type: ignore[union-attr]
+        for number in range(EVENTS):
+            await mqtt.enqueue(Message("app/dev/event", str(number), qos=1, retain=False))
+        first.shutdown()
+    assert broker.on("app/dev/event") == []
+    assert f"kept {EVENTS} undelivered QoS 1 messages in the store" in caplog.text
+    kept: Any = store.load("triolette/undelivered")
+    assert [entry["text"] for entry in kept["messages"]] == [str(n) for n in range(EVENTS)]
+
+    broker.online = True
+    second = app()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(second.serve)
+        await second.wait_until_connected()
+        second.shutdown()
+    assert broker.payloads("app/dev/event") == list(range(EVENTS))
+    assert f"sending {EVENTS} QoS 1 messages carried over from the last stop" in caplog.text
+    assert store.load("triolette/undelivered") == {"messages": []}

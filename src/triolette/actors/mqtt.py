@@ -152,6 +152,8 @@ class MqttActor:
         self.connected = False
         self._reported_started = False
         self._said_goodbye = False
+        self.undelivered: list[Message] = []
+        """Once stopped: the non-retained QoS 1 messages that were not delivered, oldest first."""
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
 
@@ -323,17 +325,32 @@ class MqttActor:
         await self._serve_connection(session_kept, lambda: None)
 
     def _count_undelivered(self) -> None:
-        """Log (one WARNING) how many QoS 1 messages a closed actor could not deliver."""
+        """Keep the QoS 1 messages a closed actor could not deliver in :attr:`undelivered`.
+
+        Those and the retained ones not sent are counted in one WARNING.
+        """
         if not self._closed.is_set():
             return  # a start-up failure: the caller reports it
-        lost = len(self._unsent) + (True in self._held)
+        held = self._held.get(True)
+        undelivered = [held.message] if held is not None else []
         while True:
             try:
-                lost += self._qos1_out.receive_nowait() is not _WAKE
+                outgoing = self._qos1_out.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 break
+            if outgoing is not _WAKE:
+                undelivered.append(outgoing.message)
+        self.undelivered = undelivered
+        lost = len(undelivered) + len(self._unsent)
         if lost:
             logger.warning("stopped with %d QoS 1 messages not delivered to the broker", lost)
+
+    def carry_over(self, messages: list[Message]) -> None:
+        """Queue ``messages`` (kept from the last stop) before anything else; call before run."""
+        if messages:
+            logger.info("sending %d QoS 1 messages carried over from the last stop", len(messages))
+        for message in messages:
+            self._queue_nowait(_Outgoing(message))
 
     async def _say_goodbye(self) -> None:
         self._said_goodbye = True

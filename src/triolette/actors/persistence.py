@@ -34,7 +34,7 @@ from triolette.actors.persistence_statistics import (  # the runtime imports it 
     PersistenceStatistics as PersistenceStatistics,
 )
 from triolette.actors.worker_thread import WorkerThread
-from triolette.core.errors import KeyInUseError
+from triolette.core.errors import FlushIncompleteError, KeyInUseError
 from triolette.stores.devicestore import DeviceStore
 from triolette.stores.protocol import Store
 
@@ -195,6 +195,12 @@ class PersistenceActor:
         with trio.move_on_after(seconds, shield=True):
             await self.stopped.wait()
         return self.stopped.is_set()
+
+    async def wait_durable(self, seconds: float) -> None:
+        """Wait up to ``seconds`` until all submitted so far is durable (holding as above)."""
+        self._worker.hold_until = time.monotonic() + seconds
+        with trio.move_on_after(seconds, shield=True), contextlib.suppress(FlushIncompleteError):
+            await self._durability.wait()
 
     def abandon(self) -> list[str]:
         """Stop now, even inside a backend call; return the keys not known to be durable.

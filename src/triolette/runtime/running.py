@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from triolette.actors import carry_over
 from triolette.actors.device import DeviceActor
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
@@ -106,6 +107,7 @@ class RunningApp:
         )
         self._up: list[PersistenceActor | MqttActor] = []
         """The actors that started, so the shutdown waits for them."""
+        self._carried: list[Message] = []  # kept in the store by the last stop
 
     # -- the lifecycle ------------------------------------------------------------------------
 
@@ -183,8 +185,10 @@ class RunningApp:
             self.mqtt.transport = self.app.transport or self._embedded_transport()
         if self.persistence is not None:
             keys = [spec.name for spec in self.specs if spec.uses_store]
-            await root.start(self.persistence.run, keys)
+            await root.start(self.persistence.run, [*keys, carry_over.KEY])
             self._up.append(self.persistence)
+            self._carried = carry_over.decode(self.persistence.view(carry_over.KEY))
+            self.mqtt.carry_over(self._carried)
         await root.start(self.mqtt.run)
         self._up.append(self.mqtt)
 
@@ -201,9 +205,11 @@ class RunningApp:
 
         1. The devices stop: the supervisor's scope is cancelled (already, when a shutdown
            was requested); each device hands its final snapshot over as it stops.
-        2. The final flush: the persistence actor writes what is pending, closes the backend.
-           Errors of the flush still reach the error topic, as MQTT is still up.
-        3. The MQTT goodbye: ``offline`` is published and the connection closed.
+        2. The final flush: the persistence actor writes what is pending. Errors of the
+           flush still reach the error topic, as MQTT is still up.
+        3. The MQTT goodbye: ``offline`` is published and the connection closed. QoS 1
+           messages it could not deliver are kept in the store for the next start, and the
+           persistence actor writes them and closes the backend.
         4. The embedded broker stops, when :meth:`serve` leaves its nursery.
 
         At the deadline (or a second signal) :meth:`abandon` ends every wait; the devices
@@ -213,18 +219,33 @@ class RunningApp:
         self.reports.tell_counted()
         persistence = self.persistence if self.persistence in self._up else None
         if persistence is not None:
-            persistence.close()
-            if not await persistence.wait_stopped(self._time_left()):
-                self.abandon()
+            await persistence.wait_durable(self._time_left())  # the final snapshots
         if self.mqtt in self._up:
             self.mqtt.close()
             with trio.move_on_after(self._time_left(), shield=True):
                 await self.mqtt.stopped.wait()
             if not self.mqtt.stopped.is_set():
                 self.mqtt.abandon()
+        if persistence is not None:
+            self._keep_undelivered(persistence)
+            persistence.close()
+            if not await persistence.wait_stopped(self._time_left()):
+                self.abandon()
         if persistence is not None:  # empty after a clean stop
             for key in persistence.not_durable():
                 self.reports.unsaved.setdefault(key, "not durable when the shutdown ended")
+
+    def _keep_undelivered(self, persistence: PersistenceActor) -> None:
+        """Write the QoS 1 messages MQTT could not deliver to the store (or clear the last)."""
+        undelivered = self.mqtt.undelivered
+        if (undelivered or self._carried) and not persistence.stopped.is_set():
+            with persistence.client(carry_over.KEY) as client:
+                client.submit(carry_over.KEY, carry_over.encode(undelivered))
+            if undelivered:
+                logger.warning(
+                    "kept %d undelivered QoS 1 messages in the store for the next start",
+                    len(undelivered),
+                )
 
     def _raise_outcome(self) -> None:
         unsaved = self.reports.unsaved
