@@ -200,7 +200,7 @@ async def test_a_calibration_command_changes_the_rate_and_is_saved_at_once(
         await harness.command("gas-meter-calibration", "not json")
         await harness.command("gas-meter-calibration", '{"m3_per_impulse": 0.05}')
         await harness.app.wait_for_cycles(2)
-        await trio.testing.wait_all_tasks_blocked()
+        await harness.settle()
         # Saved by the handler when it took the calibration over, before the new impulses:
         # the policy alone would not write again within a minute.
         first = harness.states("gas-meter")[0]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from tests.runtime import thermo_app
 from triolette import App, DeviceStore, MemoryStore, StoreLockedError
@@ -153,3 +155,35 @@ async def test_a_module_level_app_with_a_store_gets_a_memory_store_by_default(au
     assert harness.state("sensor") == {"celsius": 21.5, "reads": 1}
     assert isinstance(harness.app.store, MemoryStore)
     assert harness.app.store.load("sensor") == {"reads": 1}
+
+
+class _HeldWrites(MemoryStore):
+    """A store whose batch writes wait (on the worker thread) until ``gate`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def save_many(self, states: Mapping[str, dict[str, object]]) -> None:
+        self.gate.wait(10)
+        super().save_many(states)
+
+
+async def test_settle_waits_for_a_write_under_way(autojump_clock: trio.testing.MockClock):
+    backend = _HeldWrites()
+    harness = AppHarness.create(store=backend)
+
+    @harness.app.device("counter")
+    async def counter(store: DeviceStore) -> None:
+        store["count"] = 1
+        store.save()
+        await trio.sleep_forever()
+
+    async with harness.serving():
+        await trio.testing.wait_all_tasks_blocked()  # returns with the write still held
+        assert backend.load("counter") is None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(harness.settle)
+            await trio.testing.wait_all_tasks_blocked()
+            backend.gate.set()
+        assert backend.load("counter") == {"count": 1}

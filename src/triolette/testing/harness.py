@@ -136,12 +136,20 @@ class AppHarness:
         self._refuse_if_stopped(device)
         if not self.broker.inject(self.app.topics.command(device), payload):
             raise LookupError(f"no device of {self.app.name!r} takes commands as {device!r}")
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until every task is blocked and everything saved so far is durable.
+
+        ``trio.testing.wait_all_tasks_blocked()`` alone may return while a backend write is
+        under way (a task waiting for a worker thread counts as blocked); this also waits for
+        the persistence actor's flush. Cancelling the wait does not cancel a write.
+        """
         await trio.testing.wait_all_tasks_blocked()
-        # A backend write keeps its worker thread busy but counts as blocked: what the handler
-        # saved is durable only once its flush returns.
         running = self.app.running
         if running is not None and running.persistence is not None:
-            await running.persistence.flush(device)
+            await running.persistence.flush()
+            await trio.testing.wait_all_tasks_blocked()
 
     @property
     def messages(self) -> list[Message]:
