@@ -12,6 +12,10 @@ never torn and the final drain always runs. It ends when every handle on its mai
 (end-of-channel), after writing what is pending. Only :meth:`PersistenceActor.abandon`, the last
 resort once the shutdown deadline has passed, stops it early; the keys not yet durable are then
 reported by name.
+
+A little over 400 lines on purpose: the mailbox, the batch and the shutdown share the actor's
+state. What stands alone has its own module: the backend calls, the worker thread, durability,
+the outage log and the statistics.
 """
 
 from __future__ import annotations
