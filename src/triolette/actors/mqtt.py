@@ -20,9 +20,12 @@ A broker that leaves a QoS 1 message unconfirmed past the publish timeout is hun
 connection is treated as lost. Messages dropped at a full queue are reported once per episode.
 That bookkeeping lives in :mod:`triolette.actors.outbox`.
 
-Over 400 lines on purpose: the connection loop, the pumps and the queues share one state (what
-is held, unsent or awaited when a connection dies), and read best in one place. What a
-transport is lives in :mod:`triolette.actors.transport`.
+Over 400 lines: the connection loop, the pumps and the queues share one state (what is held,
+unsent or awaited when a connection dies), and read best in one place. What a transport is
+lives in :mod:`triolette.actors.transport`, the drop and confirmation bookkeeping in
+:mod:`~triolette.actors.outbox`, the stored form of undelivered messages in
+:mod:`~triolette.actors.carry_over`. Next to move out: the queues with the retained table (an
+outbox object of their own), and the delivery at a stop.
 """
 
 from __future__ import annotations
