@@ -5,6 +5,7 @@ from triolette.actors.paho import PahoTransport as PahoTransport
 from triolette.actors.transport import Confirmed as Confirmed
 from triolette.actors.transport import Transport as Transport
 from triolette.core.backoff import Backoff as Backoff
+from triolette.core.deferred import setting_ref as setting_ref
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
@@ -83,6 +84,7 @@ __all__ = [
     "StoreWriteError",
     "Transport",
     "TrioletteError",
+    "setting_ref",
 ]
 
 claim_public_names(globals())

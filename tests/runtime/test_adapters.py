@@ -125,12 +125,45 @@ async def test_an_adapter_that_fails_to_open_stops_the_start_and_no_device_runs(
     assert ran == []
 
 
-def test_a_handler_taking_an_unregistered_adapter_is_refused_at_registration():
+async def test_a_handler_taking_an_unregistered_adapter_is_refused_before_any_device_runs(
+    autojump_clock,
+):
     harness = AppHarness.create()
-    with pytest.raises(RegistrationError, match=r"'meter'.*Meter"):
+    ran: list[str] = []
 
-        @harness.app.telemetry("gas", interval=10)
-        async def gas(meter: Meter) -> None: ...
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        ran.append("gas")
+
+    with pytest.raises(RegistrationError, match=r"gas: .*'meter' asks for Meter, which nothing"):
+        await harness.run(cycles=1)
+    assert ran == []
+
+
+async def test_an_adapter_registered_after_its_handler_is_injected(autojump_clock):
+    harness = AppHarness.create()
+    seen: list[bool] = []
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        seen.append(meter.open)
+
+    harness.app.adapter(Meter, lambda: Meter([]))
+    await harness.run(cycles=1)
+    assert seen == [True]
+
+
+async def test_an_optional_port_nothing_provides_is_left_at_its_default(autojump_clock):
+    harness = AppHarness.create()
+    seen: list[object] = []
+    spare_meter = Meter(["spare"])
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter | None, spare: Meter = spare_meter) -> None:
+        seen.extend([meter, spare.log])
+
+    await harness.run(cycles=1)
+    assert seen == [None, ["spare"]]
 
 
 def test_an_adapter_is_registered_once():

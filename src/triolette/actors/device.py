@@ -18,6 +18,7 @@ import trio
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnChange, SaveOnShutdown
+from triolette.core.scope import Scope
 from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
@@ -72,6 +73,11 @@ class DeviceContext:
     def name(self) -> str:
         """The device name (also its store key and its topic level)."""
         return self._actor.spec.name
+
+    @property
+    def scope(self) -> Scope:
+        """What this device's handlers may ask for by type (adapters, settings, shared state)."""
+        return self._actor.scope
 
     @property
     def shutdown_requested(self) -> bool:
@@ -153,8 +159,10 @@ class DeviceActor:
         hooks: Hooks,
         inbox: trio.MemoryReceiveChannel[Message] | None = None,
         metronome: Metronome | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.spec = spec
+        self.scope = scope if scope is not None else Scope()
         self.persistence = persistence
         self.mqtt = mqtt
         self.hooks = hooks

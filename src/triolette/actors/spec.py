@@ -49,6 +49,8 @@ class DeviceSpec:
     """The handler is asyncio code, run in the app's trio-asyncio loop."""
     publish: Publish = "now"
     """``"durable"``: a state is published once the batch holding its cycle's save committed."""
+    needs: tuple[Any, ...] = ()
+    """What the handler asks of the scope (:class:`~triolette.runtime.injection.Need`)."""
 
     @property
     def accepts_commands(self) -> bool:

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from triolette.core.errors import RegistrationError
-from triolette.runtime.injection import Provider
+from triolette.core.scope import Scope
 
 logger = logging.getLogger("triolette.app")
 
@@ -19,7 +19,6 @@ logger = logging.getLogger("triolette.app")
 class _Adapter:
     factory: Callable[[], Any]
     asyncio: bool
-    instance: Any = None
 
 
 class Adapters:
@@ -40,16 +39,13 @@ class Adapters:
     def need_asyncio(self) -> bool:
         return any(adapter.asyncio for adapter in self._by_port.values())
 
-    def providers(self) -> dict[Any, Provider]:
-        """Injection by port type: each gives the instance built by :meth:`enter`."""
+    @property
+    def ports(self) -> list[Any]:
+        return list(self._by_port)
 
-        def provider(adapter: _Adapter) -> Provider:
-            return lambda ctx, store, message: adapter.instance
-
-        return {port: provider(adapter) for port, adapter in self._by_port.items()}
-
-    async def enter(self, stack: contextlib.AsyncExitStack) -> None:
-        """Build every adapter; enter those that are async context managers into ``stack``.
+    async def enter(self, stack: contextlib.AsyncExitStack, scope: Scope) -> None:
+        """Build every adapter, enter those that are async context managers into ``stack``,
+        and provide each instance in ``scope`` as its port.
 
         An asyncio one is entered through the current trio-asyncio loop. An error building
         or entering one propagates; those entered before it are exited by ``stack``.
@@ -63,5 +59,5 @@ class Adapters:
                     instance = await stack.enter_async_context(entered_in_loop(instance))
                 else:
                     instance = await stack.enter_async_context(instance)
-            adapter.instance = instance
+            scope.provide(port, instance, what=f"adapter {port!r}")
             logger.debug("adapter %r ready", port)

@@ -85,6 +85,8 @@ class App:
         self.reconnect_backoff = reconnect_backoff or RECONNECT
         self.registry = Registry()
         """The declared devices and adapters."""
+        self.settings: Any = None
+        """The app's settings object (``None`` without one); handlers may take it by type."""
         self._running: RunningApp | None = None
         self._shutdown_pending = False
         self._began: trio.Event | None = None
@@ -196,7 +198,8 @@ class App:
         ``factory()`` builds it when the app starts. If it is an async context manager it is
         entered before any device starts and exited after every device stopped; with
         ``asyncio=True`` it is an asyncio one, entered and used in the app's trio-asyncio loop
-        (from ``asyncio=True`` handlers). Register an adapter before the devices that take it.
+        (from ``asyncio=True`` handlers). A serve whose handlers ask for a port no adapter
+        provides is refused before any device starts, naming the handler and the parameter.
         """
         self.registry.add_adapter(port, factory, asyncio=asyncio)
 
@@ -219,8 +222,8 @@ class App:
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
-        # The specs are copied; the adapters are shared, as the handlers' injection reads the
-        # instances from them.
+        # The specs are copied; the adapters' registrations are shared (each serve builds its
+        # own instances).
         clone.registry = copy.copy(self.registry)
         clone.registry.specs = dict(self.registry.specs)
         clone.registry.locked_by = None

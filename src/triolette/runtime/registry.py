@@ -93,7 +93,8 @@ class Registry:
                 f"{name}: devices must be declared before the app runs ({self.locked_by})"
             )
         self._refuse_taken(name)  # two decorators made before either was applied
-        call, uses_store = bind(name, kind, function, self.adapters.providers())
+        bound = bind(name, kind, function, self.adapters.ports)
+        call, uses_store = bound.call, bound.uses_store
         if options["asyncio"]:
             from triolette.runtime.aio import through_asyncio  # only apps that need it
 
@@ -107,7 +108,7 @@ class Registry:
                 f"{name}: publish='durable' needs a handler that takes a DeviceStore"
             )
         self.specs[name] = DeviceSpec(
-            name=name, kind=kind, call=call, uses_store=uses_store, **options
+            name=name, kind=kind, call=call, uses_store=uses_store, needs=bound.needs, **options
         )
 
     @property

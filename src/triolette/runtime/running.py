@@ -28,8 +28,10 @@ from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
+from triolette.core.scope import Scope
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.injection import check_needs
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
 
@@ -108,6 +110,9 @@ class RunningApp:
         self._up: list[PersistenceActor | MqttActor] = []
         """The actors that started, so the shutdown waits for them."""
         self._carried: list[Message] = []  # kept in the store by the last stop
+        self.scope = Scope()
+        """What handlers may ask for by type (each device's scope falls back to it); filled
+        before the devices start."""
 
     # -- the lifecycle ------------------------------------------------------------------------
 
@@ -197,7 +202,8 @@ class RunningApp:
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         async with contextlib.AsyncExitStack() as adapters:
-            await self.app.registry.adapters.enter(adapters)
+            await self.app.registry.adapters.enter(adapters, self.scope)
+            check_needs((need for spec in self.specs for need in spec.needs), self.scope)
             await self.supervisor.run(companions)
 
     async def _shut_down(self) -> None:
@@ -299,6 +305,7 @@ class RunningApp:
             hooks=self,
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
+            scope=self.scope.child(),
         )
 
     def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
