@@ -19,14 +19,19 @@ from triolette.core.cron import CronSchedule
 logger = logging.getLogger("triolette.device")
 
 
+def wall_clock() -> datetime:
+    """The wall clock as a naive local datetime (tests replace it with one on trio's clock)."""
+    return datetime.now()
+
+
 class CronTicks:
     """Ticks at the fire times of ``schedule``; tick 0 is the start.
 
-    ``now`` reads the wall clock as a naive local datetime (replaceable in tests).
+    ``now`` reads the wall clock as a naive local datetime (default: :func:`wall_clock`).
     """
 
     def __init__(
-        self, schedule: CronSchedule, device: str, now: Callable[[], datetime] = datetime.now
+        self, schedule: CronSchedule, device: str, now: Callable[[], datetime] | None = None
     ) -> None:
         self.schedule = schedule
         self.device = device
@@ -40,7 +45,7 @@ class CronTicks:
         Sleeps forever (after one WARNING) once the schedule has no fire time left (its year
         field is over).
         """
-        now = self._now()
+        now = (self._now or wall_clock)()
         start = now if self._last is None or now > self._last else self._last
         fire = self.schedule.next_fire_after(start)
         if fire is None:

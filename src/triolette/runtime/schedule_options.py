@@ -62,8 +62,12 @@ def _options(
         options["retry"] = policy
     if not telemetry:
         return options
-    if (interval is None) == (schedule is None):
-        raise ValueError("give exactly one of interval= (seconds) and schedule= (cron)")
+    if interval is None and schedule is None:
+        raise ValueError(
+            "interval must be a positive number of seconds (or give schedule= instead), got None"
+        )
+    if interval is not None and schedule is not None:
+        raise ValueError("give interval= (seconds) or schedule= (cron), not both")
     if schedule is not None:
         options["schedule"] = (
             schedule if isinstance(schedule, CronSchedule) else CronSchedule(schedule)
