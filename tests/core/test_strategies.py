@@ -140,7 +140,7 @@ def test_on_change_refuses_bad_thresholds(threshold: Any, error: type[Exception]
         OnChange(threshold=threshold)
 
 
-# -- composites -----------------------------------------------------------------------------------
+# -- composites ---------------------------------------------------------------------------------
 
 
 def test_or_and_and_build_flattened_composites() -> None:
@@ -184,7 +184,7 @@ def test_an_empty_composite_or_a_non_strategy_is_refused() -> None:
         AllStrategy(OnChange, Every(n=2))  # type: ignore[arg-type]
 
 
-# -- one device's gate ------------------------------------------------------------------------------
+# -- one device's gate ---------------------------------------------------------------------------
 
 
 def test_the_gate_publishes_the_first_state_and_compares_with_the_last_published() -> None:
