@@ -169,7 +169,7 @@ def test_every_child_is_asked_every_time_and_every_child_hears_the_publish() -> 
 
 def test_a_user_strategy_composes_from_either_side() -> None:
     user = Recording(True)
-    assert (user | OnChange()).children == (user, OnChange())  # type: ignore[operator]
+    assert (user | OnChange()).children == (user, OnChange())
     assert (OnChange() & user).children == (OnChange(), user)
 
 

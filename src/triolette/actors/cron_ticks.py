@@ -37,7 +37,7 @@ class CronTicks:
         self.device = device
         self.fired = 0
         self._now = now
-        self._last: datetime | None = None
+        self._last = (now or wall_clock)()  # the start, then the last fire time used
 
     async def next_tick(self, after: int) -> int:
         """Sleep until the next fire time and return its tick number. Cancellable.
@@ -46,18 +46,16 @@ class CronTicks:
         field is over).
         """
         now = (self._now or wall_clock)()
-        start = now if self._last is None or now > self._last else self._last
-        fire = self.schedule.next_fire_after(start)
+        fire = self.schedule.next_fire_after(max(now, self._last))
         if fire is None:
             logger.warning("%s: its cron schedule fires no more", self.device)
             await trio.sleep_forever()
         assert fire is not None
-        missed = 0
-        if self._last is not None:  # fire times passed while the last cycle ran
-            probe = self.schedule.next_fire_after(self._last)
-            while probe is not None and probe < fire and missed < 1000:
-                missed += 1
-                probe = self.schedule.next_fire_after(probe)
+        missed = 0  # fire times that passed while the last cycle ran
+        probe = self.schedule.next_fire_after(self._last)
+        while probe is not None and probe < fire and missed < 1000:
+            missed += 1
+            probe = self.schedule.next_fire_after(probe)
         await trio.sleep(max(0.0, fire.timestamp() - now.timestamp()))  # local time rules
         self._last = fire
         self.fired = max(self.fired, after) + 1 + missed

@@ -28,6 +28,7 @@ from triolette.core.messages import Message
 from triolette.core.strategies import PublishGate
 
 from .device import DeviceActor, DeviceContext
+from .groups import GroupTurns
 from .spec import DeviceSpec
 from .triggers import SCHEDULED, Ticks, Trigger, TriggerPayload
 
@@ -126,7 +127,7 @@ class TelemetryActor(_CycleActor):
     """The first cycle at once, then one per tick of the shared metronome (or the cron).
 
     The app owns what outlives a restart and hands it in: the ``trigger`` request slot, the
-    ``circuit`` breaker state, the ``group`` lock shared by the members of a group.
+    ``circuit`` breaker state, the ``group`` turns shared by the members of a group.
     """
 
     def __init__(
@@ -136,7 +137,7 @@ class TelemetryActor(_CycleActor):
         ticks: Ticks | None = None,
         trigger: Trigger | None = None,
         circuit: Circuit | None = None,
-        group: trio.Lock | None = None,
+        group: GroupTurns | None = None,
         **parts: Any,
     ) -> None:
         super().__init__(spec, **parts)
@@ -203,7 +204,7 @@ class TelemetryActor(_CycleActor):
         if self.group is None:
             await self.handle(ctx, None)
         else:
-            async with self.group:  # one member of the group at a time
+            async with self.group.turn(self.spec.name):  # one member at a time
                 await self.handle(ctx, None)
         if circuit is not None:
             if self._cycle_failed:

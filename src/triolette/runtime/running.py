@@ -19,6 +19,7 @@ import trio
 from triolette.actors import carry_over
 from triolette.actors.cron_ticks import CronTicks
 from triolette.actors.device import DeviceActor
+from triolette.actors.groups import GroupTurns
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import MqttActor
@@ -102,7 +103,10 @@ class RunningApp:
         self.circuits = {
             s.name: Circuit(s.circuit_breaker) for s in self.specs if s.circuit_breaker
         }
-        self._groups = {s.group: trio.Lock() for s in self.specs if s.group is not None}
+        self._groups = {
+            group: GroupTurns({s.name: i for i, s in enumerate(self.specs) if s.group == group})
+            for group in {s.group for s in self.specs if s.group is not None}
+        }
         self.devices_returned = trio.Event()
         self.supervisor = Supervisor(
             self.specs,
