@@ -8,7 +8,6 @@ the actors and their lifecycle; :meth:`App.run` hands the process to
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, TypeVar
@@ -355,17 +354,7 @@ class App:
         running = self._running
         if running is None:
             raise RuntimeError(f"App {self.name!r} is not serving: nothing to trigger yet")
-        if running.state is Lifecycle.STOPPED:
-            return
-        try:
-            here = trio.lowlevel.current_trio_token() is running.token
-        except RuntimeError:  # not in any trio run: another thread
-            here = False
-        if here:
-            running.trigger(name, payload)
-            return
-        with contextlib.suppress(trio.RunFinishedError):  # the run ended: dropped
-            running.token.run_sync_soon(running.trigger, name, payload)
+        running.scheduling.request(name, payload)
 
     def statistics(self) -> AppStatistics:
         """The counters of the current serve (or of the last one, once it ended)."""

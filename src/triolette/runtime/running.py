@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from triolette.actors import carry_over
-from triolette.actors.cron_ticks import CronTicks
 from triolette.actors.device import DeviceActor
-from triolette.actors.groups import GroupTurns
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import MqttActor
@@ -27,14 +25,13 @@ from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
 from triolette.actors.transport import LogTransport, Transport
-from triolette.actors.triggers import Trigger, TriggerPayload
-from triolette.core.breaker import Circuit
-from triolette.core.errors import FlushIncompleteError, UnknownDeviceError
+from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
 from triolette.runtime.reports import Reports
+from triolette.runtime.scheduling import Scheduling
 from triolette.runtime.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -69,8 +66,6 @@ class RunningApp:
         self._moved = trio.Event()
         self.specs = list(app.registry.specs.values())
         self.started_at = trio.current_time()
-        self.token = trio.lowlevel.current_trio_token()
-        """The trio run this serve lives in: other threads hand requests to it."""
         self.stop_deadline: float | None = None
         self.cycles = {s.name: 0 for s in self.specs if s.kind is DeviceKind.TELEMETRY}
         self.skipped: dict[str, int] = {}
@@ -99,14 +94,7 @@ class RunningApp:
         )
         self._inboxes = {s.name: self._open_inbox(s.name) for s in self.specs if s.accepts_commands}
         self._metronomes = {s.interval: Metronome(s.interval) for s in self.specs if s.interval}
-        self.triggers = {s.name: self._open_trigger(s) for s in self.specs if s.triggers}
-        self.circuits = {
-            s.name: Circuit(s.circuit_breaker) for s in self.specs if s.circuit_breaker
-        }
-        self._groups = {
-            group: GroupTurns({s.name: i for i, s in enumerate(self.specs) if s.group == group})
-            for group in {s.group for s in self.specs if s.group is not None}
-        }
+        self.scheduling = Scheduling(self.specs, self.mqtt)
         self.devices_returned = trio.Event()
         self.supervisor = Supervisor(
             self.specs,
@@ -306,15 +294,6 @@ class RunningApp:
         return PahoTransport(host, broker.port, client_id=app.name, keepalive=30)
 
     def _actor_for(self, spec: DeviceSpec) -> DeviceActor:
-        scheduling: dict[str, Any] = {}
-        if spec.schedule is not None:
-            scheduling["ticks"] = CronTicks(spec.schedule, spec.name)
-        if spec.name in self.triggers:
-            scheduling["trigger"] = self.triggers[spec.name]
-        if spec.name in self.circuits:
-            scheduling["circuit"] = self.circuits[spec.name]
-        if spec.group is not None:
-            scheduling["group"] = self._groups[spec.group]
         return ACTORS[spec.kind](
             spec,
             persistence=self.persistence,
@@ -322,31 +301,8 @@ class RunningApp:
             hooks=self,
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
-            **scheduling,
+            **self.scheduling.parts_for(spec),
         )
-
-    def _open_trigger(self, spec: DeviceSpec) -> Trigger:
-        """The trigger request slot of ``spec``, fed by ``{prefix}/{name}/set`` if "mqtt"."""
-        trigger = Trigger(spec.min_interval)
-        if "mqtt" in spec.triggers:
-
-            def deliver(message: Message) -> bool:
-                trigger.fire(TriggerPayload.of("mqtt", message.payload))
-                return True
-
-            self.mqtt.route(spec.name, deliver)
-        return trigger
-
-    def trigger(self, device: str, payload: str | bytes) -> None:
-        """Run a cycle of ``device`` now (its ``triggerable`` includes ``"local"``).
-
-        Call it from the app's trio run; :meth:`App.trigger` hops other threads onto it.
-        """
-        trigger = self.triggers.get(device)
-        spec = self.app.registry.specs.get(device)
-        if trigger is None or spec is None or "local" not in spec.triggers:
-            raise UnknownDeviceError(device, "no telemetry of that name takes local triggers")
-        trigger.fire(TriggerPayload.of("local", payload))
 
     def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
         send, receive = trio.open_memory_channel[Message](16)
@@ -414,7 +370,7 @@ class RunningApp:
             watchdog_firings=self.reports.watchdog_firings,
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
-            circuits={name: c.state.value for name, c in self.circuits.items()},
+            circuits=self.scheduling.circuit_states(),
         )
 
     def _heartbeat(self) -> bytes:
