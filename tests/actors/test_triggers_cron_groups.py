@@ -300,3 +300,34 @@ async def test_a_triggered_member_waits_for_the_group_and_errors_stay_per_member
     ]
     assert [e["type"] for e in harness.errors("slow")] == ["OSError"]  # the repeat is counted
     assert harness.errors("quick") == []
+
+
+async def test_under_a_virtual_clock_cron_fire_times_follow_it_without_help(autojump_clock):
+    harness = AppHarness.create()
+    ran: list[float] = []
+
+    @harness.app.telemetry("meter", schedule="*/10 * * * * ?")
+    async def meter() -> None:
+        ran.append(trio.current_time())
+
+    await harness.run(cycles=4)
+    first_wait = ran[1] - ran[0]
+    assert 0 < first_wait <= 10.001
+    assert [round(b - a, 3) for a, b in zip(ran[1:], ran[2:], strict=False)] == [10, 10]
+
+
+async def test_a_wall_clock_step_during_a_long_wait_is_noticed_within_a_minute(autojump_clock):
+    step = timedelta(0)
+    ticks = cron_ticks.CronTicks(
+        CronSchedule("0 0 * * * ?"),  # every hour on the hour
+        "meter",
+        now=lambda: START + step + timedelta(seconds=trio.current_time()),
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticks.next_tick, 0)
+        await trio.sleep(100)
+        step = timedelta(minutes=50)  # NTP moved the clock forward
+        await trio.testing.wait_all_tasks_blocked()
+    # Due at 12:00:00, 3597 s after 11:00:03; the clock step moved it 3000 s closer.
+    assert 590 <= trio.current_time() <= 600 + cron_ticks.RECHECK
+    assert ticks.fired == 1

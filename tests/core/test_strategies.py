@@ -52,8 +52,15 @@ def test_every_seconds_measures_from_the_last_publish() -> None:
     every = Every(seconds=10)
     assert every.should_publish({}, {}, 0.0)  # never published: due
     every.on_published(5.0)
-    assert not every.should_publish({}, {}, 14.9)
+    assert not every.should_publish({}, {}, 14.8)
     assert every.should_publish({}, {}, 15.0)
+
+
+def test_every_seconds_takes_a_cycle_a_little_early_as_due() -> None:
+    every = Every(seconds=300)
+    every.on_published(60.004)  # a timer woke 4 ms late
+    assert every.should_publish({}, {}, 360.001), "not held back a whole cycle by 3 ms"
+    assert not every.should_publish({}, {}, 356.0)
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ class _CycleActor(DeviceActor):
         which queues it once the save is durable; the cycle waits for neither.
         """
         self.settle_cycle()
-        now = trio.current_time()
+        now = trio.current_time() if self.gate is not None else 0.0  # the cycle's start
         queued = False
         ok = True
         try:
@@ -193,7 +193,7 @@ class TelemetryActor(_CycleActor):
             current = tick
 
     async def _cycle(self, ctx: DeviceContext, payload: TriggerPayload) -> None:
-        """One cycle: skipped by an open circuit, inside the group's lock if grouped."""
+        """One cycle: skipped by an open circuit, in the group's turn if grouped."""
         circuit = self.circuit
         if circuit is not None and not circuit.allow():
             logger.info("%s: circuit open, cycle skipped", self.spec.name)

@@ -21,6 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+ON_TIME = 0.01
+"""``Every(seconds=s)``: a reading this share of ``s`` early is on time."""
+
 
 @runtime_checkable
 class PublishStrategy(Protocol):
@@ -61,7 +64,10 @@ class Every(_Composable):
     """Publish when ``seconds`` passed since the last publish, or every ``n``-th reading.
 
     Exactly one of the two, positive (ValueError otherwise). ``Every(n=k)`` counts readings
-    since the last publish: with ``k=3`` every third reading is published.
+    since the last publish: with ``k=3`` every third reading is published. Times are the
+    cycles' start times; one that comes up to :data:`ON_TIME` of ``seconds`` early counts
+    as due, so ``Every(seconds=300)`` on a 60 s schedule publishes every fifth cycle even
+    though a timer wakes a few milliseconds late or early.
     """
 
     seconds: float | None
@@ -85,7 +91,7 @@ class Every(_Composable):
             self._count += 1
             return self._count >= self.n
         assert self.seconds is not None
-        return self._last is None or now - self._last >= self.seconds
+        return self._last is None or now - self._last >= self.seconds * (1 - ON_TIME)
 
     def on_published(self, now: float) -> None:
         self._count = 0
