@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -332,3 +335,25 @@ async def test_a_wall_clock_step_during_a_long_wait_is_noticed_within_a_minute(a
     # Due at 12:00:00, 3597 s after 11:00:03; the clock step moved it 3000 s closer.
     assert 590 <= trio.current_time() <= 600 + cron_ticks.RECHECK
     assert ticks.fired == 1
+
+
+@pytest.fixture
+def berlin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Local time is Berlin's (daylight saving time ends on 25 October 2026 at 03:00)."""
+    if not Path("/usr/share/zoneinfo/Europe/Berlin").exists():
+        pytest.skip("no time zone database on this machine")
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def test_a_daily_fire_time_stays_at_its_local_hour_across_a_dst_change(
+    autojump_clock, berlin
+):
+    saturday_morning = datetime(2026, 10, 24, 9, 0)
+    ticks = cron_ticks.CronTicks(CronSchedule("0 0 8 * * ?"), "meter", now=lambda: saturday_morning)
+    await ticks.next_tick(0)
+    # 09:00 summer time to 08:00 winter time next day: 24 hours, not the 23 on the dial.
+    assert trio.current_time() == 24 * 3600

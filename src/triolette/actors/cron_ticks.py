@@ -1,20 +1,20 @@
 """A telemetry device's cron schedule as ticks, for the same loop that follows a metronome.
 
-The next fire time is computed on the wall clock (local time) and waited for on trio's clock,
-in the device's own task, reading the wall clock again at least every minute. A fire time is
-never used twice, even if the wall clock steps back; a cycle that overran fire times skips
-them (counted like missed metronome ticks), it does not run them in a burst.
-
-Under a virtual clock (trio's ``MockClock``, such as pytest-trio's ``autojump_clock``) the
-wall clock is read once and then moved with trio's clock, so a test of a cron device runs
-its fire times in virtual time.
+Fire times are in local wall-clock time; they are waited for on trio's clock, in the
+device's own task. The wall time is read at the start and then carried forward by trio's
+clock, so fire times come at the right moments under a virtual clock too (a test with
+pytest-trio's ``autojump_clock``). The wall clock is read again at each fire time and at
+least every :data:`RECHECK` seconds of a wait: when it is found ahead (the clock was stepped
+forward, the machine resumed from suspend), the schedule catches up. A clock stepped back is
+not followed: a fire time is never used twice. A cycle that overran fire times skips them
+(counted like missed metronome ticks), it does not run them in a burst.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import trio
 
@@ -23,8 +23,10 @@ from triolette.core.cron import CronSchedule
 logger = logging.getLogger("triolette.device")
 
 RECHECK = 60.0
-"""A long wait reads the wall clock again this often, so a clock step (NTP) shifts no fire
-time by more than this."""
+"""A long wait reads the wall clock again this often, so a clock stepped forward delays no
+fire time by more than this."""
+STEP = 1.0
+"""Seconds the wall clock must be ahead of the carried time to count as stepped forward."""
 
 
 def wall_clock() -> datetime:
@@ -35,8 +37,7 @@ def wall_clock() -> datetime:
 class CronTicks:
     """Ticks at the fire times of ``schedule``; tick 0 is the start.
 
-    ``now`` reads the wall clock as a naive local datetime (default: :func:`wall_clock`,
-    or under a virtual clock the time it said at the start moved by trio's clock).
+    ``now`` reads the wall clock as a naive local datetime (default: :func:`wall_clock`).
     """
 
     def __init__(
@@ -45,8 +46,23 @@ class CronTicks:
         self.schedule = schedule
         self.device = device
         self.fired = 0
-        self._now = now or _virtual_wall_clock() or wall_clock
-        self._last = self._now()  # the start, then the last fire time used
+        self._read = now
+        self._anchor = (self._read_wall(), trio.current_time())
+        self._last = datetime.fromtimestamp(self._anchor[0])  # the start, then the last fire
+
+    def _read_wall(self) -> float:
+        return (self._read or wall_clock)().timestamp()
+
+    def _now(self) -> float:
+        """The wall time (seconds since the epoch) carried by trio's clock; caught up if the
+        wall clock is ahead."""
+        wall, at = self._anchor
+        carried = wall + trio.current_time() - at
+        read = self._read_wall()
+        if read - carried > STEP:
+            self._anchor = (read, trio.current_time())
+            return read
+        return carried
 
     async def next_tick(self, after: int) -> int:
         """Sleep until the next fire time and return its tick number. Cancellable.
@@ -55,7 +71,7 @@ class CronTicks:
         field is over).
         """
         now = self._now()
-        fire = self.schedule.next_fire_after(max(now, self._last))
+        fire = self.schedule.next_fire_after(max(datetime.fromtimestamp(now), self._last))
         if fire is None:
             logger.warning("%s: its cron schedule fires no more", self.device)
             await trio.sleep_forever()
@@ -65,19 +81,10 @@ class CronTicks:
         while probe is not None and probe < fire and missed < 1000:
             missed += 1
             probe = self.schedule.next_fire_after(probe)
-        while (left := fire.timestamp() - now.timestamp()) > 0:  # local time rules (DST)
+        due = fire.timestamp()  # local time to absolute time: a DST change is accounted for
+        while (left := due - now) > 0:
             await trio.sleep(min(left, RECHECK))
             now = self._now()
         self._last = fire
         self.fired = max(self.fired, after) + 1 + missed
         return self.fired
-
-
-def _virtual_wall_clock() -> Callable[[], datetime] | None:
-    """Under trio's MockClock, a wall clock that moves with it; ``None`` under a real clock."""
-    from trio.testing import MockClock
-
-    if not isinstance(trio.lowlevel.current_clock(), MockClock):
-        return None
-    start, started = wall_clock(), trio.current_time()
-    return lambda: start + timedelta(seconds=trio.current_time() - started)
