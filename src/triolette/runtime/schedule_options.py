@@ -83,20 +83,25 @@ def _options(
         if not isinstance(circuit_breaker, CircuitBreaker):
             raise TypeError(f"circuit_breaker={circuit_breaker!r} is not a CircuitBreaker(...)")
         options["circuit_breaker"] = circuit_breaker
-    if not (isinstance(triggerable, bool) or triggerable in ("mqtt", "local", "both")):
-        raise ValueError(
-            f"triggerable={triggerable!r} is not one of False, True, 'mqtt', 'local', 'both'"
-        )
-    if TRIGGERABLE[triggerable]:
-        options["triggers"] = TRIGGERABLE[triggerable]
-    if min_interval is not None:
-        if not TRIGGERABLE[triggerable]:
-            raise ValueError("min_interval= throttles triggered cycles: it needs triggerable=")
-        options["min_interval"] = _seconds("min_interval", min_interval)
+    options.update(_trigger_options(triggerable, min_interval))
     if group is not None:
         if not isinstance(group, str) or not group:
             raise ValueError(f"group= must be a non-empty string, got {group!r}")
         options["group"] = group
+    return options
+
+
+def _trigger_options(triggerable: object, min_interval: float | None) -> dict[str, Any]:
+    if not (isinstance(triggerable, bool) or triggerable in ("mqtt", "local", "both")):
+        raise ValueError(
+            f"triggerable={triggerable!r} is not one of False, True, 'mqtt', 'local', 'both'"
+        )
+    sources = TRIGGERABLE[triggerable]
+    options: dict[str, Any] = {"triggers": sources} if sources else {}
+    if min_interval is not None:
+        if not sources:
+            raise ValueError("min_interval= throttles triggered cycles: it needs triggerable=")
+        options["min_interval"] = _seconds("min_interval", min_interval)
     return options
 
 
