@@ -79,14 +79,12 @@ class Trigger:
     def __init__(self, min_interval: float | None = None) -> None:
         self.min_interval = min_interval
         self.pending: TriggerPayload | None = None
-        self.fired_count = 0
         self._last_run = -math.inf
         self._waiting: trio.CancelScope | None = None
 
     def fire(self, payload: TriggerPayload) -> None:
         """Request a cycle with ``payload`` (replacing one still pending)."""
         self.pending = payload
-        self.fired_count += 1
         if self._waiting is not None:
             self._waiting.cancel()
 
