@@ -4,7 +4,10 @@ from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.paho import PahoTransport as PahoTransport
 from triolette.actors.transport import Confirmed as Confirmed
 from triolette.actors.transport import Transport as Transport
+from triolette.actors.triggers import TriggerPayload as TriggerPayload
 from triolette.core.backoff import Backoff as Backoff
+from triolette.core.breaker import CircuitBreaker as CircuitBreaker
+from triolette.core.cron import CronSchedule as CronSchedule
 from triolette.core.deferred import setting_ref as setting_ref
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
@@ -21,6 +24,7 @@ from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreOpenError as StoreOpenError
 from triolette.core.errors import StoreWriteError as StoreWriteError
 from triolette.core.errors import TrioletteError as TrioletteError
+from triolette.core.errors import UnknownDeviceError as UnknownDeviceError
 from triolette.core.exports import claim_public_names
 from triolette.core.messages import Message as Message
 from triolette.core.policies import AllSavePolicy as AllSavePolicy
@@ -30,9 +34,18 @@ from triolette.core.policies import SaveAtMostEvery as SaveAtMostEvery
 from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
+from triolette.core.retry import ExponentialBackoff as ExponentialBackoff
+from triolette.core.retry import FixedBackoff as FixedBackoff
+from triolette.core.retry import LinearBackoff as LinearBackoff
+from triolette.core.strategies import AllStrategy as AllStrategy
+from triolette.core.strategies import AnyStrategy as AnyStrategy
+from triolette.core.strategies import Every as Every
+from triolette.core.strategies import OnChange as OnChange
+from triolette.core.strategies import PublishStrategy as PublishStrategy
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
+from triolette.runtime.notifier import EntityNotifier as EntityNotifier
 from triolette.runtime.settings import Settings as Settings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
@@ -46,26 +59,37 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllSavePolicy",
+    "AllStrategy",
     "AnySavePolicy",
+    "AnyStrategy",
     "App",
     "AppStatistics",
     "Backoff",
+    "CircuitBreaker",
     "Confirmed",
     "ConnectError",
+    "CronSchedule",
     "DeviceContext",
     "DeviceStore",
     "EmbeddedBroker",
+    "EntityNotifier",
+    "Every",
+    "ExponentialBackoff",
+    "FixedBackoff",
     "FlushIncompleteError",
     "HandlerTimeoutError",
     "HeartbeatMissedError",
     "JsonFileStore",
     "KeyInUseError",
+    "LinearBackoff",
     "MemoryStore",
     "Message",
     "NullStore",
+    "OnChange",
     "PahoTransport",
     "PersistPolicy",
     "PublishError",
+    "PublishStrategy",
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
@@ -83,7 +107,9 @@ __all__ = [
     "StoreOpenError",
     "StoreWriteError",
     "Transport",
+    "TriggerPayload",
     "TrioletteError",
+    "UnknownDeviceError",
     "setting_ref",
 ]
 

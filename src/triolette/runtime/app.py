@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from triolette.actors.spec import Publish
 from triolette.actors.transport import Transport
 from triolette.core.backoff import RECONNECT, Backoff
+from triolette.core.breaker import CircuitBreaker
+from triolette.core.cron import CronSchedule
+from triolette.core.errors import UnknownDeviceError
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.policies import PersistPolicy
+from triolette.core.retry import RetryBackoff
+from triolette.core.strategies import PublishStrategy
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics
@@ -100,12 +105,20 @@ class App:
         self,
         name: str,
         *,
-        interval: float,
+        interval: float | None = None,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
-        publish: Publish = "now",
+        publish: Publish | PublishStrategy = "now",
+        schedule: CronSchedule | str | None = None,
+        group: str | None = None,
+        retry: int = 0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
+        backoff: RetryBackoff | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        triggerable: bool | Literal["mqtt", "local", "both"] = False,
+        min_interval: float | None = None,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -121,6 +134,18 @@ class App:
         a power cut can take back; the store is then saved every cycle that changed it
         (``persist`` must be left out or be ``SaveOnChange()``) and the handler must take the
         store. The default ``"now"`` queues the state as soon as the handler returned.
+
+        The scheduling options (see the schedules guide): ``publish=`` also takes a publish
+        strategy (``Every(...)``, ``OnChange(...)``, combined with ``|`` and ``&``), which
+        publishes as ``"now"`` does, only the readings it lets through. ``schedule=`` is a
+        cron schedule (Quartz, seconds first) instead of ``interval``. ``retry=N`` tries a
+        failing handler up to N more times in the same cycle, on ``retry_on`` exceptions
+        (``OSError`` by default, which includes a timed-out attempt), ``backoff`` apart
+        (``ExponentialBackoff(2, 60)`` by default); ``timeout`` bounds each attempt.
+        ``circuit_breaker=CircuitBreaker(n)`` skips a cycle after n failed ones in a row.
+        ``triggerable`` (``True``/``"mqtt"``, ``"local"``, ``"both"``) also runs a cycle on a
+        message on ``{prefix}/{name}/set`` or on :meth:`trigger`, at most once per
+        ``min_interval`` seconds. Telemetry of one ``group`` never runs at the same time.
         """
         return self.registry.declare(
             DeviceKind.TELEMETRY,
@@ -132,6 +157,14 @@ class App:
             timeout=timeout,
             asyncio=asyncio,
             publish=publish,
+            schedule=schedule,
+            group=group,
+            retry=retry,
+            retry_on=retry_on,
+            backoff=backoff,
+            circuit_breaker=circuit_breaker,
+            triggerable=triggerable,
+            min_interval=min_interval,
         )
 
     def device(
@@ -172,6 +205,9 @@ class App:
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
+        retry: int = 0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
+        backoff: RetryBackoff | None = None,
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -180,7 +216,8 @@ class App:
         is a rejected command (bad input from the network): one WARNING line, identical ones
         counted. Other exceptions are reported as errors. Either way the next message is
         handled; so is a handler still running after ``timeout`` seconds, which is
-        cancelled. ``asyncio=True``: the handler is asyncio code.
+        cancelled. ``asyncio=True``: the handler is asyncio code. ``retry``, ``retry_on`` and
+        ``backoff`` retry a failing handler as :meth:`telemetry` does.
         """
         return self.registry.declare(
             DeviceKind.COMMAND,
@@ -190,6 +227,9 @@ class App:
             restart=restart,
             timeout=timeout,
             asyncio=asyncio,
+            retry=retry,
+            retry_on=retry_on,
+            backoff=backoff,
         )
 
     def adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool = False) -> None:
@@ -301,6 +341,23 @@ class App:
             running.shutdown()
         else:
             self._shutdown_pending = True
+
+    def trigger(self, name: str, payload: str | bytes = "") -> None:
+        """Run one cycle of telemetry ``name`` now, with ``payload`` as its ``TriggerPayload``.
+
+        For telemetry declared with ``triggerable="local"`` or ``"both"``; anything else
+        raises :class:`~triolette.UnknownDeviceError`. Thread-safe and non-blocking: from
+        another thread the request is handed to the app's trio run (and dropped if that run
+        has ended). Requests made while one is pending coalesce (the last payload wins). Not
+        serving yet: RuntimeError; after the serve ended: dropped.
+        """
+        spec = self.registry.specs.get(name)
+        if spec is None or "local" not in spec.triggers:
+            raise UnknownDeviceError(name, "no telemetry of that name takes local triggers")
+        running = self._running
+        if running is None:
+            raise RuntimeError(f"App {self.name!r} is not serving: nothing to trigger yet")
+        running.scheduling.request(name, payload)
 
     def statistics(self) -> AppStatistics:
         """The counters of the current serve (or of the last one, once it ended)."""

@@ -29,6 +29,8 @@ class AppStatistics:
     """Crashes of each device's actor (each followed by a restart unless it was given up)."""
     watchdog_firings: int
     """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
+    circuits: dict[str, str] = attrs.field(factory=dict)
+    """The circuit breaker state of each device that has one: closed, open or half_open."""
 
 
 def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: int) -> bytes:
@@ -43,6 +45,9 @@ def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: i
         "crashes": sum(stats.crashes.values()),
         "watchdog_firings": stats.watchdog_firings,
     }
+    open_circuits = sorted(name for name, state in stats.circuits.items() if state != "closed")
+    if open_circuits:  # devices whose cycles a circuit breaker skips or probes
+        body["circuit_open"] = open_circuits
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -19,7 +19,7 @@ import inspect
 import logging
 import types
 import typing
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -79,11 +79,18 @@ class Bound:
 
 
 def bind(
-    device: str, kind: DeviceKind, function: Callable[..., Any], ports: Collection[Any] = ()
+    device: str,
+    kind: DeviceKind,
+    function: Callable[..., Any],
+    ports: Collection[Any] = (),
+    extra: Mapping[Any, Provider] | None = None,
+    withheld: Collection[Any] = (),
 ) -> Bound:
     """Bind ``function``'s parameters; a parameter nothing could provide is refused here.
 
     ``ports`` are the adapters' ports registered so far: one may be a built-in type.
+    ``extra`` adds what the kind's actor provides per call (a telemetry's TriggerPayload);
+    ``withheld`` are such types that this kind does not provide, refused here.
     """
     where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
     if not inspect.iscoroutinefunction(function):
@@ -95,8 +102,9 @@ def bind(
     skipped = False  # after a parameter left at its default, the rest go by keyword
     for parameter in inspect.signature(function).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
-        provider = _provider(parameter, annotation, kind)
-        if provider is None and _deferrable(parameter, annotation, ports):
+        provider = _provider(parameter, annotation, kind, extra or {})
+        withheld_here = _unwrapped(annotation) in withheld
+        if provider is None and not withheld_here and _deferrable(parameter, annotation, ports):
             has_default = parameter.default is not inspect.Parameter.empty
             optional = has_default or _unwrapped(annotation) is not annotation
             default = parameter.default if has_default else None
@@ -172,14 +180,17 @@ def _caller(
     return call
 
 
-def _provider(parameter: inspect.Parameter, annotation: Any, kind: DeviceKind) -> Provider | None:
+def _provider(
+    parameter: inspect.Parameter, annotation: Any, kind: DeviceKind, extra: Mapping[Any, Provider]
+) -> Provider | None:
     if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
         return None
     by_name = kind is DeviceKind.COMMAND and parameter.name in _COMMAND_BY_NAME
     if by_name and annotation in (str, inspect.Parameter.empty):
         return _COMMAND_BY_NAME[parameter.name]
     try:
-        return _BY_TYPE.get(_unwrapped(annotation))
+        target = _unwrapped(annotation)
+        return _BY_TYPE.get(target) or extra.get(target)
     except TypeError:  # an unhashable annotation
         return None
 

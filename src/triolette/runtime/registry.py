@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
+from triolette.actors.triggers import TriggerPayload, payload_of
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
 from triolette.core.policies import PersistPolicy, SaveOnChange
+from triolette.core.strategies import PublishStrategy
 from triolette.core.topics import check_name
 from triolette.runtime.adapters import Adapters
 from triolette.runtime.injection import bind
+from triolette.runtime.schedule_options import schedule_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,11 +55,19 @@ class Registry:
         timeout: float | None = None,
         heartbeat: float | None = None,
         asyncio: bool = False,
-        publish: Publish = "now",
+        publish: Publish | PublishStrategy = "now",
+        **scheduling: Any,
     ) -> Callable[[F], F]:
-        """Check the options now; the returned decorator registers the handler."""
+        """Check the options now; the returned decorator registers the handler.
+
+        ``scheduling`` holds the options :func:`schedule_options` checks (``schedule``,
+        ``retry``, ``group``...).
+        """
         check_name(name)
-        if kind is DeviceKind.TELEMETRY:
+        extra = schedule_options(name, kind, interval=interval, publish=publish, **scheduling)
+        if "strategy" in extra:
+            publish = "now"
+        if kind is DeviceKind.TELEMETRY and "schedule" not in extra:
             interval = _seconds(name, "interval", interval)
         for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
             if value is not None:
@@ -75,6 +86,7 @@ class Registry:
             "timeout": None if timeout is None else float(timeout),
             "heartbeat": None if heartbeat is None else float(heartbeat),
             "asyncio": asyncio,
+            **extra,
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
@@ -93,7 +105,11 @@ class Registry:
                 f"{name}: devices must be declared before the app runs ({self.locked_by})"
             )
         self._refuse_taken(name)  # two decorators made before either was applied
-        bound = bind(name, kind, function, self.adapters.ports)
+        # A telemetry handler may ask why its cycle runs (scheduled or triggered).
+        telemetry = kind is DeviceKind.TELEMETRY
+        extra = {TriggerPayload: payload_of} if telemetry else {}
+        withheld = () if telemetry else (TriggerPayload,)
+        bound = bind(name, kind, function, self.adapters.ports, extra, withheld)
         call, uses_store = bound.call, bound.uses_store
         if options["asyncio"]:
             from triolette.runtime.aio import through_asyncio  # only apps that need it

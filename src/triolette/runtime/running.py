@@ -33,6 +33,7 @@ from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
 from triolette.runtime.injection import check_needs
 from triolette.runtime.reports import Reports
+from triolette.runtime.scheduling import Scheduling
 from triolette.runtime.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class RunningApp:
         )
         self._inboxes = {s.name: self._open_inbox(s.name) for s in self.specs if s.accepts_commands}
         self._metronomes = {s.interval: Metronome(s.interval) for s in self.specs if s.interval}
+        self.scheduling = Scheduling(self.specs, self.mqtt)
         self.devices_returned = trio.Event()
         self.supervisor = Supervisor(
             self.specs,
@@ -306,6 +308,7 @@ class RunningApp:
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
             scope=self.scope.child(),
+            **self.scheduling.parts_for(spec),
         )
 
     def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
@@ -374,6 +377,7 @@ class RunningApp:
             watchdog_firings=self.reports.watchdog_firings,
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
+            circuits=self.scheduling.circuit_states(),
         )
 
     def _heartbeat(self) -> bytes:
