@@ -55,6 +55,7 @@ class _CycleActor(DeviceActor):
                     if self.consult(False):  # saved: publish once durable
                         self.durable.offer(state)
                         self.went_well()
+                        await self.react(ctx)
                     return
                 if result is not None:
                     self.publish_state_soon(result)
@@ -64,6 +65,8 @@ class _CycleActor(DeviceActor):
                 ok = False
         if not queued and self.consult(False) and ok:
             self.went_well()  # a queued state does this once it settled
+        if ok:
+            await self.react(ctx)
 
     def _failed(self, error: Exception, message: Message | None) -> None:
         self.report(error)

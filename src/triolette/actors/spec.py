@@ -51,6 +51,9 @@ class DeviceSpec:
     """``"durable"``: a state is published once the batch holding its cycle's save committed."""
     needs: tuple[Any, ...] = ()
     """What the handler asks of the scope (:class:`~triolette.runtime.injection.Need`)."""
+    deferred: tuple[tuple[str, Any], ...] = ()
+    """Options decided by the settings when a serve starts (``("interval", setting_ref(...))``);
+    the option itself is ``None`` until then."""
 
     @property
     def accepts_commands(self) -> bool:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, NoReturn
 from triolette.core.errors import SettingsError
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.process import run_process
-from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.settings import OPTIONS, RunSettings
 from triolette.runtime.wiring import apply_settings, describe_settings
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> None:
         print(f"{app.name} {app.version} (triolette {triolette_version()})")
         raise SystemExit(0)
     try:
-        settings = resolve_settings(args)
+        settings = resolve_settings(args, app=app)
     except SettingsError as error:
         _refuse(error)
     launch(app, settings)
@@ -129,7 +129,7 @@ def triolette_version() -> str:
     return importlib.metadata.version("triolette")
 
 
-def launch(app: App, settings: Settings) -> None:
+def launch(app: App, settings: RunSettings) -> None:
     """Apply ``settings`` to ``app``, log the start-up line, and run the app.
 
     The one tail of :func:`run_app` and ``triolette run``. A setting that cannot be applied
@@ -144,22 +144,45 @@ def launch(app: App, settings: Settings) -> None:
 
 
 def resolve_settings(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """The settings from parsed flags, ``environ`` (default ``os.environ``) and the env file;
-    logging configured from them, unknown ``TRIOLETTE_*`` variables warned about.
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    *,
+    app: App | None = None,
+    warn: bool = True,
+) -> RunSettings:
+    """The settings from parsed flags, ``environ`` (default ``os.environ``), the env file and
+    ``app``'s settings object; logging configured from them, unknown ``TRIOLETTE_*`` variables
+    warned about (unless not ``warn``).
 
-    Raises :class:`~triolette.SettingsError` for a bad value or env file.
+    An ``app`` with a ``settings_class`` gets its settings rebuilt first (``app.settings``),
+    from the real environment and the ``--env-file`` instead of the class's own env file.
+    Raises :class:`~triolette.SettingsError` for a bad value or env file, naming it.
     """
     env = dict(os.environ if environ is None else environ)
-    if getattr(args, "env_file", None) is not None:
-        from_file = read_env_file(Path(args.env_file))
+    env_file = getattr(args, "env_file", None)
+    if env_file is not None:
+        from_file = read_env_file(Path(env_file))
         env = {**from_file, **{name: value for name, value in env.items() if value}}
-    settings = Settings.from_sources(args, env)
+    layer = app_settings_layer(app, None if env_file is None else Path(env_file))
+    settings = RunSettings.from_sources(args, env, app_settings=layer)
     configure_logging(settings.log_level, settings.log_format)
-    for name in settings.unknown_variables:
+    for name in settings.unknown_variables if warn else ():
         logger.warning("%s is not a triolette setting: ignored", name)
     return settings
+
+
+def app_settings_layer(
+    app: App | None, env_file: Path | None
+) -> dict[str, tuple[object, str]] | None:
+    """Rebuild ``app.settings`` from its ``settings_class`` (honouring ``env_file``) and return
+    what they say about the operator settings; ``None`` for an app without a settings class.
+    """
+    if app is None or app.settings_class is None:
+        return None
+    from triolette.runtime.app_settings import load_settings, run_settings_layer
+
+    app.settings = load_settings(app.settings_class, env_file)
+    return run_settings_layer(app.settings)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
