@@ -70,6 +70,12 @@ class Adapters:
                 parameters(impl, f"{what}: {label}implementation {_name(impl)}")
         self._by_port[port] = _Adapter(implementation, dry_run, asyncio)
 
+    def copy(self) -> Adapters:
+        """The same registrations, in an object of their own."""
+        copied = Adapters()
+        copied._by_port = dict(self._by_port)
+        return copied
+
     @property
     def need_asyncio(self) -> bool:
         return any(adapter.asyncio for adapter in self._by_port.values())

@@ -11,6 +11,7 @@ parameter.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,9 +67,12 @@ def call_with(
         if given is not None and name in given:
             arguments[name] = given[name]
             continue
-        found = MISSING if annotation is inspect.Parameter.empty else scope.find(annotation)
+        wanted = _unwrapped(annotation)
+        found = MISSING if annotation is inspect.Parameter.empty else scope.find(wanted)
         if found is not MISSING:
             arguments[name] = found
+        elif wanted is not annotation and default is inspect.Parameter.empty:
+            arguments[name] = None  # X | None: None when nothing provides X
         elif default is inspect.Parameter.empty:
             provided = ", ".join(scope.names()) or "nothing"
             raise RegistrationError(
@@ -76,6 +80,15 @@ def call_with(
                 f"provides yet (provided: {provided})"
             )
     return function(**arguments)
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """``X`` for ``X | None``; the annotation itself otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return annotation
 
 
 def _shown(annotation: Any) -> str:

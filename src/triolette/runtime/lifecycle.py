@@ -87,13 +87,30 @@ async def open_parts(app: App, stack: contextlib.AsyncExitStack[Any], scope: Sco
     provide_basics(app, scope)
     adapters = app.registry.adapters
     built = await adapters.enter(stack, scope, dry_run=app.dry_run)
-    await run_configure_hooks(app, scope)
-    await adapters.enter(stack, scope, dry_run=app.dry_run, skip=frozenset(built))
+    if app.configure_hooks:
+        stack.callback(_restore_registrations(app))
+        await run_configure_hooks(app, scope)
+        adapters = app.registry.adapters
+        await adapters.enter(stack, scope, dry_run=app.dry_run, skip=frozenset(built))
     await app.shared.build(stack, scope)
 
 
+def _restore_registrations(app: App) -> Callable[[], None]:
+    """What the hooks register lasts for their serve: the next serve runs them again."""
+    registry = app.registry
+    specs, adapters, shared = dict(registry.specs), registry.adapters.copy(), app.shared.copy()
+
+    def restore() -> None:
+        registry.specs, registry.adapters, app.shared = specs, adapters, shared
+
+    return restore
+
+
 async def run_configure_hooks(app: App, scope: Scope) -> None:
-    """Call each hook once (async ones awaited), with registration unlocked meanwhile."""
+    """Call each hook once (async ones awaited), with registration unlocked meanwhile.
+
+    What they register is undone when the serve's stack closes (see :func:`open_parts`).
+    """
     registry = app.registry
     locked_by, registry.locked_by = registry.locked_by, None
     try:
