@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -16,6 +20,7 @@ import triolette
 from triolette import App, DeviceContext, Settings, SettingsError
 from triolette.runtime import launch
 from triolette.runtime.launch import resolve_settings
+from triolette.runtime.logs import configure_logging
 from triolette.runtime.wiring import apply_settings, transport_for
 from triolette.testing import AppHarness, make_settings
 
@@ -272,3 +277,56 @@ def test_settings_without_the_extra_names_the_pip_command():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'triolette[settings]'" in result.stdout
+
+
+def test_the_log_file_of_the_settings_gets_the_log_too(clean_env, monkeypatch):
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    monkeypatch.setattr(
+        launch, "configure_logging", lambda lvl, fmt: configure_logging(lvl, fmt, stream=stream)
+    )
+    path = clean_env / "gas.log"
+    monkeypatch.setenv("GAS_LOGGING__FILE", str(path))
+    monkeypatch.setenv("GAS_LOGGING__FORMAT", "json")
+    try:
+        resolve_settings(argparse.Namespace(), app=App("gas", settings_class=GasSettings))
+        logging.getLogger("triolette.test").warning("to the file too")
+    finally:
+        launch.log_to_file(make_settings().logging, root.handlers[0])  # closes the file
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    line = json.loads(path.read_text().splitlines()[-1])
+    assert (line["message"], line["level"]) == ("to the file too", "WARNING")
+    assert "to the file too" in stream.getvalue()
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_settings_error(clean_env, monkeypatch):
+    monkeypatch.setenv("GAS_LOGGING__FILE", str(clean_env / "no" / "such" / "gas.log"))
+    monkeypatch.setattr(launch, "configure_logging", lambda *args: logging.NullHandler())
+    with pytest.raises(SettingsError, match=r"^logging\.file: cannot open .*gas\.log"):
+        resolve_settings(argparse.Namespace(), app=App("gas", settings_class=GasSettings))
+
+
+def _docs_block(page: str, heading: str) -> str:
+    """The first python block after ``heading`` in ``docs/page``."""
+    text = (Path(__file__).parents[2] / "docs" / page).read_text()
+    section = text[text.index(heading) :]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+async def test_the_settings_example_of_the_runtime_page_runs(autojump_clock, tmp_path, monkeypatch):
+    source = tmp_path / "docs_settings_example.py"
+    source.write_text(_docs_block("runtime.md", "## The app's settings"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no .env of the repository
+    module = importlib.import_module("docs_settings_example")
+    app = module.app
+    assert isinstance(app, App)
+    settings_class = module.GasSettings
+    settings = make_settings(settings_class, serial_port="/dev/ttyACM0", poll__seconds=10)
+    harness = AppHarness.create(app=app, settings=settings)
+    await harness.run(cycles=2)
+    states = harness.states("gas-meter")
+    assert [s["port"] for s in states] == ["/dev/ttyACM0"] * 2
+    assert states[1]["at"] - states[0]["at"] == 10

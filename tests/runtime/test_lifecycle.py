@@ -544,3 +544,30 @@ async def test_the_clock_sleeps_on_the_apps_time(autojump_clock):
 
     await harness.run(cycles=1)
     assert slept == [5.0]
+
+
+async def test_a_teardown_that_hangs_is_cut_at_the_shutdown_deadline(autojump_clock, caplog):
+    harness = AppHarness.create(shutdown_timeout=8)
+    app = harness.app
+    log: list[str] = []
+    app.adapter(Meter, lambda: Meter(log))
+
+    @app.state
+    async def stuck() -> AsyncIterator[Tally]:
+        yield Tally(log)
+        await trio.sleep(3600)  # a close that never ends
+        log.append("closed")
+
+    @app.telemetry("probe", interval=10)
+    async def probe(shared: Tally) -> None:
+        app.shutdown()
+
+    begun = trio.current_time()
+    await harness.run(cycles=1)
+    assert trio.current_time() - begun == pytest.approx(8)
+    assert log == ["meter enter", "meter exit"]  # the adapter still closed
+    assert any(
+        "deadline passed while closing" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.ERROR
+    )

@@ -61,12 +61,17 @@ class MqttSettings(BaseModel):
 
 
 class LoggingSettings(BaseModel):
-    """The log output: level and format (``text`` or ``json``; ``plain`` means ``text``)."""
+    """The log output: level and format (``text`` or ``json``; ``plain`` means ``text``), and
+    optionally a rotating log file besides stderr."""
 
     model_config = ConfigDict(extra="ignore")
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     format: Literal["text", "json"] = "text"
+    file: Path | None = None
+    """Also write the log here, in the same format, rotated at ``max_file_size_mb``."""
+    max_file_size_mb: float = Field(default=10.0, gt=0)
+    backup_count: int = Field(default=3, ge=0)
 
     @field_validator("level", mode="before")
     @classmethod

@@ -12,12 +12,13 @@ import argparse
 import contextlib
 import importlib.metadata
 import logging
+import logging.handlers
 import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from triolette.core.errors import SettingsError
 from triolette.runtime.logs import configure_logging
@@ -165,10 +166,40 @@ def resolve_settings(
         env = {**from_file, **{name: value for name, value in env.items() if value}}
     layer = app_settings_layer(app, None if env_file is None else Path(env_file))
     settings = RunSettings.from_sources(args, env, app_settings=layer)
-    configure_logging(settings.log_level, settings.log_format)
+    handler = configure_logging(settings.log_level, settings.log_format)
+    if layer is not None and app is not None:
+        log_to_file(app.settings.logging, handler)
     for name in settings.unknown_variables if warn else ():
         logger.warning("%s is not a triolette setting: ignored", name)
     return settings
+
+
+def log_to_file(logging_settings: Any, like: logging.Handler) -> None:
+    """Also log to ``logging_settings.file`` (when set), rotated, formatted as ``like``;
+    replaces the file handler of an earlier call. A file that cannot be opened is a
+    :class:`~triolette.SettingsError` naming it."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _FileHandler)]:
+        root.removeHandler(old)
+        old.close()
+    path = logging_settings.file
+    if path is None:
+        return
+    try:
+        handler = _FileHandler(
+            path,
+            maxBytes=int(logging_settings.max_file_size_mb * 1024 * 1024),
+            backupCount=logging_settings.backup_count,
+            encoding="utf-8",
+        )
+    except OSError as error:
+        raise SettingsError("logging.file", f"cannot open {path}: {error.strerror}") from None
+    handler.setFormatter(like.formatter)
+    root.addHandler(handler)
+
+
+class _FileHandler(logging.handlers.RotatingFileHandler):
+    """The log file handler :func:`log_to_file` installs (and replaces on the next call)."""
 
 
 def app_settings_layer(

@@ -110,7 +110,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_format", "--log-format", "TRIOLETTE_LOG_FORMAT",
            "plain lines, or one JSON object per line", "plain", "choice", "FORMAT", LOG_FORMATS),
     Option("dry_run", "--dry-run", "TRIOLETTE_DRY_RUN",
-           "connect to no broker: publishes are only logged", "off", "bool"),
+           "use the adapters' dry-run twins; connect to no broker (publishes are only logged) "
+           "unless a host is given explicitly", "off", "bool"),
 )  # fmt: skip
 
 _BY_NAME = {option.name: option for option in OPTIONS}
