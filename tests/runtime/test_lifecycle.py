@@ -571,3 +571,47 @@ async def test_a_teardown_that_hangs_is_cut_at_the_shutdown_deadline(autojump_cl
         for r in caplog.records
         if r.levelno == logging.ERROR
     )
+
+
+async def test_a_reactor_that_keeps_failing_is_one_error_not_a_recovery_each_cycle(
+    autojump_clock,
+):
+    harness = AppHarness.create()
+    app = harness.app
+
+    @app.state
+    def tally() -> Tally:
+        return Tally([])
+
+    @app.react(Tally)
+    async def broken(events: list[str]) -> None:
+        raise RuntimeError("the forwarder is down")
+
+    @app.telemetry("meter", interval=10)
+    async def meter(shared: Tally) -> dict[str, int]:
+        shared.events.append("read")
+        return {"v": 1}  # published and confirmed each cycle
+
+    await harness.run(cycles=4)
+    assert harness.states("meter") == [{"v": 1}] * 4
+    # The confirmed publish does not count as a recovery while its reactor failed, so the
+    # same error is not news again each cycle.
+    assert len(harness.errors("meter")) == 1
+
+
+async def test_an_adapter_registered_by_a_configure_hook_is_built_and_closed(autojump_clock):
+    harness = AppHarness.create()
+    app = harness.app
+    log: list[str] = []
+
+    @app.on_configure
+    def add_meter() -> None:
+        app.adapter(Meter, lambda: Meter(log))
+
+    @app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        log.append("read")
+
+    await harness.run(cycles=1)
+    assert log == ["meter enter", "read", "meter exit"]
+    assert app.registry.adapters.ports == []  # registered for that serve only

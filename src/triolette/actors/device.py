@@ -201,6 +201,7 @@ class DeviceActor:
         if spec.publish == "durable":
             self._policy = SaveOnChange()  # each state's cycle must be saved to be published
         self._unsettled: trio.Event | None = None  # the cycle whose state is unconfirmed
+        self._reaction_failed: trio.Event | None = None  # that cycle's reactor failed
 
     async def run(self) -> None:
         """Run until the loop returns (device kind) or the actor is cancelled.
@@ -269,7 +270,7 @@ class DeviceActor:
             if self._unsettled is cycle:
                 self._unsettled = None
                 cycle.set()
-                if self.consult(confirmed):
+                if self.consult(confirmed) and self._reaction_failed is not cycle:
                     self.went_well()  # the cycle that queued it went well up to here
 
         if not self.mqtt.publish_soon(message, settled):
@@ -319,6 +320,7 @@ class DeviceActor:
         try:
             await self.hooks.boundary(ctx, self.store)
         except Exception as error:
+            self._reaction_failed = self._unsettled  # its confirmation is no recovery
             self.report(error)
 
     def went_well(self) -> None:
