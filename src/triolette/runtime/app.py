@@ -422,15 +422,11 @@ class App:
     def state(self, factory: None = None) -> Callable[[F], F]: ...
 
     def state(self, factory: F | None = None) -> F | Callable[[F], F]:
-        """Register a shared state factory (``@app.state``): one object per serve, injected
-        into every handler that asks for its type, the factory's return annotation.
+        """Register a factory of one object per serve, injected by its return annotation.
 
-        Sync or async; plain (``-> T``) or closed at the end: a generator (``-> Iterator[T]``),
-        an async generator (``-> AsyncIterator[T]``), or a function returning a
-        ``ContextManager[T]`` / ``AsyncContextManager[T]``. It runs when a serve starts,
-        after the adapters were entered (it may take the settings, adapters and earlier
-        state by annotation); it is closed in reverse order after the final flush.
-        Refused (RegistrationError) without a return annotation or for a type registered twice.
+        Forms and order: :mod:`triolette.runtime.shared_state`. Built after the adapters,
+        closed in reverse after the final flush. A RegistrationError without a return
+        annotation or for a type registered twice.
         """
 
         def register(function: F) -> F:
@@ -441,15 +437,10 @@ class App:
         return register if factory is None else register(factory)
 
     def react(self, state: type, *, drain: Callable[[Any], Any] | None = None) -> Callable[[F], F]:
-        """Register a reactor of ``state`` (registered with ``@app.state`` before).
-
-        After each successful handler boundary (a telemetry cycle that went well, a command
-        handled) the events are drained (``drain(state)``, default ``state.drain_events()``;
-        sync or async) and, when there are any, the reactor is awaited with them as its
-        ``events`` parameter; its other parameters are injected as a handler of the device at
-        that boundary gets them. A drain or a reactor that raises is reported like that
-        handler's error.
-        """
+        """Register a reactor of ``state`` (an ``@app.state`` type), awaited with the drained
+        ``events`` after each handler boundary that went well, when there are any
+        (``drain(state)``, default ``state.drain_events()``). Its error is reported like the
+        handler's."""
 
         def register(function: F) -> F:
             self._check_unlocked("reactors")
@@ -459,11 +450,9 @@ class App:
         return register
 
     def on_configure(self, hook: F) -> F:
-        """Register a hook (sync or async) run once when a serve starts: after the adapters
-        were entered, before the shared state is built and any device starts. It may take
-        the settings and adapters by annotation, and may register devices, adapters and
-        state (registration is otherwise refused while serving). An error stops the start.
-        """
+        """Register a hook (sync or async) run once when a serve starts, after the adapters:
+        it may take the settings and adapters, and register devices, adapters and state for
+        that serve. An error stops the start."""
         check_hook(hook)
         self._check_unlocked("on_configure hooks")
         self.configure_hooks.append(hook)
