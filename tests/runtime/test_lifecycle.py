@@ -18,6 +18,7 @@ from triolette import (
     DeviceContext,
     DeviceStore,
     JsonFileStore,
+    MemoryStore,
     RegistrationError,
     setting_ref,
 )
@@ -615,3 +616,75 @@ async def test_an_adapter_registered_by_a_configure_hook_is_built_and_closed(aut
     await harness.run(cycles=1)
     assert log == ["meter enter", "read", "meter exit"]
     assert app.registry.adapters.ports == []  # registered for that serve only
+
+
+# -- more bad input -------------------------------------------------------------------------
+
+
+def test_a_lifespan_or_hook_that_is_not_callable_is_refused():
+    with pytest.raises(RegistrationError, match=r"^lifespan: must be a function"):
+        App("bridge", lifespan="not callable")  # type: ignore[arg-type]
+    with pytest.raises(RegistrationError, match=r"not callable \(use @app.on_configure"):
+        App("bridge").on_configure(42)  # type: ignore[type-var]
+
+    def loose(settings) -> None: ...
+
+    with pytest.raises(RegistrationError, match=r"parameter 'settings' needs an annotation"):
+        App("bridge").on_configure(loose)
+
+
+async def test_a_state_factory_asking_for_what_nothing_provides_is_named(autojump_clock):
+    harness = AppHarness.create()
+
+    @harness.app.state
+    def tally(meter: Meter) -> Tally:
+        return Tally(meter.log)
+
+    @harness.app.telemetry("probe", interval=10)
+    async def probe(shared: Tally) -> None: ...
+
+    with pytest.raises(
+        RegistrationError, match=r"state Tally \(.*tally\): parameter 'meter' asks for Meter"
+    ):
+        await harness.run(cycles=1)
+
+
+async def test_a_drain_that_returns_no_list_is_reported(autojump_clock):
+    harness = AppHarness.create()
+    app = harness.app
+
+    @app.state
+    def tally() -> Tally:
+        return Tally([])
+
+    @app.react(Tally, drain=lambda state: "not a list")
+    async def react(events: list[str]) -> None: ...
+
+    @app.telemetry("meter", interval=10)
+    async def meter() -> None: ...
+
+    await harness.run(cycles=1)
+    [error] = harness.errors("meter")
+    assert error["type"] == "TypeError"
+    assert "a drain must return a list of events" in error["message"]
+
+
+async def test_a_reactor_takes_the_store_of_the_device_at_the_boundary(autojump_clock):
+    harness = AppHarness.create(store=MemoryStore())
+    app = harness.app
+
+    @app.state
+    def tally() -> Tally:
+        return Tally([])
+
+    @app.react(Tally)
+    async def count(events: list[str], store: DeviceStore) -> None:
+        store["events"] = store.get("events", 0) + len(events)
+
+    @app.telemetry("meter", interval=10)
+    async def meter(shared: Tally, store: DeviceStore) -> None:
+        shared.events.extend(["a", "b"])
+
+    await harness.run(cycles=3)
+    assert app.store is not None
+    assert app.store.load("meter") == {"events": 6}
