@@ -330,3 +330,35 @@ async def test_the_settings_example_of_the_runtime_page_runs(autojump_clock, tmp
     states = harness.states("gas-meter")
     assert [s["port"] for s in states] == ["/dev/ttyACM0"] * 2
     assert states[1]["at"] - states[0]["at"] == 10
+
+
+def test_a_bad_interval_from_the_settings_exits_3_naming_the_device(tmp_path):
+    result = _run(tmp_path, "-c", BAD_INTERVAL, GAS_POLL="0")
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "CRITICAL" in last
+    assert last.endswith(
+        "gas: interval must be a positive number of seconds, got 0.0 from the settings"
+    )
+    assert "Traceback" not in result.stderr
+
+
+BAD_INTERVAL = """\
+from triolette import App, Settings, setting_ref
+from pydantic_settings import SettingsConfigDict
+
+
+class GasSettings(Settings):
+    model_config = SettingsConfigDict(env_prefix="GAS_")
+    poll: float = 30.0
+
+
+app = App("gas", settings_class=GasSettings)
+
+
+@app.telemetry("gas", interval=setting_ref("poll"))
+async def gas() -> None: ...
+
+
+app.run(["--dry-run"])
+"""
