@@ -1,4 +1,10 @@
-"""triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
+"""triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state.
+
+``triolette.Settings`` (the base of an app's pydantic settings) is imported on first use: it
+needs the ``settings`` extra, which ``import triolette`` never imports.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.paho import PahoTransport as PahoTransport
@@ -45,8 +51,9 @@ from triolette.core.strategies import PublishStrategy as PublishStrategy
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
+from triolette.runtime.lifecycle import AppContext as AppContext
 from triolette.runtime.notifier import EntityNotifier as EntityNotifier
-from triolette.runtime.settings import Settings as Settings
+from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
@@ -63,6 +70,7 @@ __all__ = [
     "AnySavePolicy",
     "AnyStrategy",
     "App",
+    "AppContext",
     "AppStatistics",
     "Backoff",
     "CircuitBreaker",
@@ -93,6 +101,7 @@ __all__ = [
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "RunSettings",
     "SaveAtMostEvery",
     "SaveOnChange",
     "SaveOnPublish",
@@ -113,5 +122,29 @@ __all__ = [
     "setting_ref",
 ]
 
-claim_public_names(globals())
+if TYPE_CHECKING:
+    from triolette.runtime.app_settings import Settings as Settings
+
+_LAZY = {"Settings": "triolette.runtime.app_settings"}
+claim_public_names({**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
 del claim_public_names
+
+SETTINGS_HINT = "pip install 'triolette[settings]'"
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``Settings`` when it is first asked for (pydantic-settings is an extra)."""
+    if name in _LAZY:
+        import importlib
+
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as error:
+            raise ImportError(
+                f"triolette.{name} needs pydantic-settings: {SETTINGS_HINT} ({error})"
+            ) from error
+        value = getattr(module, name)
+        value.__module__ = __name__
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -68,6 +68,7 @@ class _CycleActor(DeviceActor):
                     if self.consult(False):  # saved: publish once durable
                         self.durable.offer(state)
                         self.went_well()
+                        await self.react(ctx)
                     return
                 if result is not None and (self.gate is None or self.gate.wants(result, now)):
                     self.publish_state_soon(result)  # a suppressed state: not a publish
@@ -79,6 +80,8 @@ class _CycleActor(DeviceActor):
                 ok = False
         if not queued and self.consult(False) and ok:
             self.went_well()  # a queued state does this once it settled
+        if ok:
+            await self.react(ctx)
 
     def _failed(self, error: Exception, message: Message | None) -> None:
         self.report(error)

@@ -68,6 +68,9 @@ class DeviceSpec:
     """Seconds between two triggered cycles, at least."""
     group: str | None = None
     """Telemetry of one group runs one after another, never at the same time."""
+    deferred: tuple[tuple[str, Any], ...] = ()
+    """Options decided by the settings when a serve starts (``("interval", setting_ref(...))``);
+    the option itself is ``None`` until then."""
 
     @property
     def accepts_commands(self) -> bool:

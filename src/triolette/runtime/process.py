@@ -17,7 +17,9 @@ import trio
 from triolette.core.errors import (
     ConnectError,
     FlushIncompleteError,
+    RegistrationError,
     RestartLimitError,
+    SettingsError,
     StoreOpenError,
 )
 from triolette.runtime.running import Lifecycle, RunningApp
@@ -35,6 +37,8 @@ EXIT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (RestartLimitError, 2),
     (ConnectError, 3),  # retrying would not help
     (StoreOpenError, 3),  # locked by another process, or cannot be opened at all
+    (SettingsError, 3),  # the app's settings could not be built
+    (RegistrationError, 3),  # found at start: an adapter that does not import, a bad interval
 )
 """The exit status of each way serving can fail for good."""
 
@@ -49,7 +53,9 @@ def run_process(app: App) -> None:
     Raises ``SystemExit``: 1 if some device's state could not be saved, 2 if the restart limit
     stopped the app (the message names the device), 3 if at start-up the broker refused us for
     good (a host name that does not resolve, bad credentials) or the store cannot be opened
-    (another process holds its lock, a folder where the file should be, a foreign database).
+    (another process holds its lock, a folder where the file should be, a foreign database),
+    or what the app builds at start is wrongly declared (an adapter's ``"module:Class"`` that
+    does not import, an interval from the settings that is not positive).
     Returns after a clean stop.
     """
     try:

@@ -14,12 +14,13 @@ from typing import Any, TypeVar
 
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
 from triolette.actors.triggers import TriggerPayload, payload_of
+from triolette.core.deferred import is_deferred
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
 from triolette.core.policies import PersistPolicy, SaveOnChange
 from triolette.core.strategies import PublishStrategy
 from triolette.core.topics import check_name
-from triolette.runtime.adapters import Adapters
+from triolette.runtime.adapters import Adapters, Implementation
 from triolette.runtime.injection import bind
 from triolette.runtime.schedule_options import schedule_options
 
@@ -38,10 +39,17 @@ class Registry:
         self.adapters = Adapters()
         self.locked_by: str | None = None
 
-    def add_adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool) -> None:
+    def add_adapter(
+        self,
+        port: Any,
+        factory: Implementation,
+        dry_run: Implementation | None = None,
+        *,
+        asyncio: bool,
+    ) -> None:
         if self.locked_by is not None:
             raise RegistrationError(f"adapter {port!r}: adapters must be registered before run")
-        self.adapters.register(port, factory, asyncio=asyncio)
+        self.adapters.register(port, factory, dry_run, asyncio=asyncio)
 
     def declare(
         self,
@@ -51,7 +59,7 @@ class Registry:
         has_store: bool,
         persist: PersistPolicy | None,
         restart: Restart,
-        interval: float | None = None,
+        interval: float | Callable[[Any], float] | None = None,
         timeout: float | None = None,
         heartbeat: float | None = None,
         asyncio: bool = False,
@@ -67,7 +75,10 @@ class Registry:
         extra = schedule_options(name, kind, interval=interval, publish=publish, **scheduling)
         if "strategy" in extra:
             publish = "now"
-        if kind is DeviceKind.TELEMETRY and "schedule" not in extra:
+        deferred: tuple[tuple[str, Any], ...] = ()
+        if kind is DeviceKind.TELEMETRY and is_deferred(interval):  # decided by the settings
+            deferred, interval = (("interval", interval),), None
+        elif kind is DeviceKind.TELEMETRY and "schedule" not in extra:
             interval = _seconds(name, "interval", interval)
         for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
             if value is not None:
@@ -90,6 +101,8 @@ class Registry:
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
+        if deferred:
+            options["deferred"] = deferred
 
         def register(function: F) -> F:
             self._register(kind, name, function, has_store=has_store, **options)
