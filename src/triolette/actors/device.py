@@ -75,6 +75,12 @@ class DeviceContext:
         return self._actor.spec.name
 
     @property
+    def config(self) -> Any:
+        """This device's own configuration (the value of its name in a ``name=`` dict), or
+        ``None``."""
+        return self._actor.spec.config
+
+    @property
     def scope(self) -> Scope:
         """What this device's handlers may ask for by type (adapters, settings, shared state)."""
         return self._actor.scope
@@ -116,7 +122,7 @@ class DeviceContext:
             raise ValueError(f"{self.name}: qos must be 0 or 1, got {qos!r}")
         for level in suffix.split("/"):
             check_level(level, "topic suffix level")
-        topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
+        topic = self._actor.mqtt.topics.under(self.name, suffix)
         message = Message(topic, payload, qos=qos, retain=retain)
         return await self._actor.mqtt.publish(message, block=block)
 
@@ -192,8 +198,11 @@ class DeviceActor:
                 )
                 if spec.publish == "durable":
                     self.durable = DurablePublisher(self.mqtt, client)
+            ctx = DeviceContext(self)
+            if spec.init is not None:
+                spec.init(ctx, self.store, None)  # an error: this start of the device failed
             self.mqtt.announce(spec.name, ONLINE)
-            await self.loop(DeviceContext(self))
+            await self.loop(ctx)
         finally:
             self._unsettled = None  # a late confirmation no longer asks the policy
             self._hand_over_final_snapshot()
@@ -212,6 +221,13 @@ class DeviceActor:
 
     def beat(self) -> None:
         """A handler called ``ctx.heartbeat()`` (only a watched device handler acts on this)."""
+
+    def reached_boundary(self) -> None:
+        """A work boundary of the handler: a generator device handler yielded.
+
+        The place where what runs "after each unit of work" of any handler is called from
+        (reactors draining shared state); nothing does yet. Raising here ends the actor.
+        """
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         if not isinstance(state, Mapping):

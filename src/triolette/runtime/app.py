@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
+import attrs
 import trio
 
 from triolette.actors.spec import Publish
@@ -22,7 +23,7 @@ from triolette.core.policies import PersistPolicy
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics
-from triolette.runtime.registry import Registry
+from triolette.runtime.registry import Enabled, NameSpec, Registration, Registry
 from triolette.runtime.running import Lifecycle, RunningApp
 from triolette.runtime.supervisor import RestartLimit
 from triolette.stores.protocol import Store
@@ -43,7 +44,8 @@ class App:
     longer is treated as lost (one WARNING, then the reconnect path). ``outbox_size`` bounds
     each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
     ``retained_commands`` names the devices that take a command the broker kept as retained;
-    the others ignore such a command (it would run again on every start).
+    the others ignore such a command (it would run again on every start). ``description``
+    says what the bridge does (help texts, the registry).
     """
 
     def __init__(
@@ -65,12 +67,15 @@ class App:
         reconnect_backoff: Backoff | None = None,
         embedded_broker: EmbeddedBroker | None = None,
         retained_commands: Collection[str] = (),
+        description: str = "IoT-to-MQTT bridge",
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
+        self.description = description
+        """What the bridge does, in one line (help texts, the registry)."""
         self.store = store
         self.transport = transport
-        self.topics = Topics(check_name(topic_prefix or name, "topic prefix"))
+        self._topics = Topics(check_name(topic_prefix or name, "topic prefix"))
         self.shutdown_timeout = shutdown_timeout
         self.publish_timeout = publish_timeout
         self.restart_backoff = restart_backoff or Backoff()
@@ -94,18 +99,34 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self.registry.specs)} devices>"
 
+    @property
+    def topics(self) -> Topics:
+        """The topic layout: the prefix, and the root entity (if one is registered)."""
+        root = self.registry.root
+        return attrs.evolve(self._topics, root=root.name if root else None)
+
+    @topics.setter
+    def topics(self, topics: Topics) -> None:
+        self._topics = attrs.evolve(topics, root=None)
+
     # -- declaring devices -------------------------------------------------------------------
 
     def telemetry(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
-        interval: float,
+        interval: float | Callable[[Any], float],
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
         publish: Publish = "now",
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -114,64 +135,98 @@ class App:
         loop goes on. With ``timeout``, a cycle still running after that many seconds (a hung
         sensor read) is cancelled and reported as a :class:`~triolette.HandlerTimeoutError`.
         ``restart`` is the restart type (see :meth:`device`). With ``asyncio=True`` the
-        handler is asyncio code, run in the app's trio-asyncio loop.
+        handler is asyncio code, run in the app's trio-asyncio loop. ``interval`` may be a
+        callable given the settings (or the device's configuration) when a serve starts.
 
         ``publish="durable"`` publishes a state only once the batch holding the store's
         changes of its cycle is durable, so a dashboard never shows a count that a crash or
         a power cut can take back; the store is then saved every cycle that changed it
         (``persist`` must be left out or be ``SaveOnChange()``) and the handler must take the
         store. The default ``"now"`` queues the state as soon as the handler returned.
+
+        Every decorator also takes: ``name`` (``None``: a root entity, named after the
+        function, whose topics have no device level; a callable: given the settings when a
+        serve starts, it returns a list of names, or a dict of name to that device's
+        configuration); ``init``, a synchronous factory run before each start of the handler
+        (with injection), whose result handlers may take by its type; ``enabled`` (``False``:
+        not registered at all; a callable: decided by the settings when a serve starts); and
+        metadata kept for introspection: ``summary``, ``behavior``, ``effects``, ``tags``.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.TELEMETRY,
             name,
-            has_store=self.store is not None,
             interval=interval,
             persist=persist,
             restart=restart,
             timeout=timeout,
             asyncio=asyncio,
             publish=publish,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
 
     def device(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         heartbeat: float | None = None,
         asyncio: bool = False,
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
-        With ``persist``, the policy is asked after each store mutation and each
+        The handler is an ``async def`` function, or an async generator whose every
+        ``yield`` is a work boundary: there the save policy is asked and the heartbeat
+        counts. With ``persist``, the policy is asked after each store mutation and each
         ``ctx.publish_state``. Inbound commands arrive through ``ctx.commands()``.
         ``restart``: ``"transient"`` (restarted after a crash, done after a normal return),
         ``"permanent"`` (restarted after either) or ``"temporary"`` (never restarted).
         With ``heartbeat``, a handler that goes that many seconds without calling
-        ``ctx.heartbeat()`` is cancelled and counts as crashed (``HeartbeatMissedError``).
-        With ``asyncio=True`` the handler is asyncio code (it may await ``asyncio.sleep`` or
-        an asyncio library), run in the app's trio-asyncio loop.
+        ``ctx.heartbeat()`` (or yielding) is cancelled and counts as crashed
+        (``HeartbeatMissedError``). With ``asyncio=True`` the handler is asyncio code (it
+        may await ``asyncio.sleep`` or an asyncio library), run in the app's trio-asyncio
+        loop. The other options: see :meth:`telemetry`.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.DEVICE,
             name,
-            has_store=self.store is not None,
             persist=persist,
             restart=restart,
             heartbeat=heartbeat,
             asyncio=asyncio,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
 
     def command(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -180,17 +235,51 @@ class App:
         is a rejected command (bad input from the network): one WARNING line, identical ones
         counted. Other exceptions are reported as errors. Either way the next message is
         handled; so is a handler still running after ``timeout`` seconds, which is
-        cancelled. ``asyncio=True``: the handler is asyncio code.
+        cancelled. ``asyncio=True``: the handler is asyncio code. A root command
+        (``@app.command()``) listens on ``{prefix}/set``. The other options: see
+        :meth:`telemetry`.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.COMMAND,
             name,
-            has_store=self.store is not None,
             persist=persist,
             restart=restart,
             timeout=timeout,
             asyncio=asyncio,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
+
+    def add_telemetry(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`telemetry` does (same ``options``, same checks).
+
+        ``is_root=True`` makes it the root entity (topics without a device level) under
+        ``name``, which is still its store key.
+        """
+        self._declare(DeviceKind.TELEMETRY, name, is_root=is_root, **options)(func)
+
+    def add_device(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`device` does; ``is_root``: see :meth:`add_telemetry`."""
+        self._declare(DeviceKind.DEVICE, name, is_root=is_root, **options)(func)
+
+    def add_command(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`command` does; ``is_root``: see :meth:`add_telemetry`."""
+        self._declare(DeviceKind.COMMAND, name, is_root=is_root, **options)(func)
+
+    def _declare(self, kind: DeviceKind, name: NameSpec, **options: Any) -> Callable[[F], F]:
+        options.setdefault("persist", None)
+        options.setdefault("restart", "transient")
+        return self.registry.declare(kind, name, has_store=self.store is not None, **options)
 
     def adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool = False) -> None:
         """Register a hardware adapter: handlers annotated with ``port`` get the instance.
@@ -203,13 +292,49 @@ class App:
         """
         self.registry.add_adapter(port, factory, asyncio=asyncio)
 
+    # -- what is registered (introspection) ----------------------------------------------------
+
     @property
     def device_names(self) -> list[str]:
+        """The names of the devices known before a serve, in registration order."""
         return list(self.registry.specs)
 
     @property
     def has_telemetry(self) -> bool:
-        return any(s.kind is DeviceKind.TELEMETRY for s in self.registry.specs.values())
+        return any(r.kind is DeviceKind.TELEMETRY for r in self.registry.registrations)
+
+    @property
+    def devices(self) -> tuple[Registration, ...]:
+        """The ``@app.device`` registrations (``.name``, ``.func``, ``.init``...)."""
+        return self._registrations(DeviceKind.DEVICE)
+
+    @property
+    def telemetry_registrations(self) -> tuple[Registration, ...]:
+        """The ``@app.telemetry`` registrations (``.interval`` as given)."""
+        return self._registrations(DeviceKind.TELEMETRY)
+
+    @property
+    def commands(self) -> tuple[Registration, ...]:
+        """The ``@app.command`` registrations."""
+        return self._registrations(DeviceKind.COMMAND)
+
+    @property
+    def registered_names(self) -> frozenset[str]:
+        """Every name taken before a serve (names from a ``name=`` callable come later)."""
+        return self.registry.names
+
+    @property
+    def root_names(self) -> frozenset[str]:
+        """The root entity's name, if there is one (an app has at most one)."""
+        return frozenset(r.name for r in self.registry.registrations if r.is_root)
+
+    @property
+    def has_dynamic_entities(self) -> bool:
+        """Whether the settings decide some devices (a ``name=``/``enabled=`` callable)."""
+        return self.registry.has_dynamic
+
+    def _registrations(self, kind: DeviceKind) -> tuple[Registration, ...]:
+        return tuple(r for r in self.registry.registrations if r.kind is kind)
 
     def copy_with(self, **options: Any) -> App:
         """A new App with this one's devices and adapters, and ``options`` changed.
@@ -218,7 +343,8 @@ class App:
         ``topics``, ``shutdown_timeout``, ...). The copy serves on its own; devices declared
         on it later are not added to this App. The harness runs a module-level app this way.
         """
-        unknown = sorted(set(options) - set(vars(self)) | {o for o in options if o[0] == "_"})
+        known = set(vars(self)) | {"topics"}
+        unknown = sorted(set(options) - known | {o for o in options if o[0] == "_"})
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
@@ -226,6 +352,7 @@ class App:
         # own instances).
         clone.registry = copy.copy(self.registry)
         clone.registry.specs = dict(self.registry.specs)
+        clone.registry.registrations = list(self.registry.registrations)
         clone.registry.locked_by = None
         clone._running, clone._shutdown_pending, clone._began = None, False, None
         for option, value in options.items():

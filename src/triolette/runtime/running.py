@@ -1,6 +1,8 @@
 """One ``serve()`` of an App: builds its actors, owns them, and runs their lifecycle.
 
-Start, in order: the app's trio-asyncio loop (when some registration needs one), the embedded
+Before anything starts, the registrations become this serve's devices
+(:func:`~triolette.runtime.expansion.expand`, with the app's settings). Start, in order: the
+app's trio-asyncio loop (when some registration needs one), the embedded
 broker, the persistence actor (which loads every device's state in one batch), the MQTT actor,
 then the supervisor with the devices, their metronomes, the statistics log and the adapters.
 Shutdown is :meth:`RunningApp._shut_down`. The actors' callbacks (cycles, errors, unsaved
@@ -14,6 +16,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from triolette.actors import carry_over
@@ -29,9 +32,10 @@ from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
+from triolette.runtime.device_scope import check_device_needs, device_scope
 from triolette.runtime.embedded import watch_command
+from triolette.runtime.expansion import expand
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
-from triolette.runtime.injection import check_needs
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
 
@@ -65,7 +69,10 @@ class RunningApp:
         self.app = app
         self.state = Lifecycle.STARTING
         self._moved = trio.Event()
-        self.specs = list(app.registry.specs.values())
+        self.specs = expand(app.registry.registrations, app.settings)
+        """The devices of this serve: the registrations expanded with the app's settings."""
+        root = next((spec.name for spec in self.specs if spec.is_root), None)
+        self.topics = attrs.evolve(app.topics, root=root)
         self.started_at = trio.current_time()
         self.stop_deadline: float | None = None
         self.cycles = {s.name: 0 for s in self.specs if s.kind is DeviceKind.TELEMETRY}
@@ -74,7 +81,7 @@ class RunningApp:
         self._cycle_event: trio.Event | None = None
         self.mqtt = MqttActor(
             app.transport or LogTransport(),
-            app.topics,
+            self.topics,
             outbox_size=app.outbox_size,
             publish_timeout=app.publish_timeout,
             reconnect=app.reconnect_backoff,
@@ -203,7 +210,7 @@ class RunningApp:
             companions.append(self._log_statistics)
         async with contextlib.AsyncExitStack() as adapters:
             await self.app.registry.adapters.enter(adapters, self.scope)
-            check_needs((need for spec in self.specs for need in spec.needs), self.scope)
+            check_device_needs(self.specs, self.scope)
             await self.supervisor.run(companions)
 
     async def _shut_down(self) -> None:
@@ -305,7 +312,7 @@ class RunningApp:
             hooks=self,
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
-            scope=self.scope.child(),
+            scope=device_scope(spec, self.scope),
         )
 
     def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
