@@ -288,8 +288,8 @@ class Registry:
                 raise RegistrationError(f"{name}: a device of that name is already registered")
             if is_root and other.is_root:
                 raise RegistrationError(
-                    f"{name}: an app has at most one root entity (registered without a name); "
-                    f"{other} is one already"
+                    f"{name + ': ' if name else ''}an app has at most one root entity "
+                    f"(registered without a name); {other} is one already"
                 )
 
 
@@ -334,7 +334,10 @@ def _returns(init: Any) -> Any:
             returns = typing.get_type_hints(init).get("return")
         except Exception:  # an unresolvable name: treated as not annotated
             return None
-    return returns if isinstance(returns, type) and returns is not type(None) else None
+    returns = typing.get_origin(returns) or returns  # dict[str, int] returns a dict
+    if returns in (inspect.Signature.empty, None, type(None)) or not isinstance(returns, type):
+        return None
+    return returns
 
 
 def _text(device: str, option: str, value: object) -> str | None:
