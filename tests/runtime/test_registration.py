@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import re
+import sys
+import types
+from pathlib import Path
 
 import pytest
+import trio
 
 from triolette import App, DeviceContext, DeviceStore, MemoryStore, RegistrationError, SaveOnChange
 from triolette.core.kinds import DeviceKind
@@ -307,3 +313,45 @@ def test_mixing_a_root_entity_and_named_devices_warns_once_per_serve(caplog):
     assert len(warnings) == 1
     assert "house is a root entity" in warnings[0]
     assert "<prefix>/+/state" in warnings[0]
+
+
+# -- the guide's example --------------------------------------------------------------------------
+
+
+def _guide_example(tmp_path: Path) -> types.ModuleType:
+    """The "Registering devices" example of docs/runtime.md, imported as a module."""
+    text = (Path(__file__).parents[2] / "docs" / "runtime.md").read_text()
+    section = text.split("## Registering devices", 1)[1]
+    body = re.findall(r"```python\n(.*?)```", section, re.DOTALL)[0]
+    assert body.startswith("# rooms_bridge.py")
+    path = tmp_path / "rooms_bridge.py"
+    path.write_text(body)
+    spec = importlib.util.spec_from_file_location("rooms_bridge", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["rooms_bridge"] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules["rooms_bridge"]
+    return module
+
+
+async def test_the_registering_devices_example_runs_as_documented(autojump_clock, tmp_path):
+    bridge = _guide_example(tmp_path)
+    harness = AppHarness.create(app=bridge.app)
+
+    assert harness.app.root_names == {"house"}
+    async with harness.serving():
+        await harness.command("house", "eco")
+        await trio.sleep(31)  # the attic polls every 30 s, the kitchen every 60 s
+    assert harness.broker.payloads("rooms/state") == [{"mode": "eco"}]
+    assert harness.broker.payloads("rooms/kitchen/state") == [{"pin": 4, "celsius": 24.0}]
+    assert harness.broker.payloads("rooms/attic/state") == [
+        {"pin": 7, "celsius": 27.0},
+        {"pin": 7, "celsius": 27.0},
+    ]
+    assert not harness.broker.on("rooms/magnetometer/state")
+    assert harness.app.store is not None
+    assert harness.app.store.load("house") == {"mode": "eco"}
