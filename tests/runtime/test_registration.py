@@ -355,3 +355,14 @@ async def test_the_registering_devices_example_runs_as_documented(autojump_clock
     assert not harness.broker.on("rooms/magnetometer/state")
     assert harness.app.store is not None
     assert harness.app.store.load("house") == {"mode": "eco"}
+
+
+def test_an_interval_from_the_settings_keeps_the_device_among_the_fixed_ones():
+    app = App("bridge")
+
+    @app.telemetry("boiler", interval=lambda s: s.poll)
+    async def boiler() -> None: ...
+
+    assert app.device_names == ["boiler"]
+    assert callable(app.telemetry_registrations[0].interval)
+    assert not app.has_dynamic_entities  # the set of devices does not depend on the settings

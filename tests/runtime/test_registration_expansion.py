@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import attrs
 import pytest
 
-from triolette import App, DeviceContext, DeviceStore, MemoryStore, RegistrationError
+from triolette import App, DeviceContext, DeviceStore, MemoryStore, RegistrationError, setting_ref
 from triolette.testing import AppHarness
 
 
@@ -244,3 +244,16 @@ async def test_a_configuration_of_a_type_the_app_provides_is_refused(autojump_cl
 
     with pytest.raises(RegistrationError, match=r"left: its configuration .* is a .*Bus, which"):
         await harness.run()
+
+
+async def test_a_setting_ref_interval_reads_the_settings_at_serve_start(autojump_clock):
+    harness = AppHarness.create()
+    harness.app.settings = SimpleNamespace(poll=SimpleNamespace(seconds=5))
+
+    @harness.app.telemetry("boiler", interval=setting_ref("poll.seconds"))
+    async def boiler() -> dict[str, object]:
+        return {"celsius": 60}
+
+    await harness.run(duration=10.5)
+    assert len(harness.broker.payloads("testapp/boiler/state")) == 3  # at 0, 5 and 10 s
+    assert harness.app.telemetry_registrations[0].interval == setting_ref("poll.seconds")

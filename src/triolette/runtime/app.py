@@ -296,8 +296,8 @@ class App:
 
     @property
     def device_names(self) -> list[str]:
-        """The names of the devices known before a serve, in registration order."""
-        return list(self.registry.specs)
+        """The devices every serve has, whatever the settings, in registration order."""
+        return self.registry.fixed_names
 
     @property
     def has_telemetry(self) -> bool:

@@ -270,9 +270,14 @@ class Registry:
             self.specs[name] = spec
 
     @property
+    def fixed_names(self) -> list[str]:
+        """The devices every serve has, whatever the settings: a fixed name, enabled."""
+        return [r.name for r in self.registrations if r.name_spec is None and r.enabled is True]
+
+    @property
     def has_dynamic(self) -> bool:
-        """Whether some registration's devices are only known when a serve starts."""
-        return any(not r.is_static for r in self.registrations)
+        """Whether the settings decide some devices (a ``name=`` or ``enabled=`` callable)."""
+        return any(r.name_spec is not None or r.enabled is not True for r in self.registrations)
 
     @property
     def needs_asyncio(self) -> bool:
