@@ -366,3 +366,20 @@ def test_an_interval_from_the_settings_keeps_the_device_among_the_fixed_ones():
     assert app.device_names == ["boiler"]
     assert callable(app.telemetry_registrations[0].interval)
     assert not app.has_dynamic_entities  # the set of devices does not depend on the settings
+
+
+def test_a_copy_of_an_app_registers_on_its_own():
+    app = App("bridge")
+
+    @app.device()
+    async def house() -> None: ...
+
+    clone = app.copy_with()
+
+    @clone.device("pump")
+    async def pump() -> None: ...
+
+    app.add_device("pump", pump)  # the name is free on the original
+    with pytest.raises(RegistrationError, match="at most one root entity"):
+        clone.add_device("hall", pump, is_root=True)
+    assert [d.name for d in clone.devices] == ["house", "pump"]

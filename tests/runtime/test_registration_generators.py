@@ -17,6 +17,7 @@ from triolette import (
     RegistrationError,
     SaveOnChange,
 )
+from triolette.actors.loops import HandlerActor
 from triolette.testing import AppHarness
 
 
@@ -150,3 +151,22 @@ def test_a_generator_handler_cannot_be_asyncio_code():
 
     with pytest.raises(RegistrationError, match="pump: an async generator handler cannot run"):
         app.device("pump", asyncio=True)(pump)
+
+
+async def test_each_yield_reaches_the_boundary_hook_after_the_policy(autojump_clock, monkeypatch):
+    policy = CountingPolicy()
+    harness = AppHarness.create(store=MemoryStore())
+    asked_at_boundary: list[int] = []
+
+    def reached_boundary(actor: HandlerActor) -> None:
+        asked_at_boundary.append(policy.asked)
+
+    monkeypatch.setattr(HandlerActor, "reached_boundary", reached_boundary)
+
+    @harness.app.device("ticker", persist=policy)
+    async def ticker(store: DeviceStore) -> AsyncIterator[None]:
+        for _ in range(3):
+            yield
+
+    await harness.run()
+    assert asked_at_boundary == [1, 2, 3]

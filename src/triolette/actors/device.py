@@ -225,8 +225,8 @@ class DeviceActor:
     def reached_boundary(self) -> None:
         """A work boundary of the handler: a generator device handler yielded.
 
-        The place where what runs "after each unit of work" of any handler is called from
-        (reactors draining shared state); nothing does yet. Raising here ends the actor.
+        The hook for what runs after each unit of work of a handler (reactors draining
+        shared state); empty here. An exception raised here ends the actor.
         """
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:

@@ -348,12 +348,7 @@ class App:
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
-        # The specs are copied; the adapters' registrations are shared (each serve builds its
-        # own instances).
-        clone.registry = copy.copy(self.registry)
-        clone.registry.specs = dict(self.registry.specs)
-        clone.registry.registrations = list(self.registry.registrations)
-        clone.registry.locked_by = None
+        clone.registry = self.registry.copy()
         clone._running, clone._shutdown_pending, clone._began = None, False, None
         for option, value in options.items():
             setattr(clone, option, value)

@@ -12,6 +12,7 @@ and its actor loop.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import typing
@@ -107,6 +108,18 @@ class Registry:
         """Every registration, in order (``enabled=False`` ones are left out)."""
         self.adapters = Adapters()
         self.locked_by: str | None = None
+        self._taken: dict[str | None, Registration] = {}
+        """The enabled registrations of a fixed name by name, and the root one under ``None``."""
+
+    def copy(self) -> Registry:
+        """A registry with these registrations; what is registered on it later is its own.
+        The adapters' registrations are shared (each serve builds its own instances)."""
+        clone = copy.copy(self)
+        clone.specs = dict(self.specs)
+        clone.registrations = list(self.registrations)
+        clone._taken = dict(self._taken)
+        clone.locked_by = None
+        return clone
 
     @property
     def root(self) -> Registration | None:
@@ -268,6 +281,10 @@ class Registry:
         self.registrations.append(registration)
         if registration.is_static:
             self.specs[name] = spec
+        if registration.name_spec is None and registration.enabled is True:
+            self._taken[name] = registration
+            if registration.is_root:
+                self._taken[None] = registration
 
     @property
     def fixed_names(self) -> list[str]:
@@ -285,17 +302,19 @@ class Registry:
         return asyncio or self.adapters.need_asyncio
 
     def _refuse_taken(self, name: str | None, is_root: bool) -> None:
-        """Refuse a second enabled registration of ``name``, or a second root entity."""
-        for other in self.registrations:
-            if other.enabled is not True:
-                continue  # a callable enabled=: the expansion checks what is left
-            if name is not None and other.name_spec is None and other.name == name:
-                raise RegistrationError(f"{name}: a device of that name is already registered")
-            if is_root and other.is_root:
-                raise RegistrationError(
-                    f"{name + ': ' if name else ''}an app has at most one root entity "
-                    f"(registered without a name); {other} is one already"
-                )
+        """Refuse a second enabled registration of ``name``, or a second root entity.
+
+        Registrations with a callable ``enabled=`` are left to the expansion, which checks
+        the devices that are enabled.
+        """
+        if name is not None and name in self._taken:
+            raise RegistrationError(f"{name}: a device of that name is already registered")
+        root = self._taken.get(None)
+        if is_root and root is not None:
+            raise RegistrationError(
+                f"{name + ': ' if name else ''}an app has at most one root entity "
+                f"(registered without a name); {root} is one already"
+            )
 
 
 def _left_out(function: F) -> F:
