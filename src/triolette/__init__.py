@@ -33,7 +33,7 @@ from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
-from triolette.runtime.registry import Registration as Registration
+from triolette.runtime.registration import Registration as Registration
 from triolette.runtime.settings import Settings as Settings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore

@@ -23,7 +23,9 @@ from triolette.core.policies import PersistPolicy
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics
-from triolette.runtime.registry import Enabled, NameSpec, Registration, Registry
+from triolette.runtime.introspection import Introspection
+from triolette.runtime.registration import Enabled, NameSpec
+from triolette.runtime.registry import Registry
 from triolette.runtime.running import Lifecycle, RunningApp
 from triolette.runtime.supervisor import RestartLimit
 from triolette.stores.protocol import Store
@@ -31,7 +33,7 @@ from triolette.stores.protocol import Store
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class App:
+class App(Introspection):
     """An IoT-to-MQTT bridge: devices declared with decorators, run by :meth:`serve`.
 
     ``store`` is the backend for device state (``None``: devices cannot take a
@@ -291,50 +293,6 @@ class App:
         provides is refused before any device starts, naming the handler and the parameter.
         """
         self.registry.add_adapter(port, factory, asyncio=asyncio)
-
-    # -- what is registered (introspection) ----------------------------------------------------
-
-    @property
-    def device_names(self) -> list[str]:
-        """The devices every serve has, whatever the settings, in registration order."""
-        return self.registry.fixed_names
-
-    @property
-    def has_telemetry(self) -> bool:
-        return any(r.kind is DeviceKind.TELEMETRY for r in self.registry.registrations)
-
-    @property
-    def devices(self) -> tuple[Registration, ...]:
-        """The ``@app.device`` registrations (``.name``, ``.func``, ``.init``...)."""
-        return self._registrations(DeviceKind.DEVICE)
-
-    @property
-    def telemetry_registrations(self) -> tuple[Registration, ...]:
-        """The ``@app.telemetry`` registrations (``.interval`` as given)."""
-        return self._registrations(DeviceKind.TELEMETRY)
-
-    @property
-    def commands(self) -> tuple[Registration, ...]:
-        """The ``@app.command`` registrations."""
-        return self._registrations(DeviceKind.COMMAND)
-
-    @property
-    def registered_names(self) -> frozenset[str]:
-        """Every name taken before a serve (names from a ``name=`` callable come later)."""
-        return self.registry.names
-
-    @property
-    def root_names(self) -> frozenset[str]:
-        """The root entity's name, if there is one (an app has at most one)."""
-        return frozenset(r.name for r in self.registry.registrations if r.is_root)
-
-    @property
-    def has_dynamic_entities(self) -> bool:
-        """Whether the settings decide some devices (a ``name=``/``enabled=`` callable)."""
-        return self.registry.has_dynamic
-
-    def _registrations(self, kind: DeviceKind) -> tuple[Registration, ...]:
-        return tuple(r for r in self.registry.registrations if r.kind is kind)
 
     def copy_with(self, **options: Any) -> App:
         """A new App with this one's devices and adapters, and ``options`` changed.

@@ -2,12 +2,12 @@
 
 A registration kind is a :class:`~triolette.core.kinds.DeviceKind` plus the options it takes;
 :meth:`Registry.declare` checks every option (each error names the device), binds the
-handler's injected arguments once, and records a :class:`Registration` (plain data, what
-introspection reads). A registration whose name and options are all known now has its
-:class:`DeviceSpec` at once (:attr:`Registry.specs`); one with a ``name=`` callable, or a
-callable ``enabled=`` or ``interval=``, becomes devices when a serve starts
-(:mod:`triolette.runtime.expansion`). Adding a kind is a new enum member, its options here,
-and its actor loop.
+handler's injected arguments once, and records a
+:class:`~triolette.runtime.registration.Registration` (plain data, what introspection reads).
+A registration whose name and options are all known now has its :class:`DeviceSpec` at once
+(:attr:`Registry.specs`); one with a ``name=`` callable, or a callable ``enabled=`` or
+``interval=``, becomes devices when a serve starts (:mod:`triolette.runtime.expansion`).
+Adding a kind is a new enum member, its options here, and its actor loop.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-import attrs
-
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
 from triolette.core.deferred import is_deferred
 from triolette.core.errors import RegistrationError
@@ -30,68 +28,9 @@ from triolette.core.topics import check_name
 from triolette.runtime.adapters import Adapters
 from triolette.runtime.device_scope import init_runner
 from triolette.runtime.injection import FRAMEWORK_TYPES, NEVER_PROVIDED, Bound, bind
+from triolette.runtime.registration import Enabled, NameSpec, Registration
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-Enabled = bool | Callable[[Any], bool]
-"""``enabled=``: a bool, or a callable given the settings (or the device's configuration)."""
-NameSpec = str | Callable[[Any], Any] | None
-"""``name=``: a name, ``None`` (a root entity), or a callable given the settings that returns
-a list of names or a dict of name to that device's configuration."""
-
-
-@attrs.frozen(kw_only=True)
-class Registration:
-    """One declared handler, as registered: what ``app.devices`` and the like list.
-
-    ``name`` is the device name, the function's name for a root entity, or the function's
-    name when ``name_spec`` (the ``name=`` callable) gives the names at serve start.
-    ``interval`` and ``enabled`` are as given (a number or a callable). ``spec`` is the
-    device the registration becomes; the expansion copies it per name.
-    """
-
-    kind: DeviceKind
-    name: str
-    func: Callable[..., Any]
-    spec: DeviceSpec
-    name_spec: Callable[[Any], Any] | None = None
-    is_root: bool = False
-    enabled: Enabled = True
-    init: Callable[..., Any] | None = None
-    interval: float | Callable[[Any], float] | None = None
-    summary: str | None = None
-    behavior: tuple[str, ...] = ()
-    effects: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    @property
-    def is_static(self) -> bool:
-        """Its one device is known now: a static name, enabled, no deferred option."""
-        return self.name_spec is None and self.enabled is True and not is_deferred(self.interval)
-
-    @property
-    def persist(self) -> PersistPolicy | None:
-        return self.spec.persist
-
-    persist_policy = persist
-
-    @property
-    def restart(self) -> Restart:
-        return self.spec.restart
-
-    @property
-    def timeout(self) -> float | None:
-        return self.spec.timeout
-
-    @property
-    def has_init(self) -> bool:
-        return self.init is not None
-
-    def __str__(self) -> str:
-        """How errors name it: kind and function (and the ``name=`` callable)."""
-        function = getattr(self.func, "__qualname__", repr(self.func))
-        names = f" with name={self.name_spec!r}" if self.name_spec is not None else ""
-        return f"the {self.kind.value} {function!r}{names}"
 
 
 class Registry:
@@ -108,6 +47,7 @@ class Registry:
         """Every registration, in order (``enabled=False`` ones are left out)."""
         self.adapters = Adapters()
         self.locked_by: str | None = None
+        self._root: Registration | None = None
         self._taken: dict[str | None, Registration] = {}
         """The enabled registrations of a fixed name by name, and the root one under ``None``."""
 
@@ -123,7 +63,8 @@ class Registry:
 
     @property
     def root(self) -> Registration | None:
-        return next((r for r in self.registrations if r.is_root), None)
+        """The root entity's registration (the first, if the settings choose between two)."""
+        return self._root
 
     @property
     def names(self) -> frozenset[str]:
@@ -281,6 +222,8 @@ class Registry:
         self.registrations.append(registration)
         if registration.is_static:
             self.specs[name] = spec
+        if registration.is_root and self._root is None:
+            self._root = registration
         if registration.name_spec is None and registration.enabled is True:
             self._taken[name] = registration
             if registration.is_root:
