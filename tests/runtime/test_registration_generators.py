@@ -158,7 +158,8 @@ async def test_each_yield_reaches_the_boundary_hook_after_the_policy(autojump_cl
     harness = AppHarness.create(store=MemoryStore())
     asked_at_boundary: list[int] = []
 
-    def reached_boundary(actor: HandlerActor) -> None:
+    async def reached_boundary(actor: HandlerActor, ctx: DeviceContext) -> None:
+        assert ctx.name == "ticker"
         asked_at_boundary.append(policy.asked)
 
     monkeypatch.setattr(HandlerActor, "reached_boundary", reached_boundary)
@@ -170,3 +171,26 @@ async def test_each_yield_reaches_the_boundary_hook_after_the_policy(autojump_cl
 
     await harness.run()
     assert asked_at_boundary == [1, 2, 3]
+
+
+async def test_an_error_at_the_boundary_hook_ends_the_handler(autojump_clock, monkeypatch):
+    harness = AppHarness.create()
+    closed: list[bool] = []
+
+    async def reached_boundary(actor: HandlerActor, ctx: DeviceContext) -> None:
+        raise LookupError("reactor failed")
+
+    monkeypatch.setattr(HandlerActor, "reached_boundary", reached_boundary)
+
+    @harness.app.device("ticker", restart="temporary")
+    async def ticker() -> AsyncIterator[None]:
+        try:
+            yield
+            yield
+        finally:
+            closed.append(True)
+
+    await harness.run()
+    assert closed == [True]
+    assert harness.app.statistics().crashes == {"ticker": 1}
+    assert [e["type"] for e in harness.errors("ticker")] == ["LookupError"]

@@ -222,11 +222,12 @@ class DeviceActor:
     def beat(self) -> None:
         """A handler called ``ctx.heartbeat()`` (only a watched device handler acts on this)."""
 
-    def reached_boundary(self) -> None:
+    async def reached_boundary(self, ctx: DeviceContext) -> None:
         """A work boundary of the handler: a generator device handler yielded.
 
         The hook for what runs after each unit of work of a handler (reactors draining
-        shared state); empty here. An exception raised here ends the actor.
+        shared state), with the handler's context and store; empty here. An exception raised
+        here ends the actor (the supervisor's restart policy applies).
         """
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:

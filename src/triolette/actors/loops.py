@@ -179,14 +179,14 @@ class HandlerActor(DeviceActor):
         generator = cast(AsyncGenerator[Any, None], self.spec.call(ctx, self.store, None))
         async with contextlib.aclosing(generator):
             async for _ in generator:  # what it yields is not used
-                self.work_boundary()
+                await self.work_boundary(ctx)
 
-    def work_boundary(self) -> None:
+    async def work_boundary(self, ctx: DeviceContext) -> None:
         """After a ``yield``: the save policy is asked, the heartbeat counts, then
-        :meth:`reached_boundary`."""
+        :meth:`reached_boundary` runs."""
         self.consult(False)
         self.beat()
-        self.reached_boundary()
+        await self.reached_boundary(ctx)
 
     def state_published(self, published: bool) -> None:
         self.consult(published)
