@@ -53,6 +53,7 @@ from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
 from triolette.runtime.lifecycle import AppContext as AppContext
 from triolette.runtime.notifier import EntityNotifier as EntityNotifier
+from triolette.runtime.registration import Registration as Registration
 from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
@@ -98,6 +99,7 @@ __all__ = [
     "PersistPolicy",
     "PublishError",
     "PublishStrategy",
+    "Registration",
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",

@@ -505,7 +505,8 @@ async def test_an_interval_read_from_the_settings_at_start(autojump_clock):
 
     await harness.run(cycles=3)
     assert [t - times[0] for t in times] == [0.0, 30.0, 60.0]
-    assert harness.app.registry.specs["sensor"].interval is None  # decided per serve
+    (sensor_registration,) = [r for r in harness.app.telemetry_registrations if r.name == "sensor"]
+    assert sensor_registration.interval == setting_ref("poll.seconds")  # decided per serve
 
 
 @pytest.mark.parametrize("seconds", [0, -1, float("inf"), "soon"])
@@ -688,3 +689,27 @@ async def test_a_reactor_takes_the_store_of_the_device_at_the_boundary(autojump_
     await harness.run(cycles=3)
     assert app.store is not None
     assert app.store.load("meter") == {"events": 6}
+
+
+async def test_a_reactor_drains_at_each_yield_of_a_generator_device(autojump_clock):
+    harness = AppHarness.create()
+    app = harness.app
+    seen: list[list[str]] = []
+
+    @app.state
+    def tally() -> Tally:
+        return Tally([])
+
+    @app.react(Tally)
+    async def announce(events: list[str], ctx: DeviceContext) -> None:
+        assert ctx.name == "scanner"
+        seen.append(events)
+
+    @app.device("scanner")
+    async def scanner(shared: Tally) -> AsyncIterator[None]:
+        for found in ("a", "b"):
+            shared.events.append(found)
+            yield
+
+    await harness.run()
+    assert seen == [["a"], ["b"]]

@@ -86,6 +86,12 @@ class DeviceContext:
         return self._actor.spec.name
 
     @property
+    def config(self) -> Any:
+        """This device's own configuration (the value of its name in a ``name=`` dict), or
+        ``None``."""
+        return self._actor.spec.config
+
+    @property
     def scope(self) -> Scope:
         """What this device's handlers may ask for by type (adapters, settings, shared state)."""
         return self._actor.scope
@@ -142,7 +148,7 @@ class DeviceContext:
             raise ValueError(f"{self.name}: qos must be 0 or 1, got {qos!r}")
         for level in suffix.split("/"):
             check_level(level, "topic suffix level")
-        topic = f"{self._actor.mqtt.topics.prefix}/{self.name}/{suffix}"
+        topic = self._actor.mqtt.topics.under(self.name, suffix)
         message = Message(topic, payload, qos=qos, retain=retain)
         return await self._actor.mqtt.publish(message, block=block)
 
@@ -219,8 +225,11 @@ class DeviceActor:
                 )
                 if spec.publish == "durable":
                     self.durable = DurablePublisher(self.mqtt, client)
+            ctx = DeviceContext(self)
+            if spec.init is not None:
+                spec.init(ctx, self.store, None)  # an error: this start of the device failed
             self.mqtt.announce(spec.name, ONLINE)
-            await self.loop(DeviceContext(self))
+            await self.loop(ctx)
         finally:
             self._unsettled = None  # a late confirmation no longer asks the policy
             self._hand_over_final_snapshot()
@@ -239,6 +248,15 @@ class DeviceActor:
 
     def beat(self) -> None:
         """A handler called ``ctx.heartbeat()`` (only a watched device handler acts on this)."""
+
+    async def reached_boundary(self, ctx: DeviceContext) -> None:
+        """A work boundary of the handler: a generator device handler yielded.
+
+        The app's reactors drain shared state with the handler's context and store. An
+        exception raised here (a reactor's) ends the actor: the supervisor's restart policy
+        applies, as for an exception of the handler itself.
+        """
+        await self.hooks.boundary(ctx, self.store)
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         if not isinstance(state, Mapping):

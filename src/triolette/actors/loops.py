@@ -4,8 +4,8 @@ A *telemetry* device's loop belongs to the framework: one cycle per tick of a dr
 schedule (a :class:`Metronome` shared by every device of that interval), the result published
 as state, then the save policy asked. A *command* device handles one inbound message at a
 time. A *device* handler runs its own loop; its policy is asked after each mutation
-(coalesced: a burst between two checkpoints is one check) and after each
-``ctx.publish_state``.
+(coalesced: a burst between two checkpoints is one check), after each
+``ctx.publish_state`` and, for an async generator handler, at each ``yield``.
 
 Telemetry and command handler exceptions are reported and the loop goes on; the policy is
 still asked, so a broker outage or a flaky sensor never stops persistence. A command handler
@@ -16,8 +16,10 @@ exception ends the actor; the supervisor restarts it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+from collections.abc import AsyncGenerator
+from typing import Any, cast
 
 import trio
 
@@ -256,7 +258,7 @@ class HandlerActor(DeviceActor):
             if self.spec.heartbeat is not None:
                 nursery.start_soon(self._watch_heartbeat, self.spec.heartbeat, nursery.cancel_scope)
             try:
-                await self.spec.call(ctx, self.store, None)
+                await self._run_handler(ctx)
             except Exception as error:
                 failure = error  # raised below, outside the nursery, so it is not grouped
             nursery.cancel_scope.cancel()
@@ -264,6 +266,26 @@ class HandlerActor(DeviceActor):
             failure = self._missed_heartbeat
         if failure is not None:
             raise failure
+
+    async def _run_handler(self, ctx: DeviceContext) -> None:
+        """Await the handler; a generator one is run to its end, a boundary at each ``yield``.
+
+        The generator is closed (``aclose``) however the run ends, so its ``finally`` runs.
+        """
+        if not self.spec.generator:
+            await self.spec.call(ctx, self.store, None)
+            return
+        generator = cast(AsyncGenerator[Any, None], self.spec.call(ctx, self.store, None))
+        async with contextlib.aclosing(generator):
+            async for _ in generator:  # what it yields is not used
+                await self.work_boundary(ctx)
+
+    async def work_boundary(self, ctx: DeviceContext) -> None:
+        """After a ``yield``: the save policy is asked, the heartbeat counts, then
+        :meth:`reached_boundary` runs."""
+        self.consult(False)
+        self.beat()
+        await self.reached_boundary(ctx)
 
     def state_published(self, published: bool) -> None:
         self.consult(published)

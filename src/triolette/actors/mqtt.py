@@ -543,7 +543,7 @@ class MqttActor:
     def report_error(self, device: str | None, error: BaseException) -> None:
         """Queue ``error`` for the device's error topic (if any) and the app's; never waits."""
         body = error_body(error, device)
-        if device is not None:
+        if device is not None and device != self.topics.root:  # a root's is the app's
             self.publish_nowait(Message(self.topics.error(device), body, retain=False))
         self.publish_nowait(Message(self.topics.app_error, body, retain=False))
 

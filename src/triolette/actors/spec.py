@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
@@ -26,7 +26,11 @@ PUBLISH_CHOICES: tuple[Publish, ...] = ("now", "durable")
 
 
 class Handler(Protocol):
-    """A user handler with its arguments resolved: called with what the actor provides."""
+    """A user handler with its arguments resolved: called with what the actor provides.
+
+    For a generator device handler (``DeviceSpec.generator``) the call returns the async
+    generator rather than an awaitable.
+    """
 
     def __call__(
         self, ctx: DeviceContext, store: DeviceStore | None, message: Message | None
@@ -68,9 +72,16 @@ class DeviceSpec:
     """Seconds between two triggered cycles, at least."""
     group: str | None = None
     """Telemetry of one group runs one after another, never at the same time."""
-    deferred: tuple[tuple[str, Any], ...] = ()
-    """Options decided by the settings when a serve starts (``("interval", setting_ref(...))``);
-    the option itself is ``None`` until then."""
+    is_root: bool = False
+    """Registered without a name: its topics have no device level (``{prefix}/state``)."""
+    init: Callable[[DeviceContext, DeviceStore | None, Message | None], Any] | None = None
+    """Runs before each start of the handler; provides its result in the device's scope."""
+    init_returns: Any = None
+    """The class ``init`` is annotated to return (``None``: not annotated, or no init)."""
+    config: Any = None
+    """The device's own configuration, from a ``name=`` callable that returned a dict."""
+    generator: bool = False
+    """The handler is an async generator: each ``yield`` is a work boundary."""
 
     @property
     def accepts_commands(self) -> bool:

@@ -7,6 +7,10 @@
 | ``{p}/status``               | ``online``, heartbeat, ``offline`` (also the will) | yes |
 | ``{p}/{device}/error``, ``{p}/error`` | JSON error             | no       |
 | ``{p}/{device}/set``         | command payload (inbound)       | -        |
+
+A *root* entity (registered without a name) has no device level: ``{p}/state``,
+``{p}/availability``, ``{p}/set``, and its errors go to ``{p}/error``. The status topic
+``{p}/status`` stays the app's.
 """
 
 from __future__ import annotations
@@ -101,9 +105,13 @@ def _shown(name: str) -> str:
 
 @attrs.frozen
 class Topics:
-    """Topic names under one prefix (the app name unless configured)."""
+    """Topic names under one prefix (the app name unless configured).
+
+    ``root`` is the root entity's name, if the app has one: its topics have no device level.
+    """
 
     prefix: str
+    root: str | None = None
 
     @property
     def status(self) -> str:
@@ -113,23 +121,39 @@ class Topics:
     def app_error(self) -> str:
         return f"{self.prefix}/error"
 
+    def base(self, device: str) -> str:
+        """The topics of ``device`` start with this: ``{p}/{device}``, or ``{p}`` for root."""
+        return self.prefix if device == self.root else f"{self.prefix}/{device}"
+
     def state(self, device: str) -> str:
-        return f"{self.prefix}/{device}/state"
+        return f"{self.base(device)}/state"
 
     def availability(self, device: str) -> str:
-        return f"{self.prefix}/{device}/availability"
+        return f"{self.base(device)}/availability"
 
     def error(self, device: str) -> str:
-        return f"{self.prefix}/{device}/error"
+        return f"{self.base(device)}/error"
 
     def command(self, device: str) -> str:
-        return f"{self.prefix}/{device}/set"
+        return f"{self.base(device)}/set"
+
+    def under(self, device: str, suffix: str) -> str:
+        """``{p}/{device}/{suffix}``; a root entity's ``status`` is refused (the app's)."""
+        if device == self.root and suffix.split("/")[0] == "status":
+            raise ValueError(
+                f"{device}: a root entity cannot publish under {self.status}, the app's status"
+            )
+        return f"{self.base(device)}/{suffix}"
 
     def device_of_command(self, topic: str) -> str | None:
-        """The device a ``{p}/{device}/set`` topic addresses, or ``None``."""
+        """The device a ``{p}/{device}/set`` (or root ``{p}/set``) topic addresses, or ``None``."""
         head, _, rest = topic.partition("/")
+        if head != self.prefix:
+            return None
+        if rest == "set":
+            return self.root
         device, _, tail = rest.partition("/")
-        if head != self.prefix or tail != "set" or not device:
+        if tail != "set" or not device:
             return None
         return device
 

@@ -12,6 +12,7 @@ import copy
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
+import attrs
 import trio
 
 from triolette.actors.spec import Publish
@@ -28,7 +29,9 @@ from triolette.core.topics import Topics, check_name
 from triolette.runtime.adapters import Implementation
 from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics
+from triolette.runtime.introspection import Introspection
 from triolette.runtime.lifecycle import Lifespan, check_hook, check_lifespan
+from triolette.runtime.registration import Enabled, NameSpec
 from triolette.runtime.registry import Registry
 from triolette.runtime.running import Lifecycle, RunningApp
 from triolette.runtime.shared_state import SharedState
@@ -38,7 +41,7 @@ from triolette.stores.protocol import Store
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class App:
+class App(Introspection):
     """An IoT-to-MQTT bridge: devices declared with decorators, run by :meth:`serve`.
 
     ``store`` is the backend for device state (``None``: devices cannot take a
@@ -51,7 +54,8 @@ class App:
     longer is treated as lost (one WARNING, then the reconnect path). ``outbox_size`` bounds
     each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
     ``retained_commands`` names the devices that take a command the broker kept as retained;
-    the others ignore such a command (it would run again on every start).
+    the others ignore such a command (it would run again on every start). ``description``
+    says what the bridge does (help texts, the registry).
 
     ``settings_class`` (a subclass of :class:`triolette.Settings`) is built here already, so
     decorator arguments can read ``app.settings``, and again by :meth:`run` (honouring
@@ -87,12 +91,15 @@ class App:
         | None = None,
         dry_run: bool = False,
         lifespan: Lifespan | None = None,
+        description: str = "IoT-to-MQTT bridge",
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
+        self.description = description
+        """What the bridge does, in one line (help texts, the registry)."""
         self.store = store
         self.transport = transport
-        self.topics = Topics(check_name(topic_prefix or name, "topic prefix"))
+        self._topics = Topics(check_name(topic_prefix or name, "topic prefix"))
         self.shutdown_timeout = shutdown_timeout
         self.publish_timeout = publish_timeout
         self.restart_backoff = restart_backoff or Backoff()
@@ -135,11 +142,21 @@ class App:
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self.registry.specs)} devices>"
 
+    @property
+    def topics(self) -> Topics:
+        """The topic layout: the prefix, and the root entity (if one is registered)."""
+        root = self.registry.root
+        return attrs.evolve(self._topics, root=root.name if root else None)
+
+    @topics.setter
+    def topics(self, topics: Topics) -> None:
+        self._topics = attrs.evolve(topics, root=None)
+
     # -- declaring devices -------------------------------------------------------------------
 
     def telemetry(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
         interval: float | Callable[[Any], float] | None = None,
         persist: PersistPolicy | None = None,
@@ -155,6 +172,12 @@ class App:
         circuit_breaker: CircuitBreaker | None = None,
         triggerable: bool | Literal["mqtt", "local", "both"] = False,
         min_interval: float | None = None,
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -167,7 +190,8 @@ class App:
         loop goes on. With ``timeout``, a cycle still running after that many seconds (a hung
         sensor read) is cancelled and reported as a :class:`~triolette.HandlerTimeoutError`.
         ``restart`` is the restart type (see :meth:`device`). With ``asyncio=True`` the
-        handler is asyncio code, run in the app's trio-asyncio loop.
+        handler is asyncio code, run in the app's trio-asyncio loop. ``interval`` may be a
+        callable given the settings (or the device's configuration) when a serve starts.
 
         ``publish="durable"`` publishes a state only once the batch holding the store's
         changes of its cycle is durable, so a dashboard never shows a count that a crash or
@@ -186,11 +210,17 @@ class App:
         ``triggerable`` (``True``/``"mqtt"``, ``"local"``, ``"both"``) also runs a cycle on a
         message on ``{prefix}/{name}/set`` or on :meth:`trigger`, at most once per
         ``min_interval`` seconds. Telemetry of one ``group`` never runs at the same time.
+        Every decorator also takes: ``name`` (``None``: a root entity, named after the
+        function, whose topics have no device level; a callable: given the settings when a
+        serve starts, it returns a list of names, or a dict of name to that device's
+        configuration); ``init``, a synchronous factory run before each start of the handler
+        (with injection), whose result handlers may take by its type; ``enabled`` (``False``:
+        not registered at all; a callable: decided by the settings when a serve starts); and
+        metadata kept for introspection: ``summary``, ``behavior``, ``effects``, ``tags``.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.TELEMETRY,
             name,
-            has_store=self.store is not None,
             interval=interval,
             persist=persist,
             restart=restart,
@@ -205,41 +235,61 @@ class App:
             circuit_breaker=circuit_breaker,
             triggerable=triggerable,
             min_interval=min_interval,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
 
     def device(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         heartbeat: float | None = None,
         asyncio: bool = False,
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
-        With ``persist``, the policy is asked after each store mutation and each
+        The handler is an ``async def`` function, or an async generator whose every
+        ``yield`` is a work boundary: there the save policy is asked and the heartbeat
+        counts. With ``persist``, the policy is asked after each store mutation and each
         ``ctx.publish_state``. Inbound commands arrive through ``ctx.commands()``.
         ``restart``: ``"transient"`` (restarted after a crash, done after a normal return),
         ``"permanent"`` (restarted after either) or ``"temporary"`` (never restarted).
         With ``heartbeat``, a handler that goes that many seconds without calling
-        ``ctx.heartbeat()`` is cancelled and counts as crashed (``HeartbeatMissedError``).
-        With ``asyncio=True`` the handler is asyncio code (it may await ``asyncio.sleep`` or
-        an asyncio library), run in the app's trio-asyncio loop.
+        ``ctx.heartbeat()`` (or yielding) is cancelled and counts as crashed
+        (``HeartbeatMissedError``). With ``asyncio=True`` the handler is asyncio code (it
+        may await ``asyncio.sleep`` or an asyncio library), run in the app's trio-asyncio
+        loop. The other options: see :meth:`telemetry`.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.DEVICE,
             name,
-            has_store=self.store is not None,
             persist=persist,
             restart=restart,
             heartbeat=heartbeat,
             asyncio=asyncio,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
 
     def command(
         self,
-        name: str,
+        name: NameSpec = None,
         *,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
@@ -248,6 +298,12 @@ class App:
         retry: int = 0,
         retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
         backoff: RetryBackoff | None = None,
+        init: Callable[..., Any] | None = None,
+        enabled: Enabled = True,
+        summary: str | None = None,
+        behavior: Sequence[str] = (),
+        effects: Sequence[str] = (),
+        tags: Sequence[str] = (),
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -257,12 +313,13 @@ class App:
         counted. Other exceptions are reported as errors. Either way the next message is
         handled; so is a handler still running after ``timeout`` seconds, which is
         cancelled. ``asyncio=True``: the handler is asyncio code. ``retry``, ``retry_on`` and
-        ``backoff`` retry a failing handler as :meth:`telemetry` does.
+        ``backoff`` retry a failing handler as :meth:`telemetry` does. A root command
+        (``@app.command()``) listens on ``{prefix}/set``. The other options: see
+        :meth:`telemetry`.
         """
-        return self.registry.declare(
+        return self._declare(
             DeviceKind.COMMAND,
             name,
-            has_store=self.store is not None,
             persist=persist,
             restart=restart,
             timeout=timeout,
@@ -270,7 +327,40 @@ class App:
             retry=retry,
             retry_on=retry_on,
             backoff=backoff,
+            init=init,
+            enabled=enabled,
+            summary=summary,
+            behavior=behavior,
+            effects=effects,
+            tags=tags,
         )
+
+    def add_telemetry(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`telemetry` does (same ``options``, same checks).
+
+        ``is_root=True`` makes it the root entity (topics without a device level) under
+        ``name``, which is still its store key.
+        """
+        self._declare(DeviceKind.TELEMETRY, name, is_root=is_root, **options)(func)
+
+    def add_device(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`device` does; ``is_root``: see :meth:`add_telemetry`."""
+        self._declare(DeviceKind.DEVICE, name, is_root=is_root, **options)(func)
+
+    def add_command(
+        self, name: NameSpec, func: Callable[..., Any], *, is_root: bool = False, **options: Any
+    ) -> None:
+        """Register ``func`` as :meth:`command` does; ``is_root``: see :meth:`add_telemetry`."""
+        self._declare(DeviceKind.COMMAND, name, is_root=is_root, **options)(func)
+
+    def _declare(self, kind: DeviceKind, name: NameSpec, **options: Any) -> Callable[[F], F]:
+        options.setdefault("persist", None)
+        options.setdefault("restart", "transient")
+        return self.registry.declare(kind, name, has_store=self.store is not None, **options)
 
     def adapter(
         self,
@@ -293,14 +383,6 @@ class App:
         """
         self.registry.add_adapter(port, implementation, dry_run, asyncio=asyncio)
 
-    @property
-    def device_names(self) -> list[str]:
-        return list(self.registry.specs)
-
-    @property
-    def has_telemetry(self) -> bool:
-        return any(s.kind is DeviceKind.TELEMETRY for s in self.registry.specs.values())
-
     def copy_with(self, **options: Any) -> App:
         """A new App with this one's devices and adapters, and ``options`` changed.
 
@@ -308,15 +390,12 @@ class App:
         ``topics``, ``shutdown_timeout``, ...). The copy serves on its own; devices declared
         on it later are not added to this App. The harness runs a module-level app this way.
         """
-        unknown = sorted(set(options) - set(vars(self)) | {o for o in options if o[0] == "_"})
+        known = set(vars(self)) | {"topics"}
+        unknown = sorted(set(options) - known | {o for o in options if o[0] == "_"})
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
-        # The specs are copied; the adapters' registrations are shared (each serve builds its
-        # own instances).
-        clone.registry = copy.copy(self.registry)
-        clone.registry.specs = dict(self.registry.specs)
-        clone.registry.locked_by = None
+        clone.registry = self.registry.copy()  # the adapters' registrations are shared
         clone.shared = self.shared.copy()
         clone.configure_hooks = list(self.configure_hooks)
         clone._running, clone._shutdown_pending, clone._began = None, False, None

@@ -39,6 +39,8 @@ _BY_TYPE: dict[Any, Provider] = {
     DeviceStore: lambda ctx, store, message: store,
     logging.Logger: lambda ctx, store, message: logging.getLogger(f"triolette.devices.{ctx.name}"),
 }
+FRAMEWORK_TYPES = frozenset(_BY_TYPE)
+"""The types every handler may take from the framework; nothing else is provided as one."""
 _COMMAND_BY_NAME: dict[str, Provider] = {
     "topic": lambda ctx, store, message: message.topic if message else "",
     "payload": lambda ctx, store, message: message.text if message else "",
@@ -51,6 +53,7 @@ _NEVER_PROVIDED = frozenset(
     {int, float, complex, str, bytes, bool, dict, list, tuple, set, frozenset, object, type(None)}
 )
 """Built-in types: a parameter annotated with one cannot be injected (a typo, or a mistake)."""
+NEVER_PROVIDED = _NEVER_PROVIDED
 
 
 @attrs.frozen
@@ -85,16 +88,19 @@ def bind(
     ports: Collection[Any] = (),
     extra: Mapping[Any, Provider] | None = None,
     withheld: Collection[Any] = (),
+    *,
+    role: str = "handler",
 ) -> Bound:
     """Bind ``function``'s parameters; a parameter nothing could provide is refused here.
 
     ``ports`` are the adapters' ports registered so far: one may be a built-in type.
     ``extra`` adds what the kind's actor provides per call (a telemetry's TriggerPayload);
-    ``withheld`` are such types that this kind does not provide, refused here.
+    ``withheld`` are such types that this kind does not provide, refused here. A
+    ``@app.device`` handler may be an async generator. With ``role="init"`` the function is an
+    ``init=`` factory, which must be synchronous (its call returns its result).
     """
-    where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
-    if not inspect.iscoroutinefunction(function):
-        raise RegistrationError(f"{where} must be an 'async def' function")
+    where = f"{device}: {role} {getattr(function, '__qualname__', function)!r}"
+    _check_shape(where, kind, function, role)
     hints = _annotations(function, where)
     positional: list[Provider] = []
     keywords: dict[str, Provider] = {}
@@ -135,6 +141,23 @@ def bind(
             positional.append(provider)
     uses_store = any(p is _BY_TYPE[DeviceStore] for p in [*positional, *keywords.values()])
     return Bound(_caller(function, positional, keywords), uses_store, tuple(needs))
+
+
+def _check_shape(where: str, kind: DeviceKind, function: Callable[..., Any], role: str) -> None:
+    is_generator = inspect.isasyncgenfunction(function)
+    if role == "init":
+        call = getattr(function, "__call__", None)  # noqa: B004 - an object's own __call__
+        if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(call):
+            raise RegistrationError(f"{where} must be a plain (synchronous) function, not async")
+        if is_generator or not callable(function):
+            raise RegistrationError(f"{where} must be a plain (synchronous) function")
+    elif is_generator and kind is not DeviceKind.DEVICE:
+        raise RegistrationError(
+            f"{where} is an async generator; only @app.device handlers may yield, "
+            f"a {kind.value} handler is an 'async def' function that returns"
+        )
+    elif not (is_generator or inspect.iscoroutinefunction(function)):
+        raise RegistrationError(f"{where} must be an 'async def' function")
 
 
 def check_needs(needs: Iterable[Need], scope: Scope) -> None:

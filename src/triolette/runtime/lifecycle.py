@@ -7,7 +7,9 @@ Order at start (each step may use what the steps before it provided):
 2. the adapters are built and entered (their dry-run twins in a dry run);
 3. the ``on_configure`` hooks run once, registration unlocked (adapters they register are
    built right after them);
-4. deferred options (``interval=setting_ref(...)``) are resolved with the settings;
+4. the registrations become the serve's devices, their deferred options
+   (``interval=setting_ref(...)``, ``enabled=``, ``name=`` callables) decided by the settings
+   (:mod:`triolette.runtime.expansion`);
 5. the shared state is built (after the adapters: a state object may take one);
 6. later, once the store is loaded and MQTT started, the lifespan is entered; an object it
    yields is provided by its type.
@@ -21,16 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from triolette.actors.clock import TrioClock
-from triolette.actors.spec import DeviceSpec
 from triolette.core.clock import ClockPort
-from triolette.core.deferred import resolve
 from triolette.core.errors import RegistrationError, SettingsError
 from triolette.core.scope import Scope
 from triolette.runtime.factories import call_with, parameters
@@ -98,10 +95,11 @@ async def open_parts(app: App, stack: contextlib.AsyncExitStack[Any], scope: Sco
 def _restore_registrations(app: App) -> Callable[[], None]:
     """What the hooks register lasts for their serve: the next serve runs them again."""
     registry = app.registry
-    specs, adapters, shared = dict(registry.specs), registry.adapters.copy(), app.shared.copy()
+    saved, adapters, shared = registry.copy(), registry.adapters.copy(), app.shared.copy()
 
     def restore() -> None:
-        registry.specs, registry.adapters, app.shared = specs, adapters, shared
+        registry.restore(saved)
+        registry.adapters, app.shared = adapters, shared
 
     return restore
 
@@ -131,31 +129,3 @@ async def enter_lifespan(app: App, stack: contextlib.AsyncExitStack[Any], scope:
     value = await enter_async(stack, app.lifespan(AppContext(app, scope)), "lifespan")
     if value is not None:
         scope.provide(type(value), value, what="the lifespan's object")
-
-
-def resolve_options(specs: Iterable[DeviceSpec], settings: Any) -> list[DeviceSpec]:
-    """The specs with their deferred options decided by ``settings`` (step 4).
-
-    A deferred ``interval`` must give a positive, finite number of seconds; otherwise a
-    RegistrationError names the device and the option.
-    """
-    resolved = []
-    for spec in specs:
-        if spec.deferred:
-            values: dict[str, Any] = {
-                option: _seconds(
-                    spec.name, option, resolve(value, settings, what=f"{spec.name}: {option}")
-                )
-                for option, value in spec.deferred
-            }
-            spec = attrs.evolve(spec, deferred=(), **values)
-        resolved.append(spec)
-    return resolved
-
-
-def _seconds(device: str, option: str, value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
-    raise RegistrationError(
-        f"{device}: {option} must be a positive number of seconds, got {value!r} from the settings"
-    )

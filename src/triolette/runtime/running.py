@@ -1,11 +1,12 @@
 """One ``serve()`` of an App: builds its actors, owns them, and runs their lifecycle.
 
 Start, in order: the app's trio-asyncio loop (when some registration needs one), the embedded
-broker, the settings, adapters, start-up hooks and shared state
-(:mod:`triolette.runtime.lifecycle`), the persistence actor (which loads every device's state
-in one batch), the MQTT actor, the lifespan, then the supervisor with the devices, their
-metronomes and the statistics log. Shutdown is :meth:`RunningApp._shut_down`, then the
-lifespan, shared state and adapters close. The actors' callbacks (cycles, errors, unsaved
+broker, the settings, adapters, start-up hooks (:mod:`triolette.runtime.lifecycle`), the
+registrations becoming this serve's devices (:func:`~triolette.runtime.expansion.expand`, with
+the settings), shared state, the persistence actor (which loads every device's state in one
+batch), the MQTT actor, the lifespan, then the supervisor with the devices, their metronomes
+and the statistics log. Shutdown is :meth:`RunningApp._shut_down`, then the lifespan, shared
+state and adapters close. The actors' callbacks (cycles, errors, unsaved
 state) arrive here, never on the :class:`~triolette.App`.
 """
 
@@ -16,6 +17,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
 from triolette.actors import carry_over
@@ -31,10 +33,12 @@ from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
+from triolette.core.topics import Topics
+from triolette.runtime.device_scope import check_device_needs, device_scope
 from triolette.runtime.embedded import watch_command
+from triolette.runtime.expansion import expand
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
-from triolette.runtime.injection import check_needs
-from triolette.runtime.lifecycle import enter_lifespan, open_parts, resolve_options
+from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
 from triolette.runtime.shared_state import react_at_boundary
@@ -72,6 +76,10 @@ class RunningApp:
         self.app = app
         self.state = Lifecycle.STARTING
         self._moved = trio.Event()
+        # The devices known now; :meth:`_prepare` plans again with those the settings and the
+        # start-up hooks make.
+        static = list(app.registry.specs.values())
+        self.topics = _with_root(app.topics, static)
         self.started_at = trio.current_time()
         self.stop_deadline: float | None = None
         self.skipped: dict[str, int] = {}
@@ -79,7 +87,7 @@ class RunningApp:
         self._cycle_event: trio.Event | None = None
         self.mqtt = MqttActor(
             app.transport or LogTransport(),
-            app.topics,
+            self.topics,
             outbox_size=app.outbox_size,
             publish_timeout=app.publish_timeout,
             reconnect=app.reconnect_backoff,
@@ -100,7 +108,7 @@ class RunningApp:
         )
         self.devices_returned = trio.Event()
         self._inboxes: dict[str, trio.MemoryReceiveChannel[Message]] = {}
-        self._plan(list(app.registry.specs.values()))
+        self._plan(static)
         self._up: list[PersistenceActor | MqttActor] = []
         """The actors that started, so the shutdown waits for them."""
         self._carried: list[Message] = []  # kept in the store by the last stop
@@ -215,7 +223,9 @@ class RunningApp:
         :mod:`triolette.runtime.lifecycle`); false when :meth:`abandon` cut it short."""
         with self._preparing:
             await open_parts(self.app, self._parts, self.scope)
-            self._plan(resolve_options(self.app.registry.specs.values(), self.app.settings))
+            specs = expand(self.app.registry.registrations, self.app.settings)
+            self.topics = self.mqtt.topics = _with_root(self.app.topics, specs)
+            self._plan(specs)
         return not self._preparing.cancelled_caught
 
     def _teardown_deadline(self) -> float:
@@ -240,7 +250,7 @@ class RunningApp:
         companions = [metronome.run for metronome in self._metronomes.values()]
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
-        check_needs((need for spec in self.specs for need in spec.needs), self.scope)
+        check_device_needs(self.specs, self.scope)
         await self.supervisor.run(companions)
 
     async def _shut_down(self) -> None:
@@ -342,7 +352,7 @@ class RunningApp:
             hooks=self,
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
-            scope=self.scope.child(),
+            scope=device_scope(spec, self.scope),
             **self.scheduling.parts_for(spec),
         )
 
@@ -442,3 +452,8 @@ class RunningApp:
 
 async def _nothing_to_flush(key: str) -> None:
     return None
+
+
+def _with_root(topics: Topics, specs: list[DeviceSpec]) -> Topics:
+    """``topics`` with the root entity among ``specs`` (its topics have no device level)."""
+    return attrs.evolve(topics, root=next((s.name for s in specs if s.is_root), None))

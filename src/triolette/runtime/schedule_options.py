@@ -7,6 +7,7 @@ differ from the default are returned, so other registrations build the spec they
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -32,6 +33,9 @@ def schedule_options(device: str, kind: DeviceKind, **given: Any) -> dict[str, A
 
     Raises :class:`~triolette.RegistrationError` naming ``device`` for any bad option.
     """
+    unknown = sorted(set(given) - _KNOWN)
+    if unknown:  # as Python says it for a keyword no decorator takes
+        raise TypeError(f"{device}: unexpected keyword argument {unknown[0]!r}")
     try:
         return _options(device, kind, **given)
     except RegistrationError:
@@ -109,3 +113,6 @@ def _seconds(option: str, value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
         return float(value)
     raise ValueError(f"{option} must be a positive number of seconds, got {value!r}")
+
+
+_KNOWN = frozenset(inspect.signature(_options).parameters) - {"device", "kind"}
