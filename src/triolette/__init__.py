@@ -2,6 +2,7 @@
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.paho import PahoTransport as PahoTransport
+from triolette.actors.stream_buffer import Stream as Stream
 from triolette.actors.transport import Confirmed as Confirmed
 from triolette.actors.transport import Transport as Transport
 from triolette.core.backoff import Backoff as Backoff
@@ -30,9 +31,14 @@ from triolette.core.policies import SaveAtMostEvery as SaveAtMostEvery
 from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
+from triolette.core.stream import Backpressure as Backpressure
+from triolette.core.stream import StreamablePort as StreamablePort
+from triolette.core.stream import StreamFullError as StreamFullError
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
+from triolette.runtime.health_checks import HealthCheckable as HealthCheckable
+from triolette.runtime.router import Router as Router
 from triolette.runtime.settings import Settings as Settings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
@@ -50,6 +56,7 @@ __all__ = [
     "App",
     "AppStatistics",
     "Backoff",
+    "Backpressure",
     "Confirmed",
     "ConnectError",
     "DeviceContext",
@@ -57,6 +64,7 @@ __all__ = [
     "EmbeddedBroker",
     "FlushIncompleteError",
     "HandlerTimeoutError",
+    "HealthCheckable",
     "HeartbeatMissedError",
     "JsonFileStore",
     "KeyInUseError",
@@ -69,6 +77,7 @@ __all__ = [
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "Router",
     "SaveAtMostEvery",
     "SaveOnChange",
     "SaveOnPublish",
@@ -82,6 +91,9 @@ __all__ = [
     "StoreNotLoadedError",
     "StoreOpenError",
     "StoreWriteError",
+    "Stream",
+    "StreamFullError",
+    "StreamablePort",
     "Transport",
     "TrioletteError",
     "setting_ref",

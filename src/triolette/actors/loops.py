@@ -157,7 +157,7 @@ class HandlerActor(DeviceActor):
             if self.spec.heartbeat is not None:
                 nursery.start_soon(self._watch_heartbeat, self.spec.heartbeat, nursery.cancel_scope)
             try:
-                await self.spec.call(ctx, self.store, None)
+                await self.call_handler(ctx)
             except Exception as error:
                 failure = error  # raised below, outside the nursery, so it is not grouped
             nursery.cancel_scope.cancel()
@@ -165,6 +165,9 @@ class HandlerActor(DeviceActor):
             failure = self._missed_heartbeat
         if failure is not None:
             raise failure
+
+    async def call_handler(self, ctx: DeviceContext) -> None:
+        await self.spec.call(ctx, self.store, None)
 
     def state_published(self, published: bool) -> None:
         self.consult(published)

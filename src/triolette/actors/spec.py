@@ -10,6 +10,7 @@ import attrs
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
+from triolette.core.stream import StreamOptions
 from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class DeviceSpec:
     """``"durable"``: a state is published once the batch holding its cycle's save committed."""
     needs: tuple[Any, ...] = ()
     """What the handler asks of the scope (:class:`~triolette.runtime.injection.Need`)."""
+    stream: StreamOptions | None = None
+    """A stream's own options (stream only)."""
 
     @property
     def accepts_commands(self) -> bool:

@@ -39,6 +39,14 @@ class Adapters:
     def need_asyncio(self) -> bool:
         return any(adapter.asyncio for adapter in self._by_port.values())
 
+    def factory_of(self, port: Any) -> Callable[[], Any] | None:
+        """The factory registered for ``port``, or ``None``."""
+        adapter = self._by_port.get(port)
+        return adapter.factory if adapter is not None else None
+
+    def is_asyncio(self, port: Any) -> bool:
+        return self._by_port[port].asyncio
+
     @property
     def ports(self) -> list[Any]:
         return list(self._by_port)

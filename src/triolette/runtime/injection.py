@@ -86,7 +86,8 @@ def bind(
     ``ports`` are the adapters' ports registered so far: one may be a built-in type.
     """
     where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
-    if not inspect.iscoroutinefunction(function):
+    generator = kind is DeviceKind.STREAM and inspect.isasyncgenfunction(function)
+    if not (inspect.iscoroutinefunction(function) or generator):
         raise RegistrationError(f"{where} must be an 'async def' function")
     hints = _annotations(function, where)
     positional: list[Provider] = []

@@ -12,11 +12,15 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
+
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
+from triolette.actors.stream_buffer import Stream
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
 from triolette.core.policies import PersistPolicy, SaveOnChange
-from triolette.core.topics import check_name
+from triolette.core.stream import StreamOptions, check_feeds, check_options, stream_item
+from triolette.core.topics import check_entity_name
 from triolette.runtime.adapters import Adapters
 from triolette.runtime.injection import bind
 
@@ -53,9 +57,10 @@ class Registry:
         heartbeat: float | None = None,
         asyncio: bool = False,
         publish: Publish = "now",
+        stream: StreamOptions | None = None,
     ) -> Callable[[F], F]:
         """Check the options now; the returned decorator registers the handler."""
-        check_name(name)
+        check_entity_name(name)
         if kind is DeviceKind.TELEMETRY:
             interval = _seconds(name, "interval", interval)
         for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
@@ -78,6 +83,8 @@ class Registry:
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
+        if stream is not None:
+            options["stream"] = _check_stream(name, stream)
 
         def register(function: F) -> F:
             self._register(kind, name, function, has_store=has_store, **options)
@@ -93,6 +100,9 @@ class Registry:
                 f"{name}: devices must be declared before the app runs ({self.locked_by})"
             )
         self._refuse_taken(name)  # two decorators made before either was applied
+        if kind is DeviceKind.STREAM:
+            item = stream_item(f"{name}: handler {function.__qualname__!r}", function, Stream)
+            options["stream"] = attrs.evolve(options["stream"], item=item)
         bound = bind(name, kind, function, self.adapters.ports)
         call, uses_store = bound.call, bound.uses_store
         if options["asyncio"]:
@@ -127,6 +137,14 @@ def _seconds(device: str, option: str, value: object) -> float:
     raise RegistrationError(
         f"{device}: {option} must be a positive number of seconds, got {value!r}"
     )
+
+
+def _check_stream(name: str, stream: StreamOptions) -> StreamOptions:
+    check_options(name, stream.maxsize, stream.backpressure)
+    stale_after = stream.stale_after
+    if stale_after is not None:
+        stale_after = _seconds(name, "stale_after", stale_after)
+    return attrs.evolve(stream, stale_after=stale_after, feeds=check_feeds(name, stream.feeds))
 
 
 def _check_policy(device: str, persist: PersistPolicy | None, has_store: bool) -> None:

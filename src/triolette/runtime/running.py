@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
+import typing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -24,14 +25,28 @@ from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
+from triolette.actors.stream import StreamActor
+from triolette.actors.stream_buffer import Stream
 from triolette.actors.transport import LogTransport, Transport
-from triolette.core.errors import FlushIncompleteError
+from triolette.core.errors import FlushIncompleteError, RegistrationError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
 from triolette.runtime.embedded import watch_command
-from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
-from triolette.runtime.injection import check_needs
+from triolette.runtime.health import (
+    AppStatistics,
+    DeviceHealth,
+    HeartbeatFacts,
+    heartbeat_body,
+    statistics_line,
+)
+from triolette.runtime.health_checks import (
+    HealthCheckable,
+    HealthChecks,
+    dependents_by_port,
+    port_name,
+)
+from triolette.runtime.injection import Need, check_needs
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
 
@@ -82,7 +97,17 @@ class RunningApp:
             heartbeat_every=app.heartbeat_every,
             retained_commands=app.retained_commands,
         )
-        self.reports = Reports(app.name, self.mqtt)
+        self.reports = Reports(
+            app.name,
+            self.mqtt,
+            error_types=app.error_type_map,
+            publish_messages=app.publish_error_messages,
+            remind_every=app.error_reminder_every,
+        )
+        self.health = DeviceHealth(self.cycles)
+        self.stream_states: dict[str, str] = {}
+        self.streams_dropped: dict[str, int] = {}
+        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval or 0)
         self.persistence = (
             PersistenceActor(
                 app.store,
@@ -203,8 +228,58 @@ class RunningApp:
             companions.append(self._log_statistics)
         async with contextlib.AsyncExitStack() as adapters:
             await self.app.registry.adapters.enter(adapters, self.scope)
-            check_needs((need for spec in self.specs for need in spec.needs), self.scope)
+            check_needs(
+                (need for spec in self.specs for need in spec.needs if not _streamed(spec, need)),
+                self.scope,
+            )
+            self._wire_streams()
+            self._wire_health_checks()
+            if self.health_checks:
+                companions.insert(0, self.health_checks.run)
             await self.supervisor.run(companions)
+
+    def _wire_streams(self) -> None:
+        """Check each stream's port and ``feeds``; tell availability what each stream feeds."""
+        for spec in self.specs:
+            if spec.stream is None:
+                continue
+            port = spec.stream.port
+            if not self.scope.provides(port):
+                raise RegistrationError(
+                    f"{spec.name}: the stream reads from {port_name(port)}, which no adapter "
+                    f"provides; register one with app.adapter({port_name(port)}, factory)"
+                )
+            for target in spec.stream.feeds:
+                fed = self.app.registry.specs.get(target)
+                if fed is None or fed.stream is not None:
+                    raise RegistrationError(
+                        f"{spec.name}: feeds={target!r} names no device (a stream cannot feed "
+                        "another stream)"
+                    )
+            self.mqtt.availability.feeds(spec.name, spec.stream.feeds)
+            self.stream_states[spec.name] = "ok"
+            self.streams_dropped[spec.name] = 0
+
+    def _wire_health_checks(self) -> None:
+        """Probe every health-checkable adapter; a device depends on the ports it takes."""
+        if not self.app.health_check_interval:
+            return
+        asked: dict[str, list[Any]] = {
+            spec.name: [need.annotation for need in spec.needs]
+            + ([spec.stream.port] if spec.stream else [])
+            for spec in self.specs
+        }
+        dependents = dependents_by_port(asked)
+        adapters = self.app.registry.adapters
+        for port in adapters.ports:
+            instance = self.scope.find(port)
+            if isinstance(instance, HealthCheckable):
+                self.health_checks.add(
+                    port_name(port),
+                    instance,
+                    dependents.get(port, []),
+                    asyncio=adapters.is_asyncio(port),
+                )
 
     async def _shut_down(self) -> None:
         """The shutdown, in order, within one deadline counted from the request.
@@ -298,7 +373,7 @@ class RunningApp:
         return PahoTransport(host, broker.port, client_id=app.name, keepalive=30)
 
     def _actor_for(self, spec: DeviceSpec) -> DeviceActor:
-        return ACTORS[spec.kind](
+        return _ACTORS[spec.kind](
             spec,
             persistence=self.persistence,
             mqtt=self.mqtt,
@@ -328,6 +403,7 @@ class RunningApp:
         return self._cycle_limit is not None
 
     def cycle_done(self, device: str) -> bool:
+        self.health.cycle_done(device)
         count = self.cycles[device] = self.cycles[device] + 1
         if self._cycle_event is not None:  # only when someone waits: this runs every cycle
             self._cycle_event.set()
@@ -346,13 +422,20 @@ class RunningApp:
             await self._cycle_event.wait()
 
     def report(self, device: str, error: BaseException) -> None:
+        self.health.failed(device, error)
         self.reports.report(device, error)
 
     def rejected(self, device: str, error: BaseException) -> None:
+        self.health.failed(device, error)
         self.reports.rejected(device, error)
 
     def recovered(self, device: str) -> None:
+        self.health.recovered(device)
         self.reports.recovered(device)
+
+    def stream_state(self, device: str, state: str, dropped: int) -> None:
+        self.stream_states[device] = state
+        self.streams_dropped[device] = dropped
 
     def unsaved(self, device: str, error: BaseException) -> None:
         self.reports.unsaved_state(device, error)
@@ -374,11 +457,28 @@ class RunningApp:
             watchdog_firings=self.reports.watchdog_firings,
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
+            adapters=dict(self.health_checks.states),
+            streams=dict(self.stream_states),
+            streams_dropped=dict(self.streams_dropped),
         )
+
+    def device_health(self) -> dict[str, dict[str, Any]]:
+        """Each device's heartbeat entry: its status, and a telemetry device's streak."""
+        failed, availability = self.supervisor.failed, self.mqtt.availability
+        return {
+            spec.name: self.health.entry(
+                spec.name,
+                failed=spec.name in failed,
+                stale=self.stream_states.get(spec.name) == "stale",
+                unavailable=bool(availability.holds(spec.name)),
+            )
+            for spec in self.specs
+        }
 
     def _heartbeat(self) -> bytes:
         uptime = trio.current_time() - self.started_at
-        return heartbeat_body(self.statistics(), self.app.version, uptime, len(self.specs))
+        facts = HeartbeatFacts(self.statistics(), self.app.version, uptime, self.device_health())
+        return heartbeat_body(facts)
 
     async def _log_statistics(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -394,3 +494,11 @@ class RunningApp:
 
 async def _nothing_to_flush(key: str) -> None:
     return None
+
+
+def _streamed(spec: DeviceSpec, need: Need) -> bool:
+    """Whether ``need`` is the stream's own ``Stream[T]`` (its actor provides it)."""
+    return spec.stream is not None and typing.get_origin(need.annotation) is Stream
+
+
+_ACTORS: dict[DeviceKind, type[DeviceActor]] = {**ACTORS, DeviceKind.STREAM: StreamActor}

@@ -1,0 +1,147 @@
+"""The stream actor: a port pushes items into a :class:`Stream`, the handler reads them.
+
+The actor owns the port's lifecycle: ``open()``, ``register_callback()``, ``start_scan()``
+before the handler runs (a failure there is a crash: the supervisor restarts the stream with
+backoff), ``stop_scan()`` and ``close()`` after it ended, shielded and bounded by
+:data:`PORT_CLEANUP_SECONDS`, each failure logged. The handler is an async generator (each
+yielded dict is published as the stream's state) or a coroutine reading ``Stream[T]``.
+
+Overflows are not silent: the start of each episode is a WARNING and an error report
+(``StreamFullError``), its end an INFO line with the number of items dropped. With
+``stale_after``, no item within that many seconds marks the stream ``stale`` and holds it
+(and the devices it ``feeds``) offline until the next item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from triolette.core.stream import StreamOptions
+
+from .device import DeviceContext
+from .loops import HandlerActor
+from .stream_buffer import Stream
+
+logger = logging.getLogger("triolette.stream")
+
+PORT_CLEANUP_SECONDS = 5.0
+"""How long ``stop_scan()`` and ``close()`` of a port may take together at the end."""
+FRESHNESS = "freshness"
+"""The availability hold of a stream that is stale."""
+
+
+class StreamActor(HandlerActor):
+    """Runs one ``@app.stream`` handler with its port and its :class:`Stream`."""
+
+    @property
+    def options(self) -> StreamOptions:
+        options = self.spec.stream
+        assert isinstance(options, StreamOptions)
+        return options
+
+    async def loop(self, ctx: DeviceContext) -> None:
+        options, name = self.options, self.spec.name
+        port = self.scope.get(options.port, asked_by=f"stream {name}")
+        stream: Stream[Any] = Stream(
+            options.maxsize,
+            options.backpressure,
+            name=name,
+            on_overflow=self._overflowed,
+            on_drained=self._drained,
+        )
+        self.scope.provide(Stream[options.item], stream)  # type: ignore[name-defined]
+        self._tell(stream, "ok")
+        try:
+            await _call(port.open)
+            await _call(port.register_callback, stream.feeder())
+            await _call(port.start_scan)
+            async with trio.open_nursery() as watchers:
+                if options.stale_after is not None:
+                    watchers.start_soon(self._watch_freshness, stream, options.stale_after)
+                await super().loop(ctx)
+                watchers.cancel_scope.cancel()
+        finally:
+            stream.close()
+            with trio.move_on_after(PORT_CLEANUP_SECONDS, shield=True):
+                await _cleanup(name, "stop_scan", port.stop_scan)
+                await _cleanup(name, "close", port.close)
+            self.mqtt.availability.release(name, FRESHNESS)
+
+    async def call_handler(self, ctx: DeviceContext) -> None:
+        """Run the handler: each dict an async generator yields is published as state.
+
+        A yielded value that is not a JSON object is reported; the stream goes on.
+        """
+        result: Any = self.spec.call(ctx, self.store, None)  # a generator for async def + yield
+        if not inspect.isasyncgen(result):
+            await result
+            return
+        async with contextlib.aclosing(result):
+            state: Any
+            async for state in result:
+                if state is None:
+                    continue
+                try:
+                    self.publish_state_soon(state)
+                except Exception as error:  # not a JSON dict: reported, the stream goes on
+                    self.report(error)
+
+    async def _watch_freshness(self, stream: Stream[Any], bound: float) -> None:
+        name = self.spec.name
+        while True:
+            with trio.move_on_after(bound) as waited:
+                await stream.arrival()
+            if not waited.cancelled_caught:
+                continue
+            logger.warning("%s: no item for %g s: stale, offline until the next one", name, bound)
+            self.mqtt.availability.hold(name, FRESHNESS)
+            self._tell(stream, "stale")
+            await stream.arrival()
+            logger.info("%s: items arrive again: online", name)
+            self.mqtt.availability.release(name, FRESHNESS)
+            self._tell(stream, "ok")
+
+    def _overflowed(self, stream: Stream[Any], error: BaseException) -> None:
+        logger.warning(
+            "%s: the stream's buffer is full (%d items): %s from now on",
+            self.spec.name,
+            stream.maxsize,
+            "failing" if stream.backpressure == "raise" else f"{stream.backpressure} items",
+        )
+        self.report(error)
+        self._tell(stream, "overflowing")
+
+    def _drained(self, stream: Stream[Any], dropped: int) -> None:
+        logger.info(
+            "%s: the stream's overflow is over: %d item(s) dropped (%d in all)",
+            self.spec.name,
+            dropped,
+            stream.dropped,
+        )
+        self._tell(stream, "ok")
+
+    def _tell(self, stream: Stream[Any], state: str) -> None:
+        """Tell the app (when it listens: ``hooks.stream_state``) the stream's state."""
+        tell = getattr(self.hooks, "stream_state", None)
+        if tell is not None:
+            tell(self.spec.name, state, stream.dropped)
+
+
+async def _call(method: Callable[..., Any], *args: Any) -> None:
+    """Call a port method, plain or ``async``."""
+    result = method(*args)
+    if inspect.isawaitable(result):
+        await result
+
+
+async def _cleanup(name: str, step: str, method: Callable[[], Any]) -> None:
+    try:
+        await _call(method)
+    except Exception:
+        logger.exception("%s: the port's %s() failed", name, step)
