@@ -61,11 +61,17 @@ class StreamActor(HandlerActor):
             await _call(port.open)
             await _call(port.register_callback, stream.feeder())
             await _call(port.start_scan)
+            failure: Exception | None = None
             async with trio.open_nursery() as watchers:
                 if options.stale_after is not None:
                     watchers.start_soon(self._watch_freshness, stream, options.stale_after)
-                await super().loop(ctx)
+                try:
+                    await super().loop(ctx)
+                except Exception as error:
+                    failure = error  # raised below, outside the nursery, so it is not grouped
                 watchers.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
         finally:
             stream.close()
             with trio.move_on_after(PORT_CLEANUP_SECONDS, shield=True):
