@@ -17,15 +17,20 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import trio
 
+from triolette.core.availability import Availability
+from triolette.core.errors import RegistrationError
+from triolette.core.scope import Scope
 from triolette.core.stream import StreamOptions
 
 from .device import DeviceContext
 from .loops import HandlerActor
+from .spec import DeviceSpec
 from .stream_buffer import Stream
 
 logger = logging.getLogger("triolette.stream")
@@ -151,3 +156,40 @@ async def _cleanup(name: str, step: str, method: Callable[[], Any]) -> None:
         await _call(method)
     except Exception:
         logger.exception("%s: the port's %s() failed", name, step)
+
+
+def wire_streams(
+    specs: Mapping[str, DeviceSpec], scope: Scope, availability: Availability
+) -> list[DeviceSpec]:
+    """Check each stream's port and ``feeds``; tell ``availability`` what each one feeds.
+
+    Returns the streams. Raises a RegistrationError naming the stream whose port no adapter
+    provides, or whose ``feeds`` names no device (or a stream).
+    """
+    streams = [spec for spec in specs.values() if spec.stream is not None]
+    for spec in streams:
+        assert spec.stream is not None
+        port = spec.stream.port
+        if not scope.provides(port):
+            shown = port_name(port)
+            raise RegistrationError(
+                f"{spec.name}: the stream reads from {shown}, which no adapter provides; "
+                f"register one with app.adapter({shown}, factory)"
+            )
+        for target in spec.stream.feeds:
+            fed = specs.get(target)
+            if fed is None or fed.stream is not None:
+                raise RegistrationError(
+                    f"{spec.name}: feeds={target!r} names no device (a stream cannot feed "
+                    "another stream)"
+                )
+        availability.feeds(spec.name, spec.stream.feeds)
+    return streams
+
+
+def port_name(port: Any) -> str:
+    """How a port is shown: its class name (``GasMeter``, ``StreamablePort[Reading]``)."""
+    origin, args = typing.get_origin(port), typing.get_args(port)
+    if origin is not None and args:
+        return f"{port_name(origin)}[{', '.join(map(port_name, args))}]"
+    return str(getattr(port, "__qualname__", None) or repr(port))

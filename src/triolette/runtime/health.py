@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -154,6 +154,25 @@ class DeviceHealth:
             status = "unavailable" if unavailable else "ok"
         streak = self._streaks.get(device)
         return {"status": status, **(attrs.asdict(streak) if streak is not None else {})}
+
+    def entries(
+        self,
+        devices: Iterable[str],
+        *,
+        failed: Container[str],
+        stale: Container[str],
+        held: Callable[[str], Collection[str]],
+    ) -> dict[str, dict[str, Any]]:
+        """The heartbeat's ``devices`` map: :meth:`entry` of each of ``devices``."""
+        return {
+            device: self.entry(
+                device,
+                failed=device in failed,
+                stale=device in stale,
+                unavailable=bool(held(device)),
+            )
+            for device in devices
+        }
 
 
 def _now() -> str:

@@ -11,14 +11,17 @@ Adapters are not restarted.
 from __future__ import annotations
 
 import logging
-import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 import trio
 
+from triolette.actors.spec import DeviceSpec
+from triolette.actors.stream import port_name
 from triolette.core.availability import Availability
+from triolette.core.scope import Scope
+from triolette.runtime.adapters import Adapters
 
 logger = logging.getLogger("triolette.health")
 
@@ -54,6 +57,21 @@ class HealthChecks:
     ) -> None:
         """Probe ``adapter`` (known as ``port``); ``dependents`` go offline while unhealthy."""
         self._probes[port] = _Probe(adapter, tuple(dependents), asyncio)
+
+    def add_adapters(self, adapters: Adapters, specs: Iterable[DeviceSpec], scope: Scope) -> None:
+        """Probe each health-checkable adapter in ``scope``; a device depends on the ports its
+        handler takes (a stream also on its port)."""
+        asked = {
+            spec.name: [need.annotation for need in spec.needs]
+            + ([spec.stream.port] if spec.stream else [])
+            for spec in specs
+        }
+        dependents = dependents_by_port(asked)
+        for port in adapters.ports:
+            instance = scope.find(port)
+            if isinstance(instance, HealthCheckable):
+                asyncio = adapters.is_asyncio(port)
+                self.add(port_name(port), instance, dependents.get(port, []), asyncio=asyncio)
 
     def __bool__(self) -> bool:
         return bool(self._probes)
@@ -106,14 +124,6 @@ class HealthChecks:
             self._availability.hold(device, hold)
         if before != UNHEALTHY:
             logger.warning("adapter %s is unhealthy (%s): %s offline", port, why, _names(probe))
-
-
-def port_name(port: Any) -> str:
-    """How a port is shown: its class name (``GasMeter``, ``StreamablePort[Reading]``)."""
-    origin, args = typing.get_origin(port), typing.get_args(port)
-    if origin is not None and args:
-        return f"{port_name(origin)}[{', '.join(map(port_name, args))}]"
-    return str(getattr(port, "__qualname__", None) or repr(port))
 
 
 def dependents_by_port(needs: Mapping[str, Iterable[Any]]) -> dict[Any, list[str]]:

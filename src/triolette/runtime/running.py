@@ -25,10 +25,10 @@ from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
-from triolette.actors.stream import StreamActor
+from triolette.actors.stream import StreamActor, wire_streams
 from triolette.actors.stream_buffer import Stream
 from triolette.actors.transport import LogTransport, Transport
-from triolette.core.errors import FlushIncompleteError, RegistrationError
+from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
@@ -40,12 +40,7 @@ from triolette.runtime.health import (
     heartbeat_body,
     statistics_line,
 )
-from triolette.runtime.health_checks import (
-    HealthCheckable,
-    HealthChecks,
-    dependents_by_port,
-    port_name,
-)
+from triolette.runtime.health_checks import HealthChecks
 from triolette.runtime.injection import Need, check_needs
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
@@ -232,54 +227,14 @@ class RunningApp:
                 (need for spec in self.specs for need in spec.needs if not _streamed(spec, need)),
                 self.scope,
             )
-            self._wire_streams()
-            self._wire_health_checks()
+            for spec in wire_streams(self.app.registry.specs, self.scope, self.mqtt.availability):
+                self.stream_states[spec.name] = "ok"
+                self.streams_dropped[spec.name] = 0
+            if self.app.health_check_interval:
+                self.health_checks.add_adapters(self.app.registry.adapters, self.specs, self.scope)
             if self.health_checks:
                 companions.insert(0, self.health_checks.run)
             await self.supervisor.run(companions)
-
-    def _wire_streams(self) -> None:
-        """Check each stream's port and ``feeds``; tell availability what each stream feeds."""
-        for spec in self.specs:
-            if spec.stream is None:
-                continue
-            port = spec.stream.port
-            if not self.scope.provides(port):
-                raise RegistrationError(
-                    f"{spec.name}: the stream reads from {port_name(port)}, which no adapter "
-                    f"provides; register one with app.adapter({port_name(port)}, factory)"
-                )
-            for target in spec.stream.feeds:
-                fed = self.app.registry.specs.get(target)
-                if fed is None or fed.stream is not None:
-                    raise RegistrationError(
-                        f"{spec.name}: feeds={target!r} names no device (a stream cannot feed "
-                        "another stream)"
-                    )
-            self.mqtt.availability.feeds(spec.name, spec.stream.feeds)
-            self.stream_states[spec.name] = "ok"
-            self.streams_dropped[spec.name] = 0
-
-    def _wire_health_checks(self) -> None:
-        """Probe every health-checkable adapter; a device depends on the ports it takes."""
-        if not self.app.health_check_interval:
-            return
-        asked: dict[str, list[Any]] = {
-            spec.name: [need.annotation for need in spec.needs]
-            + ([spec.stream.port] if spec.stream else [])
-            for spec in self.specs
-        }
-        dependents = dependents_by_port(asked)
-        adapters = self.app.registry.adapters
-        for port in adapters.ports:
-            instance = self.scope.find(port)
-            if isinstance(instance, HealthCheckable):
-                self.health_checks.add(
-                    port_name(port),
-                    instance,
-                    dependents.get(port, []),
-                    asyncio=adapters.is_asyncio(port),
-                )
 
     async def _shut_down(self) -> None:
         """The shutdown, in order, within one deadline counted from the request.
@@ -464,16 +419,12 @@ class RunningApp:
 
     def device_health(self) -> dict[str, dict[str, Any]]:
         """Each device's heartbeat entry: its status, and a telemetry device's streak."""
-        failed, availability = self.supervisor.failed, self.mqtt.availability
-        return {
-            spec.name: self.health.entry(
-                spec.name,
-                failed=spec.name in failed,
-                stale=self.stream_states.get(spec.name) == "stale",
-                unavailable=bool(availability.holds(spec.name)),
-            )
-            for spec in self.specs
-        }
+        return self.health.entries(
+            [spec.name for spec in self.specs],
+            failed=self.supervisor.failed,
+            stale={name for name, state in self.stream_states.items() if state == "stale"},
+            held=self.mqtt.availability.holds,
+        )
 
     def _heartbeat(self) -> bytes:
         uptime = trio.current_time() - self.started_at
