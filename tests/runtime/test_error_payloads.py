@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -11,10 +12,13 @@ import pytest
 import trio
 
 from tests.helpers import ERROR_ID
-from triolette import App, RegistrationError
+from triolette import App, PahoTransport, RegistrationError
+from triolette.core.messages import Message
 from triolette.runtime import health
 from triolette.runtime.health import AppStatistics, DeviceHealth, HeartbeatFacts, heartbeat_body
 from triolette.testing import AppHarness
+from triolette.testing.mosquitto import Mosquitto
+from triolette.testing.plugin import ObserverFactory
 
 
 class SensorFault(ValueError):
@@ -184,3 +188,66 @@ async def test_the_heartbeat_of_a_running_app_shows_each_device(autojump_clock):
         devices = json.loads(running._heartbeat())["devices"]
     assert devices["valve"] == {"status": "ok"}
     assert (devices["probe"]["status"], devices["probe"]["last_error"]) == ("error", "OSError")
+
+
+# -- on a real broker -------------------------------------------------------------------------
+
+
+class Meter:
+    async def health_check(self) -> bool:
+        return False
+
+
+async def test_a_real_broker_gets_the_heartbeat_fields_and_a_labelled_error(
+    mosquitto: Mosquitto, mqtt_observer_factory: ObserverFactory
+) -> None:
+    prefix = f"bridge-{uuid.uuid4().hex[:8]}"
+    transport = PahoTransport(mosquitto.host, mosquitto.port, client_id=prefix, keepalive=5)
+    app = App(
+        prefix,
+        "2.0.0",
+        transport=transport,
+        heartbeat_every=0.2,
+        log_statistics_every=None,
+        error_type_map={SensorFault: "sensor_fault"},
+    )
+    app.adapter(Meter, Meter)
+
+    @app.telemetry("probe", interval=0.05)
+    async def probe(meter: Meter) -> None:
+        raise SensorFault("unplugged")
+
+    observer = mqtt_observer_factory(mosquitto, [f"{prefix}/#"], start=False)
+    await trio.to_thread.run_sync(observer.start)
+
+    def heartbeats(messages: list[Message]) -> list[Any]:
+        status = [m for m in messages if m.topic == f"{prefix}/status"]
+        return [json.loads(m.payload) for m in status if m.payload.startswith(b"{")]
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await observer.until(lambda messages: len(heartbeats(messages)) >= 2)
+        app.shutdown()
+
+    beat = heartbeats(observer.messages)[-1]
+    assert (beat["status"], beat["version"], beat["adapters"]) == (
+        "online",
+        "2.0.0",
+        {"Meter": "unhealthy"},
+    )
+    assert isinstance(beat["uptime_s"], int)
+    assert beat["devices"]["probe"]["status"] == "error"  # failing outranks held offline
+    assert beat["devices"]["probe"]["consecutive_failures"] >= 1
+    assert beat["devices"]["probe"]["last_error"] == "SensorFault"
+    assert observer.payloads(f"{prefix}/probe/availability") == ["offline"]  # never online
+    [report] = observer.payloads(f"{prefix}/probe/error")
+    assert report == {
+        "type": "SensorFault",
+        "error_type": "sensor_fault",
+        "message": "unplugged",
+        "device": "probe",
+        "timestamp": report["timestamp"],
+        "id": report["id"],
+        "details": {},
+    }
+    assert ERROR_ID.fullmatch(f" [error id {report['id']}]")
