@@ -384,3 +384,23 @@ async def test_a_failing_open_is_a_crash_reported_and_retried(autojump_clock, ca
     assert radio.calls.count("open") >= 2
     assert "close" in radio.calls  # cleaned up after each failed start
     assert harness.errors("radio")[0]["message"] == "radio open failed"
+
+
+async def test_a_port_pushing_from_its_own_thread(autojump_clock):
+    radio = Radio()
+    harness = radio_harness(radio)
+    seen: list[int] = []
+    three = trio.Event()
+
+    @harness.app.stream("radio")
+    async def readings(stream: Stream[Reading]) -> None:
+        async for reading in stream:
+            seen.append(reading.value)
+            if len(seen) == 3:
+                three.set()
+
+    async with harness.serving():
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.to_thread.run_sync(radio.push, 1, 2, 3)  # as a BLE library's thread would
+        await three.wait()
+    assert seen == [1, 2, 3]

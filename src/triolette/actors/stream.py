@@ -187,6 +187,11 @@ def wire_streams(
     return streams
 
 
+def provides(spec: DeviceSpec, need: Any) -> bool:
+    """Whether the actor of ``spec`` provides ``need`` itself (a stream's ``Stream[T]``)."""
+    return spec.stream is not None and typing.get_origin(need.annotation) is Stream
+
+
 def port_name(port: Any) -> str:
     """How a port is shown: its class name (``GasMeter``, ``StreamablePort[Reading]``)."""
     origin, args = typing.get_origin(port), typing.get_args(port)

@@ -118,6 +118,13 @@ class DeviceHealth:
         self._streaks = {name: _Streak() for name in telemetry}
         self._erred: set[str] = set()
         self._cycle_failed: set[str] = set()
+        self.streams: dict[str, str] = {}
+        """Each stream's state: ``ok``, ``overflowing`` or ``stale``."""
+        self.streams_dropped: dict[str, int] = {}
+
+    def stream_state(self, stream: str, state: str, dropped: int) -> None:
+        self.streams[stream] = state
+        self.streams_dropped[stream] = dropped
 
     def failed(self, device: str, error: BaseException) -> None:
         self._erred.add(device)
@@ -160,15 +167,15 @@ class DeviceHealth:
         devices: Iterable[str],
         *,
         failed: Container[str],
-        stale: Container[str],
         held: Callable[[str], Collection[str]],
     ) -> dict[str, dict[str, Any]]:
-        """The heartbeat's ``devices`` map: :meth:`entry` of each of ``devices``."""
+        """The heartbeat's ``devices`` map: :meth:`entry` of each of ``devices``; ``held``
+        tells what holds a device offline."""
         return {
             device: self.entry(
                 device,
                 failed=device in failed,
-                stale=device in stale,
+                stale=self.streams.get(device) == "stale",
                 unavailable=bool(held(device)),
             )
             for device in devices

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import logging
-import typing
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -25,8 +24,7 @@ from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
-from triolette.actors.stream import StreamActor, wire_streams
-from triolette.actors.stream_buffer import Stream
+from triolette.actors.stream import StreamActor, provides, wire_streams
 from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
@@ -41,7 +39,7 @@ from triolette.runtime.health import (
     statistics_line,
 )
 from triolette.runtime.health_checks import HealthChecks
-from triolette.runtime.injection import Need, check_needs
+from triolette.runtime.injection import check_needs
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
 
@@ -100,8 +98,6 @@ class RunningApp:
             remind_every=app.error_reminder_every,
         )
         self.health = DeviceHealth(self.cycles)
-        self.stream_states: dict[str, str] = {}
-        self.streams_dropped: dict[str, int] = {}
         self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval or 0)
         self.persistence = (
             PersistenceActor(
@@ -224,12 +220,11 @@ class RunningApp:
         async with contextlib.AsyncExitStack() as adapters:
             await self.app.registry.adapters.enter(adapters, self.scope)
             check_needs(
-                (need for spec in self.specs for need in spec.needs if not _streamed(spec, need)),
+                (need for spec in self.specs for need in spec.needs if not provides(spec, need)),
                 self.scope,
             )
             for spec in wire_streams(self.app.registry.specs, self.scope, self.mqtt.availability):
-                self.stream_states[spec.name] = "ok"
-                self.streams_dropped[spec.name] = 0
+                self.health.stream_state(spec.name, "ok", 0)
             if self.app.health_check_interval:
                 self.health_checks.add_adapters(self.app.registry.adapters, self.specs, self.scope)
             if self.health_checks:
@@ -389,8 +384,7 @@ class RunningApp:
         self.reports.recovered(device)
 
     def stream_state(self, device: str, state: str, dropped: int) -> None:
-        self.stream_states[device] = state
-        self.streams_dropped[device] = dropped
+        self.health.stream_state(device, state, dropped)
 
     def unsaved(self, device: str, error: BaseException) -> None:
         self.reports.unsaved_state(device, error)
@@ -413,17 +407,15 @@ class RunningApp:
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
             adapters=dict(self.health_checks.states),
-            streams=dict(self.stream_states),
-            streams_dropped=dict(self.streams_dropped),
+            streams=dict(self.health.streams),
+            streams_dropped=dict(self.health.streams_dropped),
         )
 
     def device_health(self) -> dict[str, dict[str, Any]]:
         """Each device's heartbeat entry: its status, and a telemetry device's streak."""
+        names = [spec.name for spec in self.specs]
         return self.health.entries(
-            [spec.name for spec in self.specs],
-            failed=self.supervisor.failed,
-            stale={name for name, state in self.stream_states.items() if state == "stale"},
-            held=self.mqtt.availability.holds,
+            names, failed=self.supervisor.failed, held=self.mqtt.availability.holds
         )
 
     def _heartbeat(self) -> bytes:
@@ -445,11 +437,6 @@ class RunningApp:
 
 async def _nothing_to_flush(key: str) -> None:
     return None
-
-
-def _streamed(spec: DeviceSpec, need: Need) -> bool:
-    """Whether ``need`` is the stream's own ``Stream[T]`` (its actor provides it)."""
-    return spec.stream is not None and typing.get_origin(need.annotation) is Stream
 
 
 _ACTORS: dict[DeviceKind, type[DeviceActor]] = {**ACTORS, DeviceKind.STREAM: StreamActor}
