@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 
 import pytest
+import sniffio
 import trio
 import trio.testing
 
@@ -123,3 +125,30 @@ async def test_no_probes_when_the_interval_is_none(autojump_clock):
 def test_a_bad_interval_is_refused(interval: Any):
     with pytest.raises(RegistrationError, match="health_check_interval must be a positive"):
         App("bridge", health_check_interval=interval)
+
+
+class AsyncioMeter:
+    """An asyncio adapter: its probe runs in the app's trio-asyncio loop."""
+
+    def __init__(self) -> None:
+        self.loops: list[bool] = []
+
+    async def health_check(self) -> bool:
+        await asyncio.sleep(0)
+        self.loops.append(sniffio.current_async_library() == "asyncio")
+        return False
+
+
+async def test_an_asyncio_adapter_is_probed_in_the_asyncio_loop():
+    meter = AsyncioMeter()
+    harness = AppHarness.create()
+    harness.app.adapter(AsyncioMeter, lambda: meter, asyncio=True)
+
+    @harness.app.device("lamp", asyncio=True)
+    async def lamp(meter: AsyncioMeter) -> None:
+        await asyncio.sleep(3600)
+
+    async with harness.serving():
+        await trio.testing.wait_all_tasks_blocked()
+    assert meter.loops == [True]
+    assert availability(harness, "lamp") == ["offline"]

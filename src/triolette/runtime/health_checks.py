@@ -44,9 +44,12 @@ class _Probe:
 
 
 class HealthChecks:
-    """Probes the health-checkable adapters of one serve; ``states`` by port name."""
+    """Probes the health-checkable adapters of one serve; ``states`` by port name.
 
-    def __init__(self, availability: Availability, interval: float) -> None:
+    With ``interval`` ``None`` nothing is probed.
+    """
+
+    def __init__(self, availability: Availability, interval: float | None) -> None:
         self._availability = availability
         self.interval = interval
         self._probes: dict[str, _Probe] = {}
@@ -61,6 +64,8 @@ class HealthChecks:
     def add_adapters(self, adapters: Adapters, specs: Iterable[DeviceSpec], scope: Scope) -> None:
         """Probe each health-checkable adapter in ``scope``; a device depends on the ports its
         handler takes (a stream also on its port)."""
+        if self.interval is None:
+            return
         asked = {
             spec.name: [need.annotation for need in spec.needs]
             + ([spec.stream.port] if spec.stream else [])
@@ -81,20 +86,23 @@ class HealthChecks:
 
         Runs until cancelled; probes run concurrently, each bounded.
         """
-        await self.probe_all()
+        interval = self.interval
+        assert interval is not None
+        await self.probe_all(interval / 2)
         task_status.started()
         while True:
-            await trio.sleep(self.interval)
-            await self.probe_all()
+            await trio.sleep(interval)
+            await self.probe_all(interval / 2)
 
-    async def probe_all(self) -> None:
+    async def probe_all(self, bound: float) -> None:
+        """Probe every adapter at once, each for at most ``bound`` seconds."""
         async with trio.open_nursery() as probes:
             for port, probe in self._probes.items():
-                probes.start_soon(self._probe, port, probe)
+                probes.start_soon(self._probe, port, probe, bound)
 
-    async def _probe(self, port: str, probe: _Probe) -> None:
-        healthy, why = False, f"no answer within {self.interval / 2:g} s"
-        with trio.move_on_after(self.interval / 2):
+    async def _probe(self, port: str, probe: _Probe, bound: float) -> None:
+        healthy, why = False, f"no answer within {bound:g} s"
+        with trio.move_on_after(bound):
             try:
                 healthy = bool(await self._ask(probe))
                 why = "health_check() returned false"

@@ -98,7 +98,7 @@ class RunningApp:
             remind_every=app.error_reminder_every,
         )
         self.health = DeviceHealth(self.cycles)
-        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval or 0)
+        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval)
         self.persistence = (
             PersistenceActor(
                 app.store,
@@ -225,8 +225,7 @@ class RunningApp:
             )
             for spec in wire_streams(self.app.registry.specs, self.scope, self.mqtt.availability):
                 self.health.stream_state(spec.name, "ok", 0)
-            if self.app.health_check_interval:
-                self.health_checks.add_adapters(self.app.registry.adapters, self.specs, self.scope)
+            self.health_checks.add_adapters(self.app.registry.adapters, self.specs, self.scope)
             if self.health_checks:
                 companions.insert(0, self.health_checks.run)
             await self.supervisor.run(companions)
