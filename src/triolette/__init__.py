@@ -21,6 +21,7 @@ from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreOpenError as StoreOpenError
 from triolette.core.errors import StoreWriteError as StoreWriteError
+from triolette.core.errors import StreamFullError as StreamFullError
 from triolette.core.errors import TrioletteError as TrioletteError
 from triolette.core.exports import claim_public_names
 from triolette.core.messages import Message as Message
@@ -33,7 +34,6 @@ from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
 from triolette.core.stream import Backpressure as Backpressure
 from triolette.core.stream import StreamablePort as StreamablePort
-from triolette.core.stream import StreamFullError as StreamFullError
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics

@@ -18,7 +18,8 @@ from typing import Generic, TypeVar
 
 import trio
 
-from triolette.core.stream import Backpressure, StreamFullError, check_options
+from triolette.core.errors import StreamFullError
+from triolette.core.stream import Backpressure, check_options
 
 T = TypeVar("T")
 

@@ -16,7 +16,8 @@
     ├── RestartLimitError                          devices crashed too often: the app stopped
     ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
     ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
-    └── FlushIncompleteError                       shutdown ended with snapshots not durable
+    ├── FlushIncompleteError                       shutdown ended with snapshots not durable
+    └── StreamFullError                            a stream's buffer was full (backpressure="raise")
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
 """
@@ -192,3 +193,12 @@ class StoreLockedError(StoreOpenError):
     def __init__(self, path: Path, holder: str) -> None:
         self.holder = holder
         super().__init__(path, f"it is already in use by {holder}; one process owns a store file")
+
+
+class StreamFullError(TrioletteError):
+    """A stream with ``backpressure="raise"`` got an item while its buffer was full."""
+
+    def __init__(self, stream: str, maxsize: int) -> None:
+        self.stream = stream
+        self.maxsize = maxsize
+        super().__init__(f"{stream}: the stream's buffer is full ({maxsize} items)")

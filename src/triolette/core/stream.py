@@ -13,22 +13,13 @@ from typing import Any, Literal, Protocol, TypeVar, get_args
 
 import attrs
 
-from triolette.core.errors import RegistrationError, TrioletteError
+from triolette.core.errors import RegistrationError
 
 T_co = TypeVar("T_co", covariant=True)
 
 Backpressure = Literal["drop_newest", "drop_oldest", "raise"]
 """What a full stream does with a new item."""
 BACKPRESSURE: tuple[Backpressure, ...] = get_args(Backpressure)
-
-
-class StreamFullError(TrioletteError):
-    """A stream with ``backpressure="raise"`` got an item while its buffer was full."""
-
-    def __init__(self, stream: str, maxsize: int) -> None:
-        self.stream = stream
-        self.maxsize = maxsize
-        super().__init__(f"{stream}: the stream's buffer is full ({maxsize} items)")
 
 
 class StreamablePort(Protocol[T_co]):

@@ -26,9 +26,13 @@ import attrs
 import trio
 
 from triolette.actors.mqtt import MqttActor
-from triolette.core.errors import HandlerTimeoutError, HeartbeatMissedError, RegistrationError
+from triolette.core.errors import (
+    HandlerTimeoutError,
+    HeartbeatMissedError,
+    RegistrationError,
+    StreamFullError,
+)
 from triolette.core.repeats import RepeatFilter
-from triolette.core.stream import StreamFullError
 from triolette.core.topics import error_body, new_error_id
 
 logger = logging.getLogger("triolette.app")
