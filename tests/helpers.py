@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -89,3 +90,11 @@ def recording_harness(
     harness = AppHarness.create(store=backend, **options)
     backend.app = harness.app
     return harness, backend
+
+
+ERROR_ID = re.compile(r" \[error id ([0-9a-f]{12})\]$")
+
+
+def without_error_id(line: str) -> str:
+    """A log line without the correlation id an error report's line ends with."""
+    return ERROR_ID.sub("", line)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.paho import PahoTransport as PahoTransport
+from triolette.actors.stream_buffer import Stream as Stream
 from triolette.actors.transport import Confirmed as Confirmed
 from triolette.actors.transport import Transport as Transport
 from triolette.actors.triggers import TriggerPayload as TriggerPayload
@@ -29,6 +30,7 @@ from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreOpenError as StoreOpenError
 from triolette.core.errors import StoreWriteError as StoreWriteError
+from triolette.core.errors import StreamFullError as StreamFullError
 from triolette.core.errors import TrioletteError as TrioletteError
 from triolette.core.errors import UnknownDeviceError as UnknownDeviceError
 from triolette.core.exports import claim_public_names
@@ -48,12 +50,16 @@ from triolette.core.strategies import AnyStrategy as AnyStrategy
 from triolette.core.strategies import Every as Every
 from triolette.core.strategies import OnChange as OnChange
 from triolette.core.strategies import PublishStrategy as PublishStrategy
+from triolette.core.stream import Backpressure as Backpressure
+from triolette.core.stream import StreamablePort as StreamablePort
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
+from triolette.runtime.health_checks import HealthCheckable as HealthCheckable
 from triolette.runtime.lifecycle import AppContext as AppContext
 from triolette.runtime.notifier import EntityNotifier as EntityNotifier
 from triolette.runtime.registration import Registration as Registration
+from triolette.runtime.router import Router as Router
 from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
@@ -74,6 +80,7 @@ __all__ = [
     "AppContext",
     "AppStatistics",
     "Backoff",
+    "Backpressure",
     "CircuitBreaker",
     "Confirmed",
     "ConnectError",
@@ -87,6 +94,7 @@ __all__ = [
     "FixedBackoff",
     "FlushIncompleteError",
     "HandlerTimeoutError",
+    "HealthCheckable",
     "HeartbeatMissedError",
     "JsonFileStore",
     "KeyInUseError",
@@ -103,6 +111,7 @@ __all__ = [
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "Router",
     "RunSettings",
     "SaveAtMostEvery",
     "SaveOnChange",
@@ -117,6 +126,9 @@ __all__ = [
     "StoreNotLoadedError",
     "StoreOpenError",
     "StoreWriteError",
+    "Stream",
+    "StreamFullError",
+    "StreamablePort",
     "Transport",
     "TriggerPayload",
     "TrioletteError",

@@ -15,7 +15,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.helpers import recording_harness
+from tests.helpers import recording_harness, without_error_id
 from triolette import (
     DeviceContext,
     DeviceStore,
@@ -605,16 +605,17 @@ async def test_a_malformed_command_payload_is_one_warning_line_naming_the_device
 
     app_lines = [r for r in caplog.records if r.name == "triolette.app"]
     warnings = [r for r in app_lines if r.levelno >= logging.WARNING]
+    (report,) = harness.errors("valve")
     assert [(r.levelname, r.getMessage()) for r in warnings] == [
         (
             "WARNING",
             "valve: command rejected: JSONDecodeError: "
-            "Expecting ',' delimiter: line 1 column 20 (char 19)",
+            f"Expecting ',' delimiter: line 1 column 20 (char 19) [error id {report['id']}]",
         )
     ]
     assert warnings[0].exc_info is None
     assert any(r.levelno == logging.DEBUG and r.exc_info for r in app_lines)  # the traceback
-    assert [e["type"] for e in harness.errors("valve")] == ["JSONDecodeError"]
+    assert (report["type"], report["error_type"]) == ("JSONDecodeError", "invalid_json")
 
 
 async def test_repeated_rejections_are_counted_and_the_count_is_told_with_the_next_line(
@@ -637,7 +638,9 @@ async def test_repeated_rejections_are_counted_and_the_count_is_told_with_the_ne
         await harness.command("valve", "open")
         await harness.command("valve", "shut")
 
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    warnings = [
+        without_error_id(r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING
+    ]
     assert warnings == [
         "valve: command rejected: KeyError: 'opne'",
         "valve: command rejected: KeyError: 'opne' (4 more like this in the last 61 s)",
@@ -659,7 +662,10 @@ async def test_a_command_handler_bug_is_still_an_error_with_its_traceback(autoju
     [error] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert error.levelname == "ERROR"
     assert error.exc_info is not None
-    assert error.getMessage() == "valve: RuntimeError: the valve driver is not initialised"
+    (report,) = harness.errors("valve")
+    assert error.getMessage() == (
+        f"valve: RuntimeError: the valve driver is not initialised [error id {report['id']}]"
+    )
 
 
 # -- watchdog -----------------------------------------------------------------------------------

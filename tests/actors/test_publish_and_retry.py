@@ -22,7 +22,7 @@ from triolette import (
     RegistrationError,
     SaveOnPublish,
 )
-from triolette.runtime.health import heartbeat_body
+from triolette.runtime.health import HeartbeatFacts, heartbeat_body
 from triolette.testing import AppHarness
 
 # -- publish strategies --------------------------------------------------------------------------
@@ -254,7 +254,9 @@ async def test_the_heartbeat_names_devices_whose_circuit_is_not_closed(autojump_
     await harness.run(cycles=1)
     stats = harness.app.statistics()
     assert stats.circuits == {"sensor": "open", "fine": "closed"}
-    body = json.loads(heartbeat_body(stats, "1.0", 5.0, 2))
+    body = json.loads(heartbeat_body(HeartbeatFacts(stats, "1.0", 5.0, {})))
     assert body["circuit_open"] == ["sensor"]
     all_closed = attrs.evolve(stats, circuits={"sensor": "closed", "fine": "closed"})
-    assert "circuit_open" not in json.loads(heartbeat_body(all_closed, "1.0", 5.0, 2))
+    assert "circuit_open" not in json.loads(
+        heartbeat_body(HeartbeatFacts(all_closed, "1.0", 5.0, {}))
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -287,14 +288,25 @@ async def test_states_availability_status_and_errors_arrive_on_their_topics_with
     for beat in heartbeats:
         assert beat == {
             "status": "online",
+            "uptime_s": int(beat["uptime"]),
             "version": VERSION,
+            "devices": beat["devices"],
             "uptime": beat["uptime"],
-            "devices": 3,
+            "device_count": 3,
             "failed": [],
             "restarts": 0,
             "crashes": 0,
             "watchdog_firings": 0,
         }
+        assert beat["devices"]["pulse"] == {"status": "ok"}
+        assert beat["devices"]["meter"]["status"] == "ok"
+        assert beat["devices"]["meter"]["consecutive_failures"] == 0
+        probe_health = beat["devices"]["probe"]
+        assert probe_health["status"] == "error"
+        assert probe_health["last_success_at"] is None
+        assert probe_health["consecutive_failures"] >= 1
+        assert probe_health["last_error"] in ("ValueError", "OSError")
+        assert datetime.fromisoformat(probe_health["failing_since"]).utcoffset() is not None
     uptimes = [beat["uptime"] for beat in heartbeats]
     assert uptimes == sorted(uptimes)
     assert 0 < uptimes[0] < uptimes[-1]
@@ -310,6 +322,8 @@ async def test_states_availability_status_and_errors_arrive_on_their_topics_with
         ]
         for body in bodies:
             assert datetime.fromisoformat(body["timestamp"]).utcoffset() is not None
+            assert (body["error_type"], body["details"]) == ("error", {})
+            assert re.fullmatch("[0-9a-f]{12}", body["id"])
     assert calls >= 8
     assert app.statistics().errors_repeated == calls - 2
 

@@ -139,7 +139,9 @@ def test_a_generator_telemetry_or_command_handler_is_refused_with_the_reason():
 
     with pytest.raises(RegistrationError, match=r"sensor: handler .* is an async generator; only"):
         app.telemetry("sensor", interval=5)(reading)
-    with pytest.raises(RegistrationError, match=r"valve: handler .* only @app.device handlers"):
+    with pytest.raises(
+        RegistrationError, match=r"valve: handler .* only @app.device and @app.stream handlers"
+    ):
         app.command("valve")(reading)
 
 

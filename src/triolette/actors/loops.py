@@ -258,7 +258,7 @@ class HandlerActor(DeviceActor):
             if self.spec.heartbeat is not None:
                 nursery.start_soon(self._watch_heartbeat, self.spec.heartbeat, nursery.cancel_scope)
             try:
-                await self._run_handler(ctx)
+                await self.call_handler(ctx)
             except Exception as error:
                 failure = error  # raised below, outside the nursery, so it is not grouped
             nursery.cancel_scope.cancel()
@@ -267,10 +267,11 @@ class HandlerActor(DeviceActor):
         if failure is not None:
             raise failure
 
-    async def _run_handler(self, ctx: DeviceContext) -> None:
+    async def call_handler(self, ctx: DeviceContext) -> None:
         """Await the handler; a generator one is run to its end, a boundary at each ``yield``.
 
         The generator is closed (``aclose``) however the run ends, so its ``finally`` runs.
+        A kind with its own way of running the handler (a stream) overrides this.
         """
         if not self.spec.generator:
             await self.spec.call(ctx, self.store, None)

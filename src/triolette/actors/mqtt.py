@@ -40,6 +40,7 @@ import trio
 
 from triolette.actors.outbox import Drops, Unconfirmed
 from triolette.actors.transport import LogTransport, Transport
+from triolette.core.availability import Availability
 from triolette.core.backoff import RECONNECT, Backoff
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
@@ -159,6 +160,8 @@ class MqttActor:
         """Once stopped: the non-retained QoS 1 messages that were not delivered, oldest first."""
         self._up = trio.Event()  # set once subscribed; a new one after each loss
         self.stopped = trio.Event()
+        self.availability = Availability(self._publish_availability)
+        """Each device's availability: its actor's announcements and the holds on it."""
 
     @property
     def publish_timeout(self) -> float:
@@ -537,12 +540,20 @@ class MqttActor:
         return self._queue_nowait(_Outgoing(message))
 
     def announce(self, device: str, availability: str) -> None:
+        """The device's actor started (``online``) or stopped; :attr:`availability` decides
+        what is published (a hold keeps it offline). Never waits."""
+        self.availability.actor(device, availability == ONLINE)
+
+    def _publish_availability(self, device: str, availability: str) -> None:
         """Queue ``device``'s availability (retained); never waits, the latest value wins."""
         self._queue_retained(Message(self.topics.availability(device), availability, retain=True))
 
-    def report_error(self, device: str | None, error: BaseException) -> None:
-        """Queue ``error`` for the device's error topic (if any) and the app's; never waits."""
-        body = error_body(error, device)
+    def report_error(
+        self, device: str | None, error: BaseException, body: bytes | None = None
+    ) -> None:
+        """Queue ``error`` (or its ready ``body``) for the device's error topic (if any) and
+        the app's; never waits."""
+        body = body if body is not None else error_body(error, device)
         if device is not None and device != self.topics.root:  # a root's is the app's
             self.publish_nowait(Message(self.topics.error(device), body, retain=False))
         self.publish_nowait(Message(self.topics.app_error, body, retain=False))

@@ -14,6 +14,7 @@ from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
 from triolette.core.retry import RetryPolicy
 from triolette.core.strategies import PublishStrategy
+from triolette.core.stream import StreamOptions
 from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class DeviceSpec:
     """The device's own configuration, from a ``name=`` callable that returned a dict."""
     generator: bool = False
     """The handler is an async generator: each ``yield`` is a work boundary."""
+    stream: StreamOptions | None = None
+    """A stream's own options (stream only)."""
 
     @property
     def accepts_commands(self) -> bool:

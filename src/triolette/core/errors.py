@@ -17,7 +17,8 @@
     ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
     ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
     ├── UnknownDeviceError     (also LookupError)  no device of that name takes the request
-    └── FlushIncompleteError                       shutdown ended with snapshots not durable
+    ├── FlushIncompleteError                       shutdown ended with snapshots not durable
+    └── StreamFullError                            a stream's buffer was full (backpressure="raise")
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
 """
@@ -206,3 +207,12 @@ class UnknownDeviceError(TrioletteError, LookupError):
 
     def __str__(self) -> str:  # LookupError would quote the message
         return str(self.args[0])
+
+
+class StreamFullError(TrioletteError):
+    """A stream with ``backpressure="raise"`` got an item while its buffer was full."""
+
+    def __init__(self, stream: str, maxsize: int) -> None:
+        self.stream = stream
+        self.maxsize = maxsize
+        super().__init__(f"{stream}: the stream's buffer is full ({maxsize} items)")

@@ -19,10 +19,12 @@ class DeviceKind(enum.Enum):
     """Runs its own loop; restarted when it crashes."""
     COMMAND = "command"
     """Called once per inbound message on its command topic."""
+    STREAM = "stream"
+    """Reads the items an adapter pushes (a ``Stream[T]``)."""
 
     @property
     def takes_commands(self) -> bool:
-        return self is not DeviceKind.TELEMETRY
+        return self in (DeviceKind.DEVICE, DeviceKind.COMMAND)
 
 
 Restart = Literal["permanent", "transient", "temporary"]

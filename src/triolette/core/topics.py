@@ -16,7 +16,10 @@ A *root* entity (registered without a name) has no device level: ``{p}/state``,
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import attrs
 
@@ -53,6 +56,38 @@ def check_name(name: object, what: str = "device name") -> str:
             f"{what} {_shown(level)} starts with '$', which MQTT keeps for the broker's topics"
         )
     return level
+
+
+RESERVED_FIRST_LEVEL = "triolette"
+"""The first level of the store keys triolette keeps for itself (``triolette/undelivered``)."""
+
+
+class RoutedName(str):
+    """A device name a router's prefix made: ``prefix/name``, one topic level per part."""
+
+    __slots__ = ()
+
+
+def check_entity_name(name: object, what: str = "device name") -> str:
+    """Return ``name`` if it can name a device, else raise ``RegistrationError``.
+
+    One level (:func:`check_name`); a :class:`RoutedName` (made by ``App.include_router``)
+    may hold several, each a valid name, its first one not ``triolette`` (reserved).
+    """
+    if not isinstance(name, RoutedName):
+        return check_name(name, what)
+    levels = name.split("/")
+    for level in levels:
+        check_name(level, f"level of {what} {_shown(str(name))}:")
+    if levels[0] == RESERVED_FIRST_LEVEL:
+        raise RegistrationError(
+            f"{what} {_shown(str(name))} starts with {RESERVED_FIRST_LEVEL!r}, which triolette "
+            "keeps for its own store keys; choose another router prefix"
+        )
+    size = len(name.encode())
+    if size > MAX_NAME_BYTES:
+        raise RegistrationError(f"{what} {_shown(str(name))} is too long ({size} bytes)")
+    return name
 
 
 def check_level(level: object, what: str = "topic level") -> str:
@@ -146,27 +181,51 @@ class Topics:
         return f"{self.base(device)}/{suffix}"
 
     def device_of_command(self, topic: str) -> str | None:
-        """The device a ``{p}/{device}/set`` (or root ``{p}/set``) topic addresses, or ``None``."""
-        head, _, rest = topic.partition("/")
-        if head != self.prefix:
-            return None
-        if rest == "set":
+        """The device a ``{p}/{device}/set`` (or root ``{p}/set``) topic addresses, or ``None``.
+
+        ``device`` may span levels (a router's prefix): routing decides if it exists.
+        """
+        head = f"{self.prefix}/"
+        if topic == f"{head}set":
             return self.root
-        device, _, tail = rest.partition("/")
-        if tail != "set" or not device:
+        if not topic.startswith(head) or not topic.endswith("/set"):
             return None
-        return device
+        device = topic[len(head) : -len("/set")]
+        return device or None
 
 
-def error_body(error: BaseException, device: str | None, when: datetime | None = None) -> bytes:
-    """The JSON body of an error report: type, message, device and an ISO-8601 UTC timestamp."""
+def new_error_id() -> str:
+    """A fresh correlation id for one error report: 12 hex digits, also in its log line."""
+    return secrets.token_hex(6)
+
+
+def error_body(
+    error: BaseException,
+    device: str | None,
+    when: datetime | None = None,
+    *,
+    error_type: str = "error",
+    error_id: str | None = None,
+    message: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> bytes:
+    """The JSON body of an error report, as compact JSON.
+
+    ``type`` (the exception's class name), ``error_type`` (a label, ``"error"`` unless the
+    app maps the class to another), ``message`` (``str(error)`` unless given), ``device``
+    (``null`` for the app), ``timestamp`` (ISO-8601 UTC), ``id`` (the correlation id of the
+    log line) and ``details`` (``{}``, or ``{"count", "first_seen"}`` for a reminder).
+    """
     when = when or datetime.now(UTC)
     return json.dumps(
         {
             "type": type(error).__name__,
-            "message": str(error),
+            "error_type": error_type,
+            "message": str(error) if message is None else message,
             "device": device,
             "timestamp": when.isoformat(timespec="milliseconds"),
+            "id": error_id or new_error_id(),
+            "details": dict(details or {}),
         },
         separators=(",", ":"),
     ).encode()

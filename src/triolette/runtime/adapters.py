@@ -80,6 +80,14 @@ class Adapters:
     def need_asyncio(self) -> bool:
         return any(adapter.asyncio for adapter in self._by_port.values())
 
+    def implementation_of(self, port: Any) -> Implementation | None:
+        """The implementation registered for ``port`` (not its dry-run twin), or ``None``."""
+        adapter = self._by_port.get(port)
+        return adapter.real if adapter is not None else None
+
+    def is_asyncio(self, port: Any) -> bool:
+        return self._by_port[port].asyncio
+
     @property
     def ports(self) -> list[Any]:
         return list(self._by_port)

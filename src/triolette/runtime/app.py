@@ -9,6 +9,7 @@ the actors and their lifecycle; :meth:`App.run` hands the process to
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
@@ -25,6 +26,7 @@ from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.policies import PersistPolicy
 from triolette.core.retry import RetryBackoff
 from triolette.core.strategies import PublishStrategy
+from triolette.core.stream import Backpressure, StreamOptions
 from triolette.core.topics import Topics, check_name
 from triolette.runtime.adapters import Implementation
 from triolette.runtime.embedded import EmbeddedBroker
@@ -33,6 +35,8 @@ from triolette.runtime.introspection import Introspection
 from triolette.runtime.lifecycle import Lifespan, check_hook, check_lifespan
 from triolette.runtime.registration import Enabled, NameSpec
 from triolette.runtime.registry import Registry
+from triolette.runtime.reports import check_error_type_map
+from triolette.runtime.router import Router
 from triolette.runtime.running import Lifecycle, RunningApp
 from triolette.runtime.shared_state import SharedState
 from triolette.runtime.supervisor import RestartLimit
@@ -65,6 +69,13 @@ class App(Introspection):
     :meth:`adapter`). ``dry_run=True`` uses the twins (as ``--dry-run`` does). ``lifespan``
     is a function of an :class:`~triolette.runtime.lifecycle.AppContext` returning an async
     context manager: entered before the devices start, exited after the final flush.
+
+    Error reports: ``error_type_map`` maps exception classes (exact match) to the
+    ``error_type`` label of their reports; ``publish_error_messages=False`` publishes the
+    class name instead of ``str(error)``; an error that keeps repeating is published again
+    every ``error_reminder_every`` seconds (``None``: only once). Adapters with an
+    ``async health_check()`` are probed every ``health_check_interval`` seconds (``None``:
+    never); see :mod:`triolette.runtime.health_checks`.
     """
 
     def __init__(
@@ -92,6 +103,10 @@ class App(Introspection):
         dry_run: bool = False,
         lifespan: Lifespan | None = None,
         description: str = "IoT-to-MQTT bridge",
+        error_type_map: Mapping[type[BaseException], str] | None = None,
+        publish_error_messages: bool = True,
+        error_reminder_every: float | None = 3600.0,
+        health_check_interval: float | None = 30.0,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -138,6 +153,14 @@ class App(Introspection):
         self._running: RunningApp | None = None
         self._shutdown_pending = False
         self._began: trio.Event | None = None
+        self.error_type_map = check_error_type_map(error_type_map)
+        """Exception class (exact) -> the ``error_type`` label of its error reports."""
+        self.publish_error_messages = publish_error_messages
+        """False: error reports carry the exception's class name as ``message``."""
+        self.error_reminder_every = _positive_or_none("error_reminder_every", error_reminder_every)
+        self.health_check_interval = _positive_or_none(
+            "health_check_interval", health_check_interval
+        )
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self.registry.specs)} devices>"
@@ -596,3 +619,66 @@ class App(Introspection):
     def _check_unlocked(self, what: str) -> None:
         if self.registry.locked_by is not None:
             raise RegistrationError(f"{what} must be registered before the app runs")
+
+    # -- streams and routers --------------------------------------------------------------------
+
+    def stream(
+        self,
+        name: str | None = None,
+        *,
+        maxsize: int = 0,
+        backpressure: Backpressure = "drop_newest",
+        stale_after: float | None = None,
+        feeds: Sequence[str] = (),
+        summary: str | None = None,
+        persist: PersistPolicy | None = None,
+        restart: Restart = "transient",
+    ) -> Callable[[F], F]:
+        """Declare a stream: the handler reads the items an adapter pushes.
+
+        The handler takes exactly one ``Stream[T]`` parameter; an adapter registered as
+        ``StreamablePort[T]`` feeds it (see :mod:`triolette.actors.stream`). It is an async
+        generator (each yielded dict is published as state) or a coroutine. ``maxsize``
+        bounds the buffer (0: unbounded); ``backpressure`` says what a full one does:
+        ``"drop_newest"``, ``"drop_oldest"`` or ``"raise"`` (the handler's read raises
+        :class:`~triolette.StreamFullError`). With ``stale_after``, no item within that many
+        seconds marks the stream stale and holds it and the devices it ``feeds`` offline
+        until the next item. ``name`` defaults to the handler's name; ``persist`` and
+        ``restart`` work as for :meth:`device`; ``summary`` is a description.
+        """
+
+        def register(function: F) -> F:
+            options = StreamOptions(
+                item=None,
+                maxsize=maxsize,
+                backpressure=backpressure,
+                stale_after=stale_after,
+                feeds=feeds,  # type: ignore[arg-type]  # checked by the registry
+                summary=summary,
+            )
+            return self.registry.declare(
+                DeviceKind.STREAM,
+                name if name is not None else function.__name__,
+                has_store=self.store is not None,
+                persist=persist,
+                restart=restart,
+                stream=options,
+            )(function)
+
+        return register
+
+    def include_router(self, router: Router, prefix: str | None = None) -> None:
+        """Register what ``router`` recorded, its names under ``prefix/router.prefix/``.
+
+        The registrations are copied now (later ones on the router are not added); the
+        same router may be included several times under different prefixes.
+        """
+        router.replay(self, prefix)
+
+
+def _positive_or_none(option: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+        return float(value)
+    raise RegistrationError(f"{option} must be a positive number of seconds or None, got {value!r}")

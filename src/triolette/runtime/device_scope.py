@@ -14,6 +14,7 @@ from typing import Any
 
 from triolette.actors.device import DeviceContext
 from triolette.actors.spec import DeviceSpec, Handler
+from triolette.actors.stream import provides as provided_by_actor
 from triolette.core.errors import RegistrationError
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
@@ -91,7 +92,10 @@ def check_device_needs(specs: Iterable[DeviceSpec], app_scope: Scope) -> None:
         scope = device_scope(spec, app_scope)
         if spec.init is not None and spec.init_returns is None:
             continue
-        check_needs((need for need in spec.needs if not _from_init(spec, need)), scope)
+        check_needs(
+            (n for n in spec.needs if not _from_init(spec, n) and not provided_by_actor(spec, n)),
+            scope,
+        )
 
 
 def _from_init(spec: DeviceSpec, need: Need) -> bool:

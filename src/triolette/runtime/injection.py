@@ -151,9 +151,10 @@ def _check_shape(where: str, kind: DeviceKind, function: Callable[..., Any], rol
             raise RegistrationError(f"{where} must be a plain (synchronous) function, not async")
         if is_generator or not callable(function):
             raise RegistrationError(f"{where} must be a plain (synchronous) function")
-    elif is_generator and kind is not DeviceKind.DEVICE:
+    elif is_generator and kind not in (DeviceKind.DEVICE, DeviceKind.STREAM):
         raise RegistrationError(
-            f"{where} is an async generator; only @app.device handlers may yield, "
+            f"{where} is an async generator; only @app.device and @app.stream handlers may "
+            "yield, "
             f"a {kind.value} handler is an 'async def' function that returns"
         )
     elif not (is_generator or inspect.iscoroutinefunction(function)):

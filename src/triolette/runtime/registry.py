@@ -19,14 +19,18 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import attrs
+
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
+from triolette.actors.stream_buffer import Stream
 from triolette.actors.triggers import TriggerPayload, payload_of
 from triolette.core.deferred import is_deferred
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
 from triolette.core.policies import PersistPolicy, SaveOnChange
 from triolette.core.strategies import PublishStrategy
-from triolette.core.topics import check_name
+from triolette.core.stream import StreamOptions, check_feeds, check_options, stream_item
+from triolette.core.topics import check_entity_name, check_name
 from triolette.runtime.adapters import Adapters, Implementation
 from triolette.runtime.device_scope import init_runner
 from triolette.runtime.injection import FRAMEWORK_TYPES, NEVER_PROVIDED, Bound, bind
@@ -112,6 +116,7 @@ class Registry:
         behavior: Iterable[str] = (),
         effects: Iterable[str] = (),
         tags: Iterable[str] = (),
+        stream: StreamOptions | None = None,
         **scheduling: Any,
     ) -> Callable[[F], F]:
         """Check the options now; the returned decorator registers the handler.
@@ -127,7 +132,7 @@ class Registry:
         if name is None:
             is_root = True
         elif isinstance(name, str):
-            check_name(name)
+            check_entity_name(name)
         elif _is_handler(name):
             raise TypeError(
                 f"@app.{kind.value} needs parentheses: @app.{kind.value}() declares a root "
@@ -178,6 +183,8 @@ class Registry:
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
+        if stream is not None:
+            options["stream"] = _check_stream(label, stream)
 
         def register(function: F) -> F:
             static = name if isinstance(name, str) else None
@@ -206,6 +213,9 @@ class Registry:
             )
         if declared["name_spec"] is None and declared["enabled"] is True:
             self._refuse_taken(name, declared["is_root"])  # a literal duplicate
+        if kind is DeviceKind.STREAM:
+            item = stream_item(f"{name}: handler {function.__qualname__!r}", function, Stream)
+            options["stream"] = attrs.evolve(options["stream"], item=item)
         # A telemetry handler may ask why its cycle runs (scheduled or triggered).
         telemetry = kind is DeviceKind.TELEMETRY
         extra = {TriggerPayload: payload_of} if telemetry else {}
@@ -359,6 +369,14 @@ def check_seconds(device: str, option: str, value: object, source: str = "") -> 
     raise RegistrationError(
         f"{device}: {option} must be a positive number of seconds, got {value!r}{source}"
     )
+
+
+def _check_stream(name: str, stream: StreamOptions) -> StreamOptions:
+    check_options(name, stream.maxsize, stream.backpressure)
+    stale_after = stream.stale_after
+    if stale_after is not None:
+        stale_after = check_seconds(name, "stale_after", stale_after)
+    return attrs.evolve(stream, stale_after=stale_after, feeds=check_feeds(name, stream.feeds))
 
 
 def _check_policy(device: str, persist: PersistPolicy | None, has_store: bool) -> None:

@@ -28,6 +28,7 @@ from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
+from triolette.actors.stream import StreamActor, wire_streams
 from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError
 from triolette.core.kinds import DeviceKind
@@ -37,7 +38,14 @@ from triolette.core.topics import Topics
 from triolette.runtime.device_scope import check_device_needs, device_scope
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.expansion import expand
-from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.health import (
+    AppStatistics,
+    DeviceHealth,
+    HeartbeatFacts,
+    heartbeat_body,
+    statistics_line,
+)
+from triolette.runtime.health_checks import HealthChecks
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
@@ -95,7 +103,14 @@ class RunningApp:
             heartbeat_every=app.heartbeat_every,
             retained_commands=app.retained_commands,
         )
-        self.reports = Reports(app.name, self.mqtt)
+        self.reports = Reports(
+            app.name,
+            self.mqtt,
+            error_types=app.error_type_map,
+            publish_messages=app.publish_error_messages,
+            remind_every=app.error_reminder_every,
+        )
+        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval)
         self.persistence = (
             PersistenceActor(
                 app.store,
@@ -123,6 +138,7 @@ class RunningApp:
         """What depends on the devices: again once the start-up hooks and settings decided."""
         self.specs = specs
         self.cycles = {s.name: 0 for s in specs if s.kind is DeviceKind.TELEMETRY}
+        self.health = DeviceHealth(self.cycles)
         self._inboxes = {
             s.name: self._inboxes.get(s.name) or self._open_inbox(s.name)
             for s in specs
@@ -251,6 +267,12 @@ class RunningApp:
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)
+        devices = {spec.name: spec for spec in self.specs}
+        for spec in wire_streams(devices, self.scope, self.mqtt.availability):
+            self.health.stream_state(spec.name, "ok", 0)
+        self.health_checks.add_adapters(self.app.registry.adapters, self.specs, self.scope)
+        if self.health_checks:
+            companions.insert(0, self.health_checks.run)
         await self.supervisor.run(companions)
 
     async def _shut_down(self) -> None:
@@ -345,7 +367,7 @@ class RunningApp:
         return PahoTransport(host, broker.port, client_id=app.name, keepalive=30)
 
     def _actor_for(self, spec: DeviceSpec) -> DeviceActor:
-        return ACTORS[spec.kind](
+        return _ACTORS[spec.kind](
             spec,
             persistence=self.persistence,
             mqtt=self.mqtt,
@@ -376,6 +398,7 @@ class RunningApp:
         return self._cycle_limit is not None
 
     def cycle_done(self, device: str) -> bool:
+        self.health.cycle_done(device)
         count = self.cycles[device] = self.cycles[device] + 1
         if self._cycle_event is not None:  # only when someone waits: this runs every cycle
             self._cycle_event.set()
@@ -394,13 +417,19 @@ class RunningApp:
             await self._cycle_event.wait()
 
     def report(self, device: str, error: BaseException) -> None:
+        self.health.failed(device, error)
         self.reports.report(device, error)
 
     def rejected(self, device: str, error: BaseException) -> None:
+        self.health.failed(device, error)
         self.reports.rejected(device, error)
 
     def recovered(self, device: str) -> None:
+        self.health.recovered(device)
         self.reports.recovered(device)
+
+    def stream_state(self, device: str, state: str, dropped: int) -> None:
+        self.health.stream_state(device, state, dropped)
 
     def unsaved(self, device: str, error: BaseException) -> None:
         self.reports.unsaved_state(device, error)
@@ -432,11 +461,22 @@ class RunningApp:
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
             circuits=self.scheduling.circuit_states(),
+            adapters=dict(self.health_checks.states),
+            streams=dict(self.health.streams),
+            streams_dropped=dict(self.health.streams_dropped),
+        )
+
+    def device_health(self) -> dict[str, dict[str, Any]]:
+        """Each device's heartbeat entry: its status, and a telemetry device's streak."""
+        names = [spec.name for spec in self.specs]
+        return self.health.entries(
+            names, failed=self.supervisor.failed, held=self.mqtt.availability.holds
         )
 
     def _heartbeat(self) -> bytes:
         uptime = trio.current_time() - self.started_at
-        return heartbeat_body(self.statistics(), self.app.version, uptime, len(self.specs))
+        facts = HeartbeatFacts(self.statistics(), self.app.version, uptime, self.device_health())
+        return heartbeat_body(facts)
 
     async def _log_statistics(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -457,3 +497,6 @@ async def _nothing_to_flush(key: str) -> None:
 def _with_root(topics: Topics, specs: list[DeviceSpec]) -> Topics:
     """``topics`` with the root entity among ``specs`` (its topics have no device level)."""
     return attrs.evolve(topics, root=next((s.name for s in specs if s.is_root), None))
+
+
+_ACTORS: dict[DeviceKind, type[DeviceActor]] = {**ACTORS, DeviceKind.STREAM: StreamActor}
