@@ -87,3 +87,12 @@ __all__ = [
 
 claim_public_names(globals())
 del claim_public_names
+
+
+def __getattr__(name: str) -> object:
+    """``triolette.MockMqttClient``, cosalette's spelling, loads ``triolette.testing`` on use."""
+    if name == "MockMqttClient":
+        from triolette.testing import MockMqttClient
+
+        return MockMqttClient
+    raise AttributeError(f"module 'triolette' has no attribute {name!r}")
