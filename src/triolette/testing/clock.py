@@ -1,34 +1,28 @@
-"""FakeClock: a settable test clock on trio's own ``MockClock``, readable as a ``ClockPort``."""
+"""FakeClock: a settable test clock built on trio's ``MockClock``, readable as a ``ClockPort``."""
 
 from __future__ import annotations
-
-import math
 
 import trio
 import trio.testing
 
 
-class FakeClock:
-    """Virtual time for a test: ``now()`` starts at 0 and moves only when told (or autojumps).
+class FakeClock(trio.abc.Clock):
+    """Virtual time for a test: ``now()`` starts at 0 and moves only by :meth:`advance`.
 
-    It wraps a :class:`trio.testing.MockClock` (:attr:`trio_clock`), which must be the clock of
-    the trio run the app serves in for the app's timers to follow it: ``AppHarness`` makes it
-    so when it starts the run itself (an asyncio test), and the ``fake_clock`` fixture of
-    triolette's pytest plugin wraps pytest-trio's ``mock_clock``. ``advance(seconds)`` (also
-    ``jump``) moves time at once: every timer due by then fires at the next scheduling point,
-    all together; ``AppHarness.advance_time`` steps through them in order instead.
-    ``autojump=True`` lets trio skip idle time by itself (as ``autojump_clock`` does).
+    A trio clock (it keeps its time in a :class:`trio.testing.MockClock`, :attr:`trio_clock`),
+    so it can be the clock of the run the app serves in, which the app's timers must follow:
+    ``AppHarness`` runs an asyncio test's app on it, and pytest-trio runs a trio test on it when
+    the test takes the ``fake_clock`` fixture (of triolette's pytest plugin). Around an existing
+    ``MockClock`` (``FakeClock(autojump_clock)``) it reads and moves that clock.
 
-    It satisfies :class:`~triolette.core.clock.ClockPort`: ``now()`` and ``await sleep(s)``
-    (a ``trio.sleep`` on the run's clock).
+    ``advance(seconds)`` (also ``jump``) moves time at once: every timer due by then fires at
+    the next scheduling point, all together; ``AppHarness.advance_time`` steps through them in
+    order instead. It satisfies :class:`~triolette.core.clock.ClockPort`: ``now()`` and
+    ``await sleep(s)`` (a ``trio.sleep``, on the run's clock).
     """
 
-    def __init__(
-        self, trio_clock: trio.testing.MockClock | None = None, *, autojump: bool = False
-    ) -> None:
+    def __init__(self, trio_clock: trio.testing.MockClock | None = None) -> None:
         self.trio_clock = trio_clock if trio_clock is not None else trio.testing.MockClock()
-        if autojump:
-            self.trio_clock.autojump_threshold = 0
         self._wake: trio.lowlevel.TrioToken | None = None
 
     def __repr__(self) -> str:
@@ -53,14 +47,20 @@ class FakeClock:
 
     jump = advance
 
-    @property
-    def autojumps(self) -> bool:
-        """Whether trio skips idle time by itself on this clock."""
-        return not math.isinf(self.trio_clock.autojump_threshold)
-
     async def sleep(self, seconds: float) -> None:
         """Sleep ``seconds`` of the current trio run's clock (this one, when it is the run's)."""
         await trio.sleep(seconds)
+
+    # -- trio.abc.Clock ----------------------------------------------------------------------------
+
+    def start_clock(self) -> None:
+        self.trio_clock.start_clock()
+
+    def current_time(self) -> float:
+        return self.trio_clock.current_time()
+
+    def deadline_to_sleep_time(self, deadline: float) -> float:
+        return self.trio_clock.deadline_to_sleep_time(deadline)
 
 
 def _nothing() -> None:

@@ -46,7 +46,7 @@ class AppHarness(Recorded):
     ``app`` (:meth:`App.copy_with`) on ``mqtt`` (and with ``settings``, when given); the
     app's store is kept. With a ``shutdown_event``, ``run()`` serves until it is set (or
     :meth:`trigger_shutdown`). ``clock`` must be the clock of the trio run: from asyncio the
-    harness makes it so (a new :class:`FakeClock` if none is given); in a trio test use the
+    harness makes it so (a new :class:`FakeClock` if none is given); in a trio test take the
     ``fake_clock`` fixture, or none (then it wraps the run's ``MockClock``, if any).
     """
 
@@ -156,6 +156,7 @@ class AppHarness(Recorded):
         """
         failures: list[Exception] = []
         ready = trio.Event()
+        self._adopt_clock()
 
         async def serve() -> None:
             try:
@@ -240,12 +241,11 @@ class AppHarness(Recorded):
             await self._in_run(self.advance_time, seconds)
             return
         clock = trio.lowlevel.current_clock()
-        if not isinstance(clock, trio.testing.MockClock) or not math.isinf(
-            clock.autojump_threshold
-        ):
+        if not _is_manual(clock):
             await trio.sleep(seconds)
             await self.settle()
             return
+        assert isinstance(clock, FakeClock | trio.testing.MockClock)
         end = clock.current_time() + seconds
         while True:
             await self.settle()
@@ -335,12 +335,14 @@ class AppHarness(Recorded):
         """Check the harness clock is the run's clock; without one, wrap the run's MockClock."""
         running = trio.lowlevel.current_clock()
         if self.clock is None:
-            if isinstance(running, trio.testing.MockClock):
+            if isinstance(running, FakeClock):
+                self.clock = running
+            elif isinstance(running, trio.testing.MockClock):
                 self.clock = FakeClock(running)
-        elif self.clock.trio_clock is not running:
+        elif running is not self.clock and running is not self.clock.trio_clock:
             raise ValueError(
                 "the harness's FakeClock is not the clock of this trio run, so the app would "
-                "not follow it: use the fake_clock fixture (or autojump_clock and no clock=)"
+                "not follow it: take the fake_clock fixture (or autojump_clock and no clock=)"
             )
 
     # -- asyncio tests: the app in a trio guest run --------------------------------------------
@@ -362,7 +364,7 @@ class AppHarness(Recorded):
         if isinstance(self.shutdown_event, asyncio.Event):
             watcher = asyncio.ensure_future(self._forward(self.shutdown_event, guest))
         try:
-            await guest.run(in_guest, clock=clock.trio_clock)
+            await guest.run(in_guest, clock=clock)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -391,6 +393,13 @@ class AppHarness(Recorded):
             )
         await self._guest.started.wait()
         return await self._guest.call(functools.partial(function, *args, **kw))
+
+
+def _is_manual(clock: trio.abc.Clock) -> bool:
+    """Whether time on ``clock`` moves only when jumped (a FakeClock, a manual MockClock)."""
+    if isinstance(clock, trio.testing.MockClock):
+        return math.isinf(clock.autojump_threshold)
+    return isinstance(clock, FakeClock)
 
 
 class _Started:

@@ -7,8 +7,8 @@
 * ``mqtt_observer_factory``: makes started :class:`~triolette.testing.observer.Observer`
   subscribers for a broker and closes them all after the test.
 * ``mock_mqtt``: a new :class:`~triolette.testing.MockMqttClient`.
-* ``fake_clock``: a :class:`~triolette.testing.FakeClock` around pytest-trio's ``mock_clock``,
-  so it is the test's trio clock (time moves only by ``advance``).
+* ``fake_clock``: a :class:`~triolette.testing.FakeClock`; a trio test that takes it runs on
+  it (pytest-trio makes a clock argument the run's clock): time moves only by ``advance``.
 * ``postgres_url``: a URL to a new PostgreSQL database of the test's own, dropped afterwards
   (server from ``TRIOLETTE_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432/test``).
 * ``redis_url``: a URL with a key prefix of the test's own (``?prefix=...``), whose keys are
@@ -27,7 +27,6 @@ from collections.abc import Generator, Iterator, Sequence
 from typing import NoReturn
 
 import pytest
-import trio.testing
 
 from triolette.testing.clock import FakeClock
 from triolette.testing.mock_mqtt import MockMqttClient
@@ -128,9 +127,9 @@ def mock_mqtt() -> MockMqttClient:
 
 
 @pytest.fixture
-def fake_clock(mock_clock: trio.testing.MockClock) -> FakeClock:
-    """A FakeClock that is this trio test's clock (pytest-trio's ``mock_clock``, manual)."""
-    return FakeClock(mock_clock)
+def fake_clock() -> FakeClock:
+    """A FakeClock; a trio test that takes it runs on it (pytest-trio uses a clock argument)."""
+    return FakeClock()
 
 
 @pytest.fixture
