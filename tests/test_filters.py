@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -159,3 +161,11 @@ async def test_the_smoothing_survives_a_restart_of_the_app(autojump_clock):
     await bridge().run(cycles=1)  # a new process: the filter comes back from the store
     assert outputs == [10.0, 15.0, 17.5]
     assert backend.load("room") == {"celsius_filter": {"value": 17.5}}
+
+
+def test_the_filters_guide_runs_as_written():
+    page = (Path(__file__).parents[1] / "docs" / "filters.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.DOTALL)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "filters.md", "exec"), {})
