@@ -223,3 +223,12 @@ async def test_an_asyncio_event_in_a_trio_test_is_refused():
     harness = AppHarness(app=sensor_and_valve(App("myapp")), shutdown_event=asyncio.Event())
     with pytest.raises(TypeError, match=r"asyncio\.Event as shutdown_event needs an asyncio test"):
         await harness.run()
+
+
+async def test_a_command_or_delivery_without_a_run_says_so_instead_of_waiting(autojump_clock):
+    harness = AppHarness.create(name="myapp")
+    sensor_and_valve(harness.app)
+    with pytest.raises(RuntimeError, match=r"'myapp' is not running: start harness\.run"):
+        await harness.inject_command("valve", {"open": True})
+    with pytest.raises(RuntimeError, match="'myapp' is not running"):
+        await harness.mqtt.deliver("myapp/valve/set", {"open": True})

@@ -1,20 +1,29 @@
 """AppHarness from asyncio tests: the app serves in a trio guest run on the test's asyncio loop.
 
-Each test is a plain function calling ``asyncio.run``, as an asyncio test runner would run it.
+Each test is a plain function running a coroutine on a new asyncio loop, as an asyncio test
+runner would (``run``: a plain selector loop, whatever other tests imported).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import trio
 
 from triolette import App, DeviceStore, MemoryStore, StoreLockedError
 from triolette.testing import AppHarness, FakeClock, MockMqttClient
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coroutine)
 
 
 def bridge(store: MemoryStore | None = None) -> App:
@@ -55,7 +64,7 @@ def test_a_task_running_the_app_takes_commands_and_stops_on_trigger_shutdown():
         await task
         return harness
 
-    harness = asyncio.run(scenario())
+    harness = run(scenario())
     assert harness.shutdown_event is not None
     assert harness.shutdown_event.is_set()
     assert backend.load("valve") == {"open": True}  # the final flush happened
@@ -74,7 +83,7 @@ def test_setting_the_asyncio_event_stops_the_app():
         await asyncio.wait_for(task, 10)
         return harness
 
-    assert reads(asyncio.run(scenario())) == [1]
+    assert reads(run(scenario())) == [1]
 
 
 def test_the_fake_clock_moves_the_apps_timers_from_asyncio():
@@ -91,7 +100,7 @@ def test_the_fake_clock_moves_the_apps_timers_from_asyncio():
         await task
         return harness
 
-    assert reads(asyncio.run(scenario())) == [1, 2, 3, 4, 5]
+    assert reads(run(scenario())) == [1, 2, 3, 4, 5]
 
 
 def test_mqtt_deliver_from_asyncio_returns_once_the_handler_ran():
@@ -104,7 +113,7 @@ def test_mqtt_deliver_from_asyncio_returns_once_the_handler_ran():
         await task
         return harness
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_run_without_a_shutdown_event_keeps_the_one_cycle_default():
@@ -113,7 +122,7 @@ def test_run_without_a_shutdown_event_keeps_the_one_cycle_default():
         await harness.run()
         return harness
 
-    harness = asyncio.run(scenario())
+    harness = run(scenario())
     assert reads(harness) == [1]
     assert isinstance(harness.clock, FakeClock)  # made for the guest run
 
@@ -134,7 +143,7 @@ def test_cancelling_the_task_shuts_the_app_down_before_the_cancellation_goes_on(
         with pytest.raises(RuntimeError, match="not running"):
             await harness.inject_command("valve", {"open": False})
 
-    asyncio.run(scenario())
+    run(scenario())
     assert backend.load("valve") == {"open": True}
 
 
@@ -149,7 +158,7 @@ def test_an_error_of_the_app_is_raised_in_asyncio():
         await AppHarness.create(app=bridge(), store=Locked()).run()
 
     with pytest.raises(StoreLockedError):
-        asyncio.run(scenario())
+        run(scenario())
 
 
 def test_a_command_without_a_run_says_to_start_one():
@@ -157,7 +166,7 @@ def test_a_command_without_a_run_says_to_start_one():
         await harness_with_event().inject_command("valve", "{}")
 
     with pytest.raises(RuntimeError, match=r"start it first, asyncio.create_task\(harness.run"):
-        asyncio.run(scenario())
+        run(scenario())
 
 
 def test_a_second_run_at_once_is_refused():
@@ -170,7 +179,7 @@ def test_a_second_run_at_once_is_refused():
         harness.trigger_shutdown()
         await task
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_a_trio_event_as_the_shutdown_event_works_from_asyncio_too():
@@ -183,4 +192,71 @@ def test_a_trio_event_as_the_shutdown_event_works_from_asyncio_too():
         await task
         assert stop.is_set()
 
-    asyncio.run(scenario())
+    run(scenario())
+
+
+def test_an_app_with_asyncio_handlers_is_refused_with_the_way_out():
+    app = App("myapp")
+
+    @app.telemetry("sensor", interval=60, asyncio=True)
+    async def sensor() -> dict[str, object]:
+        await asyncio.sleep(0)
+        return {}
+
+    async def scenario() -> None:
+        await AppHarness.create(app=app).run()
+
+    with pytest.raises(RuntimeError, match=r"asyncio=True registrations.*from a trio test"):
+        run(scenario())
+
+
+def test_serving_from_asyncio_points_to_run_and_trigger_shutdown():
+    async def scenario() -> None:
+        async with harness_with_event().serving():
+            pytest.fail("serving() is for trio tests")
+
+    with pytest.raises(RuntimeError, match=r"asyncio.create_task\(harness.run\(\)\)"):
+        run(scenario())
+
+
+def test_settle_from_asyncio_lets_the_app_catch_up():
+    async def scenario() -> list[int]:
+        harness = harness_with_event()
+        task = asyncio.create_task(harness.run())
+        await harness.wait_for_publish_count("myapp/sensor/state", 1)
+        assert harness.clock is not None
+        harness.clock.advance(60)
+        await harness.settle()  # the cycle that came due has run
+        seen = reads(harness)
+        harness.trigger_shutdown()
+        await task
+        return seen
+
+    assert run(scenario()) == [1, 2]
+
+
+def test_a_trio_asyncio_loop_is_refused_with_the_fix():
+    import trio_asyncio  # noqa: F401 (importing it makes asyncio.run's loops trio-asyncio's)
+
+    async def scenario() -> None:
+        await harness_with_event().run()
+
+    with pytest.raises(
+        RuntimeError, match=r"set_event_loop_policy\(asyncio.DefaultEventLoopPolicy"
+    ):
+        asyncio.run(scenario())
+
+    asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+    try:
+        harness = harness_with_event()
+
+        async def fixed() -> None:
+            task = asyncio.create_task(harness.run())
+            await harness.inject_command("valve", {"open": True})
+            harness.trigger_shutdown()
+            await task
+
+        asyncio.run(fixed())
+        harness.assert_state("myapp/valve/state", {"open": True})
+    finally:
+        asyncio.set_event_loop_policy(None)

@@ -4,29 +4,34 @@
 loop of the caller, so an asyncio test (pytest-asyncio, ``asyncio.run``) can serve a triolette
 app in the same thread, and then call into that run (:meth:`GuestRun.call`, :meth:`call_soon`)
 from asyncio code while it lasts. Everything the guest run starts lives in its own nursery:
-when the main function returns, calls still under way are cancelled.
+when the main function returns, calls still under way are cancelled. :class:`AsyncioSide` is
+the harness's use of it: one run at a time, and calls that wait for a run just created.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import outcome
+import sniffio
 import trio
+
+from .clock import FakeClock
 
 T = TypeVar("T")
 
 
 def in_trio() -> bool:
-    """Whether the caller runs inside a trio task (not asyncio code beside a guest run)."""
+    """Whether the caller runs as trio code (not asyncio code beside a guest run, nor asyncio
+    code on a trio-asyncio loop, which runs inside a trio task but is asyncio code)."""
     try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
+        return sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
         return False
-    return True
 
 
 class GuestRun:
@@ -142,3 +147,81 @@ class GuestRun:
             await asyncio.wait([done])
             raise
         return result.unwrap()
+
+
+class AsyncioSide:
+    """What a harness does from asyncio code: one guest run at a time, and calls into it."""
+
+    def __init__(self) -> None:
+        self._guest: GuestRun | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._guest is not None and self._guest.token is not None
+
+    async def run(
+        self,
+        main: Callable[[], Awaitable[None]],
+        clock: FakeClock,
+        stop_event: asyncio.Event | None,
+        stop: Callable[[], None],
+    ) -> None:
+        """Run ``main`` in a guest run on ``clock``; call ``stop`` in it when ``stop_event`` is
+        set. ``RuntimeError`` if a run is under way already."""
+        if self.running:
+            raise RuntimeError("the harness is already running the app")
+        if type(asyncio.get_running_loop()).__module__.startswith("trio_asyncio"):
+            raise RuntimeError(
+                "this asyncio loop is trio-asyncio's (once trio_asyncio is imported, new asyncio "
+                "loops are, unless a policy is set), and a trio guest run cannot start on it: "
+                "set asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy()) first "
+                "(pytest-asyncio: its event_loop_policy fixture)"
+            )
+        guest = self._guest = GuestRun()
+
+        async def on_the_clock() -> None:
+            clock._wake = trio.lowlevel.current_trio_token()  # advance() from asyncio wakes it
+            try:
+                await main()
+            finally:
+                clock._wake = None
+
+        watcher = None
+        if stop_event is not None:
+            watcher = asyncio.ensure_future(_forward(stop_event, guest, stop))
+        try:
+            await guest.run(on_the_clock, clock=clock)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+
+    def call_soon(self, function: Callable[[], object]) -> None:
+        if self._guest is None:
+            raise RuntimeError("the trio run of the app is not running")
+        self._guest.call_soon(function)
+
+    async def call(self, function: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        """Await ``function`` inside the guest run, from asyncio code.
+
+        Waits a few loop turns for a run just created (``asyncio.create_task(harness.run())``)
+        to begin; ``RuntimeError`` when no run is under way.
+        """
+        for _ in range(100):
+            if self._guest is not None:
+                break
+            await asyncio.sleep(0)
+        if self._guest is None:
+            raise RuntimeError(
+                "the app is not running: start it first, asyncio.create_task(harness.run())"
+            )
+        await self._guest.started.wait()
+        return await self._guest.call(functools.partial(function, *args, **kw))
+
+
+async def _forward(event: asyncio.Event, guest: GuestRun, stop: Callable[[], None]) -> None:
+    """Call ``stop`` in the guest run once the asyncio ``event`` is set."""
+    await guest.started.wait()
+    await event.wait()
+    with contextlib.suppress(RuntimeError):  # the run ended meanwhile
+        guest.call_soon(stop)

@@ -24,7 +24,7 @@ from triolette.stores.protocol import Store
 
 from .broker import MemoryBroker
 from .clock import FakeClock
-from .guest import GuestRun, in_trio
+from .guest import AsyncioSide, in_trio
 from .mock_mqtt import MockMqttClient
 from .recorded import Recorded
 
@@ -77,7 +77,8 @@ class AppHarness(Recorded):
         self.shutdown_event = shutdown_event
         self._runs = 0
         self._ended = False
-        self._guest: GuestRun | None = None
+        self._aio = AsyncioSide()
+        self._in_run = self._aio.call
         mqtt.settle, mqtt.ready, mqtt.bridge = self.settle, self._until_connected, self._in_run
 
     @classmethod
@@ -120,7 +121,15 @@ class AppHarness(Recorded):
         if cycles is not None and not self.app.has_telemetry:
             raise ValueError("cycles= counts telemetry cycles, and this app has no telemetry")
         if not in_trio():
-            await self._run_in_guest(functools.partial(self._run, cycles, duration))
+            if self.app.registry.needs_asyncio:
+                raise RuntimeError(
+                    f"App {self.app.name!r} has asyncio=True registrations, whose trio-asyncio "
+                    "loop cannot run inside a guest run: test it from a trio test"
+                )
+            self.clock = self.clock if self.clock is not None else FakeClock()
+            event = self.shutdown_event if isinstance(self.shutdown_event, asyncio.Event) else None
+            main = functools.partial(self._run, cycles, duration)
+            await self._aio.run(main, self.clock, event, self.app.shutdown)
             return
         if isinstance(self.shutdown_event, asyncio.Event):
             raise TypeError("an asyncio.Event as shutdown_event needs an asyncio test")
@@ -154,6 +163,11 @@ class AppHarness(Recorded):
         Telemetry devices cycle on, commands are handled, for as long as the test needs.
         Raises what ``App.serve`` raises (an exception of the block itself wins).
         """
+        if not in_trio():
+            raise RuntimeError(
+                "serving() needs a trio test; from asyncio, run asyncio.create_task(harness.run()) "
+                "with a shutdown_event and call trigger_shutdown() at the end"
+            )
         failures: list[Exception] = []
         ready = trio.Event()
         self._adopt_clock()
@@ -184,9 +198,8 @@ class AppHarness(Recorded):
         event = self.shutdown_event
         if isinstance(event, asyncio.Event):
             event.set()
-        guest = self._guest
-        if not in_trio() and guest is not None and guest.token is not None:
-            guest.call_soon(self._shutdown_now)
+        if not in_trio() and self._aio.running:
+            self._aio.call_soon(self._shutdown_now)
         else:
             self._shutdown_now()
 
@@ -224,6 +237,7 @@ class AppHarness(Recorded):
         if topic is None:
             topic = f"{self.app.topics.prefix}/set" if device is None else None
         self._refuse_if_stopped(name)
+        await self._until_running()
         await self.app.wait_until_serving()
         self._refuse_if_stopped(name)
         if not self.broker.inject(topic or self.app.topics.command(name), text):
@@ -274,6 +288,9 @@ class AppHarness(Recorded):
         under way (a task waiting for a worker thread counts as blocked); this also waits for
         the persistence actor's flush. Cancelling the wait does not cancel a write.
         """
+        if not in_trio():
+            await self._in_run(self.settle)
+            return
         await trio.testing.wait_all_tasks_blocked()
         running = self.app.running
         if running is not None and running.persistence is not None:
@@ -318,7 +335,29 @@ class AppHarness(Recorded):
 
     async def _until_connected(self) -> None:
         self._refuse_if_stopped("", "deliver a message")
+        await self._until_running()
         await self.app.wait_until_connected()
+
+    async def _until_running(self) -> None:
+        """Return once a serve of the app began (a task started just now gets to begin it);
+        ``RuntimeError`` rather than waiting for ever when none does."""
+        began = False
+
+        async def begin(cancel_scope: trio.CancelScope) -> None:
+            nonlocal began
+            await self.app.current_run()
+            began = True
+            cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(begin, nursery.cancel_scope)
+            await trio.testing.wait_all_tasks_blocked()  # then nothing will start a run
+            nursery.cancel_scope.cancel()
+        if not began:
+            raise RuntimeError(
+                f"the app {self.app.name!r} is not running: start harness.run() in a "
+                "nursery, or use 'async with harness.serving():'"
+            )
 
     async def _stop_when(self, duration: float | None) -> None:
         if duration is not None:
@@ -344,55 +383,6 @@ class AppHarness(Recorded):
                 "the harness's FakeClock is not the clock of this trio run, so the app would "
                 "not follow it: take the fake_clock fixture (or autojump_clock and no clock=)"
             )
-
-    # -- asyncio tests: the app in a trio guest run --------------------------------------------
-
-    async def _run_in_guest(self, main: Callable[[], Awaitable[None]]) -> None:
-        if self._guest is not None and self._guest.token is not None:
-            raise RuntimeError("the harness is already running the app")
-        guest = self._guest = GuestRun()
-        clock = self.clock = self.clock if self.clock is not None else FakeClock()
-
-        async def in_guest() -> None:
-            clock._wake = trio.lowlevel.current_trio_token()
-            try:
-                await main()
-            finally:
-                clock._wake = None
-
-        watcher = None
-        if isinstance(self.shutdown_event, asyncio.Event):
-            watcher = asyncio.ensure_future(self._forward(self.shutdown_event, guest))
-        try:
-            await guest.run(in_guest, clock=clock)
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
-
-    async def _forward(self, event: asyncio.Event, guest: GuestRun) -> None:
-        """Shut the app down when the asyncio ``event`` is set (an asyncio task of the run)."""
-        await guest.started.wait()
-        await event.wait()
-        with contextlib.suppress(RuntimeError):  # the run ended meanwhile
-            guest.call_soon(self.app.shutdown)
-
-    async def _in_run(self, function: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
-        """Await ``function`` inside the app's guest run, from asyncio code.
-
-        Waits a few loop turns for a run just created (``asyncio.create_task(harness.run())``)
-        to begin; ``RuntimeError`` when no run is under way.
-        """
-        for _ in range(100):
-            if self._guest is not None:
-                break
-            await asyncio.sleep(0)
-        if self._guest is None:
-            raise RuntimeError(
-                "the app is not running: start it first, asyncio.create_task(harness.run())"
-            )
-        await self._guest.started.wait()
-        return await self._guest.call(functools.partial(function, *args, **kw))
 
 
 def _is_manual(clock: trio.abc.Clock) -> bool:
