@@ -12,7 +12,7 @@ import functools
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 import trio.testing
@@ -27,8 +27,6 @@ from .clock import FakeClock
 from .guest import AsyncioSide, in_trio
 from .mock_mqtt import MockMqttClient
 from .recorded import Recorded
-
-T = TypeVar("T")
 
 
 class AppHarness(Recorded):
@@ -213,8 +211,8 @@ class AppHarness(Recorded):
 
         Waits until the app is serving, then until every task is blocked again (the handler
         ran up to its first wait) and what the handler saved is durable. Raises
-        ``RuntimeError`` once the harness's run has ended, and ``LookupError`` when no device
-        takes the command.
+        ``RuntimeError`` once the harness's run has ended (or when no run is under way), and
+        ``LookupError`` when no device takes the command.
         """
         await self.inject_command(device, payload)
 
