@@ -270,4 +270,4 @@ def test_the_testing_guide_examples_pass_as_written(tmp_path):
     result = _pytest_in(tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 passed" in result.stdout
+    assert "4 passed" in result.stdout

@@ -147,7 +147,12 @@ SETTINGS_HINT = "pip install 'triolette[settings]'"
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``Settings`` when it is first asked for (pydantic-settings is an extra)."""
+    """Import ``Settings`` when it is first asked for (pydantic-settings is an extra), and
+    ``MockMqttClient``, cosalette's spelling, from ``triolette.testing`` on use."""
+    if name == "MockMqttClient":
+        from triolette.testing import MockMqttClient
+
+        return MockMqttClient
     if name in _LAZY:
         import importlib
 

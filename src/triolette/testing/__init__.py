@@ -3,8 +3,10 @@
 from triolette.core.exports import claim_public_names
 from triolette.testing.broker import MemoryBroker as MemoryBroker
 from triolette.testing.broker import MemoryTransport as MemoryTransport
+from triolette.testing.clock import FakeClock as FakeClock
 from triolette.testing.conformance import check_store as check_store
 from triolette.testing.harness import AppHarness as AppHarness
+from triolette.testing.mock_mqtt import MockMqttClient as MockMqttClient
 from triolette.testing.mosquitto import Mosquitto as Mosquitto
 from triolette.testing.observer import Observer as Observer
 from triolette.testing.observer import publish_once as publish_once
@@ -13,8 +15,10 @@ from triolette.testing.transport_conformance import check_transport as check_tra
 
 __all__ = [
     "AppHarness",
+    "FakeClock",
     "MemoryBroker",
     "MemoryTransport",
+    "MockMqttClient",
     "Mosquitto",
     "Observer",
     "check_store",

@@ -6,6 +6,9 @@
   A failing test's report gets the broker log as a "mosquitto log" section.
 * ``mqtt_observer_factory``: makes started :class:`~triolette.testing.observer.Observer`
   subscribers for a broker and closes them all after the test.
+* ``mock_mqtt``: a new :class:`~triolette.testing.MockMqttClient`.
+* ``fake_clock``: a :class:`~triolette.testing.FakeClock`; a trio test that takes it runs on
+  it (pytest-trio makes a clock argument the run's clock): time moves only by ``advance``.
 * ``postgres_url``: a URL to a new PostgreSQL database of the test's own, dropped afterwards
   (server from ``TRIOLETTE_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432/test``).
 * ``redis_url``: a URL with a key prefix of the test's own (``?prefix=...``), whose keys are
@@ -25,6 +28,8 @@ from typing import NoReturn
 
 import pytest
 
+from triolette.testing.clock import FakeClock
+from triolette.testing.mock_mqtt import MockMqttClient
 from triolette.testing.mosquitto import Mosquitto, MosquittoNotFound
 from triolette.testing.observer import Observer
 from triolette.testing.services import postgres_database, redis_prefix
@@ -113,6 +118,18 @@ def redis_url() -> Iterator[str]:
     server = os.environ.get("TRIOLETTE_TEST_REDIS", "redis://127.0.0.1:6379/0")
     with redis_prefix(server, missing_service) as url:
         yield url
+
+
+@pytest.fixture
+def mock_mqtt() -> MockMqttClient:
+    """A recording MQTT double, on a broker of its own."""
+    return MockMqttClient()
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A FakeClock; a trio test that takes it runs on it (pytest-trio uses a clock argument)."""
+    return FakeClock()
 
 
 @pytest.fixture
