@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
@@ -60,6 +60,14 @@ class DeviceSpec:
     """``"durable"``: a state is published once the batch holding its cycle's save committed."""
     needs: tuple[Any, ...] = ()
     """What the handler asks of the scope (:class:`~triolette.runtime.injection.Need`)."""
+    state_model: type | None = None
+    """The model (a pydantic ``BaseModel``) its published state follows, if declared."""
+    payload_model: type | None = None
+    """The model its commands' payloads follow, if declared."""
+    state_version: int = 0
+    """The version of the stored state's layout this code writes."""
+    migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = attrs.field(factory=dict)
+    """``{n: fn}``: ``fn`` turns a stored state of version ``n`` into one of version ``n+1``."""
     strategy: PublishStrategy | None = None
     """Which telemetry states are published (``None``: every one)."""
     schedule: CronSchedule | None = None

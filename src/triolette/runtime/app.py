@@ -201,6 +201,11 @@ class App(Introspection):
         behavior: Sequence[str] = (),
         effects: Sequence[str] = (),
         tags: Sequence[str] = (),
+        state_model: type | None = None,
+        payload_model: type | None = None,
+        discoverable: bool = True,
+        state_version: int = 0,
+        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -240,6 +245,10 @@ class App(Introspection):
         (with injection), whose result handlers may take by its type; ``enabled`` (``False``:
         not registered at all; a callable: decided by the settings when a serve starts); and
         metadata kept for introspection: ``summary``, ``behavior``, ``effects``, ``tags``.
+        Typed contracts: ``state_model`` (the model of the published state),
+        ``payload_model`` (of a command's payload), ``discoverable`` (announced to Home
+        Assistant), ``state_version`` and ``migrate`` (the stored state's layout version, and
+        one migration from each older version to the next).
         """
         return self._declare(
             DeviceKind.TELEMETRY,
@@ -264,6 +273,11 @@ class App(Introspection):
             behavior=behavior,
             effects=effects,
             tags=tags,
+            state_model=state_model,
+            payload_model=payload_model,
+            discoverable=discoverable,
+            state_version=state_version,
+            migrate=migrate,
         )
 
     def device(
@@ -280,6 +294,11 @@ class App(Introspection):
         behavior: Sequence[str] = (),
         effects: Sequence[str] = (),
         tags: Sequence[str] = (),
+        state_model: type | None = None,
+        payload_model: type | None = None,
+        discoverable: bool = True,
+        state_version: int = 0,
+        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
@@ -308,6 +327,11 @@ class App(Introspection):
             behavior=behavior,
             effects=effects,
             tags=tags,
+            state_model=state_model,
+            payload_model=payload_model,
+            discoverable=discoverable,
+            state_version=state_version,
+            migrate=migrate,
         )
 
     def command(
@@ -327,6 +351,11 @@ class App(Introspection):
         behavior: Sequence[str] = (),
         effects: Sequence[str] = (),
         tags: Sequence[str] = (),
+        state_model: type | None = None,
+        payload_model: type | None = None,
+        discoverable: bool = True,
+        state_version: int = 0,
+        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -356,6 +385,11 @@ class App(Introspection):
             behavior=behavior,
             effects=effects,
             tags=tags,
+            state_model=state_model,
+            payload_model=payload_model,
+            discoverable=discoverable,
+            state_version=state_version,
+            migrate=migrate,
         )
 
     def add_telemetry(
@@ -633,6 +667,7 @@ class App(Introspection):
         summary: str | None = None,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
+        state_model: type | None = None,
     ) -> Callable[[F], F]:
         """Declare a stream: the handler reads the items an adapter pushes.
 
@@ -643,8 +678,9 @@ class App(Introspection):
         ``"drop_newest"``, ``"drop_oldest"`` or ``"raise"`` (the handler's read raises
         :class:`~triolette.StreamFullError`). With ``stale_after``, no item within that many
         seconds marks the stream stale and holds it and the devices it ``feeds`` offline
-        until the next item. ``name`` defaults to the handler's name; ``persist`` and
-        ``restart`` work as for :meth:`device`; ``summary`` is a description.
+        until the next item. ``name`` defaults to the handler's name; ``persist``,
+        ``restart`` and ``state_model`` work as for :meth:`device`; ``summary`` is a
+        description.
         """
 
         def register(function: F) -> F:
@@ -662,6 +698,7 @@ class App(Introspection):
                 has_store=self.store is not None,
                 persist=persist,
                 restart=restart,
+                state_model=state_model,
                 stream=options,
             )(function)
 

@@ -47,6 +47,21 @@ class Registration:
     behavior: tuple[str, ...] = ()
     effects: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    discoverable: bool = True
+
+    @property
+    def state_model(self) -> type | None:
+        """The model its published state follows (a pydantic ``BaseModel``), if declared."""
+        return self.spec.state_model
+
+    @property
+    def payload_model(self) -> type | None:
+        """The model its commands' payloads follow, if declared."""
+        return self.spec.payload_model
+
+    @property
+    def state_version(self) -> int:
+        return self.spec.state_version
 
     @property
     def is_static(self) -> bool:

@@ -16,7 +16,7 @@ import copy
 import inspect
 import math
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -116,6 +116,11 @@ class Registry:
         behavior: Iterable[str] = (),
         effects: Iterable[str] = (),
         tags: Iterable[str] = (),
+        state_model: type | None = None,
+        payload_model: type | None = None,
+        discoverable: bool = True,
+        state_version: int = 0,
+        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
         stream: StreamOptions | None = None,
         **scheduling: Any,
     ) -> Callable[[F], F]:
@@ -171,6 +176,7 @@ class Registry:
             "behavior": _texts(label, "behavior", behavior),
             "effects": _texts(label, "effects", effects),
             "tags": _texts(label, "tags", tags),
+            "discoverable": _flag(label, "discoverable", discoverable),
         }
         options: dict[str, Any] = {
             "interval": None if is_deferred(interval) else interval,
@@ -183,6 +189,11 @@ class Registry:
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
+        options.update(
+            state_model=_model(label, "state_model", state_model),
+            payload_model=_model(label, "payload_model", payload_model),
+            **_versions(label, state_version, migrate),
+        )
         if stream is not None:
             options["stream"] = _check_stream(label, stream)
 
@@ -369,6 +380,44 @@ def check_seconds(device: str, option: str, value: object, source: str = "") -> 
     raise RegistrationError(
         f"{device}: {option} must be a positive number of seconds, got {value!r}{source}"
     )
+
+
+def _model(device: str, option: str, model: object) -> type | None:
+    """``model`` if it is a model class (a pydantic ``BaseModel``, checked by its API so that
+    pydantic is not imported here), or ``None``."""
+    if model is None:
+        return None
+    if isinstance(model, type) and callable(getattr(model, "model_validate", None)):
+        return model
+    raise RegistrationError(
+        f"{device}: {option}={model!r} is not a model class (a pydantic BaseModel subclass)"
+    )
+
+
+def _flag(device: str, option: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise RegistrationError(f"{device}: {option}={value!r} is not True or False")
+
+
+def _versions(
+    device: str, version: object, migrate: Mapping[int, Callable[..., Any]] | None
+) -> dict[str, Any]:
+    """``state_version`` (a whole number from 0) and ``migrate`` (one migration from each
+    older version to the next: ``{0: fn, 1: fn}`` for version 2)."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise RegistrationError(f"{device}: state_version={version!r} is not a whole number >= 0")
+    steps = dict(migrate or {})
+    wanted = set(range(version))
+    if steps and set(steps) != wanted:
+        raise RegistrationError(
+            f"{device}: migrate= needs one migration from each version before {version} "
+            f"(keys {sorted(wanted)}), got keys {sorted(steps, key=repr)}"
+        )
+    for step, function in steps.items():
+        if not callable(function):
+            raise RegistrationError(f"{device}: migrate[{step}]={function!r} is not callable")
+    return {"state_version": version, "migrations": steps}
 
 
 def _check_stream(name: str, stream: StreamOptions) -> StreamOptions:
