@@ -9,6 +9,7 @@ the actors and their lifecycle; :meth:`App.run` hands the process to
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
@@ -44,6 +45,11 @@ class App:
     each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
     ``retained_commands`` names the devices that take a command the broker kept as retained;
     the others ignore such a command (it would run again on every start).
+
+    With a shared store (PostgreSQL, Redis) the app holds a lease on its devices while it
+    serves, ``lease_seconds`` long (renewed every third): a second app claiming them refuses
+    to start (:class:`~triolette.LeaseHeldError`), unless it is a ``standby``, which waits
+    and takes over once the holder's lease ends. See the multi-host guide.
     """
 
     def __init__(
@@ -65,6 +71,8 @@ class App:
         reconnect_backoff: Backoff | None = None,
         embedded_broker: EmbeddedBroker | None = None,
         retained_commands: Collection[str] = (),
+        standby: bool = False,
+        lease_seconds: float = 10.0,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -83,6 +91,12 @@ class App:
         self.retained_commands = frozenset(retained_commands)
         """Devices that take commands the broker kept (retained); others ignore them."""
         self.reconnect_backoff = reconnect_backoff or RECONNECT
+        if not (isinstance(lease_seconds, int | float) and 0 < lease_seconds < math.inf):
+            raise ValueError(f"lease_seconds must be a positive number, got {lease_seconds!r}")
+        self.standby = standby
+        """With a shared store: wait for the devices' lease instead of refusing to start."""
+        self.lease_seconds = lease_seconds
+        """With a shared store: the length of the devices' lease (renewed every third)."""
         self.registry = Registry()
         """The declared devices and adapters."""
         self._running: RunningApp | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 
 import attrs
 
@@ -29,11 +31,13 @@ class AppStatistics:
     """Crashes of each device's actor (each followed by a restart unless it was given up)."""
     watchdog_firings: int
     """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
+    lease_epoch: int | None = None
+    """The epoch of the lease held on the devices in a shared store; else ``None``."""
 
 
 def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: int) -> bytes:
     """The ``{p}/status`` heartbeat: uptime, version and device health, as compact JSON."""
-    body = {
+    body: dict[str, object] = {
         "status": ONLINE,
         "version": version,
         "uptime": round(uptime, 1),
@@ -43,7 +47,25 @@ def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: i
         "crashes": sum(stats.crashes.values()),
         "watchdog_firings": stats.watchdog_firings,
     }
+    if stats.persistence is not None:
+        body["store"] = store_health(stats)
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def store_health(stats: AppStatistics) -> dict[str, object]:
+    """The heartbeat's ``store`` object: ``outage_since`` (UTC, ISO 8601) while writes fail,
+    else ``null``; ``pending``, the devices waiting for a write; ``lease_epoch`` with a lease."""
+    assert stats.persistence is not None
+    since = stats.persistence.outage_since
+    health: dict[str, object] = {
+        "outage_since": None
+        if since is None
+        else datetime.datetime.fromtimestamp(since, datetime.UTC).isoformat(timespec="seconds"),
+        "pending": stats.persistence.pending_keys,
+    }
+    if stats.lease_epoch is not None:
+        health["lease_epoch"] = stats.lease_epoch
+    return health
 
 
 def statistics_line(stats: AppStatistics) -> str:
@@ -63,6 +85,8 @@ def statistics_line(stats: AppStatistics) -> str:
             f"batches={p.batches}",
             f"store_failures={p.failures}",
         ]
+        if p.outage_since is not None:
+            parts.append(f"store_outage={time.time() - p.outage_since:.0f}s")
     if stats.mqtt is not None:
         mqtt = stats.mqtt
         parts.append(f"outbox={mqtt.outbox_depth}/{mqtt.outbox_peak}")

@@ -17,6 +17,7 @@ import trio
 from triolette.core.errors import (
     ConnectError,
     FlushIncompleteError,
+    LeaseLostError,
     RestartLimitError,
     StoreOpenError,
 )
@@ -34,7 +35,8 @@ EXIT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (FlushIncompleteError, 1),
     (RestartLimitError, 2),
     (ConnectError, 3),  # retrying would not help
-    (StoreOpenError, 3),  # locked by another process, or cannot be opened at all
+    (StoreOpenError, 3),  # locked by another process, held by another bridge, cannot open
+    (LeaseLostError, 4),  # another bridge took the devices over (or the lease ran out)
 )
 """The exit status of each way serving can fail for good."""
 
@@ -49,8 +51,10 @@ def run_process(app: App) -> None:
     Raises ``SystemExit``: 1 if some device's state could not be saved, 2 if the restart limit
     stopped the app (the message names the device), 3 if at start-up the broker refused us for
     good (a host name that does not resolve, bad credentials) or the store cannot be opened
-    (another process holds its lock, a folder where the file should be, a foreign database).
-    Returns after a clean stop.
+    (another process holds its lock, another bridge holds its devices' lease, a folder where
+    the file should be, a foreign database), 4 if the app lost the lease on its devices in a
+    shared store while serving (it stopped them and wrote nothing more). Returns after a clean
+    stop.
     """
     try:
         trio.run(_serve_until_signalled, app)

@@ -25,13 +25,15 @@ from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
 from triolette.actors.transport import LogTransport, Transport
-from triolette.core.errors import FlushIncompleteError
+from triolette.core.errors import FlushIncompleteError, LeaseLostError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.lease_keeper import LeaseKeeper
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
+from triolette.stores.lease import LeasedStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
@@ -85,7 +87,7 @@ class RunningApp:
             PersistenceActor(
                 app.store,
                 mailbox_size=app.mailbox_size,
-                on_error=self.reports.backend_failed,
+                on_error=self._backend_failed,
                 on_recovered=self.reports.backend_recovered,
             )
             if app.store is not None
@@ -105,6 +107,8 @@ class RunningApp:
             flush_timeout=app.shutdown_timeout,
             all_returned=self.devices_returned,
         )
+        self.lease = self._lease_keeper()
+        """Holds the devices' lease in a shared store (PostgreSQL, Redis); else ``None``."""
         self._up: list[PersistenceActor | MqttActor] = []
         """The actors that started, so the shutdown waits for them."""
         self._carried: list[Message] = []  # kept in the store by the last stop
@@ -132,6 +136,8 @@ class RunningApp:
             self.stop_deadline = trio.current_time() + self.app.shutdown_timeout
             self._move(Lifecycle.STOPPING)
         self.supervisor.scope.cancel()
+        if self.lease is not None:
+            self.lease.stop_waiting()  # a standby stops waiting for its turn
 
     def abandon(self) -> None:
         """Stop waiting for the flush and the broker (deadline passed, or a second signal)."""
@@ -183,16 +189,44 @@ class RunningApp:
         if broker is not None:
             await root.start(broker.run)
             self.mqtt.transport = self.app.transport or self._embedded_transport()
+        if self.lease is not None and not await root.start(self.lease.run):
+            return  # a standby asked to stop before its turn came: nothing started
         if self.persistence is not None:
-            keys = [spec.name for spec in self.specs if spec.uses_store]
-            await root.start(self.persistence.run, [*keys, carry_over.KEY])
+            await root.start(self.persistence.run, self._stored_keys())
             self._up.append(self.persistence)
             self._carried = carry_over.decode(self.persistence.view(carry_over.KEY))
             self.mqtt.carry_over(self._carried)
         await root.start(self.mqtt.run)
         self._up.append(self.mqtt)
 
+    def _stored_keys(self) -> list[str]:
+        """The keys this app keeps in its store: its devices' and the undelivered messages'."""
+        return [*(spec.name for spec in self.specs if spec.uses_store), carry_over.KEY]
+
+    def _lease_keeper(self) -> LeaseKeeper | None:
+        store: object = self.app.store
+        if not isinstance(store, LeasedStore):
+            return None
+        return LeaseKeeper(
+            store,
+            self._stored_keys(),
+            seconds=self.app.lease_seconds,
+            standby=self.app.standby,
+            on_lost=self._lease_lost,
+        )
+
+    def _lease_lost(self, error: LeaseLostError) -> None:
+        """Another bridge may own the devices now: stop them and write nothing more."""
+        self.abandon()
+
+    def _backend_failed(self, keys: list[str], error: BaseException) -> None:
+        if isinstance(error, LeaseLostError) and self.lease is not None:
+            self.lease.lose(error)  # the store refused a write: a newer lease holds a device
+        self.reports.backend_failed(keys, error)
+
     async def _run_devices(self) -> None:
+        if self.lease is not None and self.lease.epoch is None:
+            return  # a standby that never took over
         companions = [metronome.run for metronome in self._metronomes.values()]
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
@@ -248,6 +282,8 @@ class RunningApp:
                 )
 
     def _raise_outcome(self) -> None:
+        if self.lease is not None and self.lease.lost is not None:
+            raise self.lease.lost  # the reason the devices stopped and their state was dropped
         unsaved = self.reports.unsaved
         if unsaved:  # lost state outranks the reason the app stopped
             raise FlushIncompleteError(list(unsaved), "; ".join(sorted(set(unsaved.values()))))
@@ -367,6 +403,7 @@ class RunningApp:
             watchdog_firings=self.reports.watchdog_firings,
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
+            lease_epoch=self.lease.epoch if self.lease is not None else None,
         )
 
     def _heartbeat(self) -> bytes:
