@@ -136,7 +136,7 @@ def bridges() -> Iterator[Callable[..., Bridge]]:
         bridge.kill()
 
 
-def _stored_counts(url: str) -> dict[str, int]:
+def _stored_counts(url: str) -> dict[str, object]:
     from triolette.runtime.wiring import store_for_location
 
     store = store_for_location(url)
