@@ -141,9 +141,7 @@ def _stored_counts(url: str) -> dict[str, object]:
 
     store = store_for_location(url)
     try:
-        return {
-            key: int(state["count"]) for key, state in store.load_all().items() if key[0] == "d"
-        }
+        return {key: state["count"] for key, state in store.load_all().items() if key[0] == "d"}
     finally:
         store.close()
 
