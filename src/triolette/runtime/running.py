@@ -149,7 +149,7 @@ class RunningApp:
         if persistence is not None and not persistence.stopped.is_set():
             senders = persistence.statistics().mailbox_senders
             persistence.abandon()
-            if senders:
+            if senders and not (self.lease is not None and self.lease.lost):
                 logger.error(
                     "shutdown deadline passed with %d persistence mailbox handle(s) still open "
                     "(a leaked handle or a hung backend)",
