@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import trio
 
@@ -22,10 +22,23 @@ from triolette.actors.worker_thread import WorkerThread
 from triolette.core.errors import LeaseHeldError, LeaseLostError
 from triolette.stores.lease import Lease, LeasedStore, LeaseOwner
 
+if TYPE_CHECKING:
+    from triolette.runtime.app import App
+
 logger = logging.getLogger("triolette.lease")
 
 DEFAULT_LEASE_SECONDS = 10.0
 T = TypeVar("T")
+
+
+def keeper_for(
+    app: App, keys: Sequence[str], *, on_lost: Callable[[LeaseLostError], None]
+) -> LeaseKeeper | None:
+    """The keeper of ``app``'s lease on ``keys``, if its store is shared; else ``None``."""
+    store: object = app.store
+    if not isinstance(store, LeasedStore):
+        return None
+    return LeaseKeeper(store, keys, seconds=app.lease_seconds, standby=app.standby, on_lost=on_lost)
 
 
 class LeaseKeeper:

@@ -30,10 +30,9 @@ from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
-from triolette.runtime.lease_keeper import LeaseKeeper
+from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
-from triolette.stores.lease import LeasedStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
@@ -107,7 +106,7 @@ class RunningApp:
             flush_timeout=app.shutdown_timeout,
             all_returned=self.devices_returned,
         )
-        self.lease = self._lease_keeper()
+        self.lease = keeper_for(app, self._stored_keys(), on_lost=self._lease_lost)
         """Holds the devices' lease in a shared store (PostgreSQL, Redis); else ``None``."""
         self._up: list[PersistenceActor | MqttActor] = []
         """The actors that started, so the shutdown waits for them."""
@@ -202,18 +201,6 @@ class RunningApp:
     def _stored_keys(self) -> list[str]:
         """The keys this app keeps in its store: its devices' and the undelivered messages'."""
         return [*(spec.name for spec in self.specs if spec.uses_store), carry_over.KEY]
-
-    def _lease_keeper(self) -> LeaseKeeper | None:
-        store: object = self.app.store
-        if not isinstance(store, LeasedStore):
-            return None
-        return LeaseKeeper(
-            store,
-            self._stored_keys(),
-            seconds=self.app.lease_seconds,
-            standby=self.app.standby,
-            on_lost=self._lease_lost,
-        )
 
     def _lease_lost(self, error: LeaseLostError) -> None:
         """Another bridge may own the devices now: stop them and write nothing more."""
