@@ -294,6 +294,7 @@ async def test_states_availability_status_and_errors_arrive_on_their_topics_with
             "restarts": 0,
             "crashes": 0,
             "watchdog_firings": 0,
+            "store": {"outage_since": None, "pending": beat["store"]["pending"]},
         }
     uptimes = [beat["uptime"] for beat in heartbeats]
     assert uptimes == sorted(uptimes)
