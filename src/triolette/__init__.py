@@ -1,10 +1,20 @@
-"""triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state."""
+"""triolette: IoT-to-MQTT bridges as supervised trio actors, with durable device state.
+
+``triolette.Settings`` (the base of an app's pydantic settings) is imported on first use: it
+needs the ``settings`` extra, which ``import triolette`` never imports.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from triolette.actors.device import DeviceContext as DeviceContext
 from triolette.actors.paho import PahoTransport as PahoTransport
 from triolette.actors.transport import Confirmed as Confirmed
 from triolette.actors.transport import Transport as Transport
+from triolette.actors.triggers import TriggerPayload as TriggerPayload
 from triolette.core.backoff import Backoff as Backoff
+from triolette.core.breaker import CircuitBreaker as CircuitBreaker
+from triolette.core.cron import CronSchedule as CronSchedule
+from triolette.core.deferred import setting_ref as setting_ref
 from triolette.core.errors import ConnectError as ConnectError
 from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
@@ -24,6 +34,7 @@ from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreOpenError as StoreOpenError
 from triolette.core.errors import StoreWriteError as StoreWriteError
 from triolette.core.errors import TrioletteError as TrioletteError
+from triolette.core.errors import UnknownDeviceError as UnknownDeviceError
 from triolette.core.exports import claim_public_names
 from triolette.core.messages import Message as Message
 from triolette.core.policies import AllSavePolicy as AllSavePolicy
@@ -33,10 +44,20 @@ from triolette.core.policies import SaveAtMostEvery as SaveAtMostEvery
 from triolette.core.policies import SaveOnChange as SaveOnChange
 from triolette.core.policies import SaveOnPublish as SaveOnPublish
 from triolette.core.policies import SaveOnShutdown as SaveOnShutdown
+from triolette.core.retry import ExponentialBackoff as ExponentialBackoff
+from triolette.core.retry import FixedBackoff as FixedBackoff
+from triolette.core.retry import LinearBackoff as LinearBackoff
+from triolette.core.strategies import AllStrategy as AllStrategy
+from triolette.core.strategies import AnyStrategy as AnyStrategy
+from triolette.core.strategies import Every as Every
+from triolette.core.strategies import OnChange as OnChange
+from triolette.core.strategies import PublishStrategy as PublishStrategy
 from triolette.runtime.app import App as App
 from triolette.runtime.embedded import EmbeddedBroker as EmbeddedBroker
 from triolette.runtime.health import AppStatistics as AppStatistics
-from triolette.runtime.settings import Settings as Settings
+from triolette.runtime.lifecycle import AppContext as AppContext
+from triolette.runtime.notifier import EntityNotifier as EntityNotifier
+from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
 from triolette.stores.devicestore import DeviceStore as DeviceStore
 from triolette.stores.jsonfile import JsonFileStore as JsonFileStore
@@ -49,15 +70,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AllSavePolicy",
+    "AllStrategy",
     "AnySavePolicy",
+    "AnyStrategy",
     "App",
+    "AppContext",
     "AppStatistics",
     "Backoff",
+    "CircuitBreaker",
     "Confirmed",
     "ConnectError",
+    "CronSchedule",
     "DeviceContext",
     "DeviceStore",
     "EmbeddedBroker",
+    "EntityNotifier",
+    "Every",
+    "ExponentialBackoff",
+    "FixedBackoff",
     "FlushIncompleteError",
     "HandlerTimeoutError",
     "HeartbeatMissedError",
@@ -65,15 +95,19 @@ __all__ = [
     "KeyInUseError",
     "LeaseHeldError",
     "LeaseLostError",
+    "LinearBackoff",
     "MemoryStore",
     "Message",
     "NullStore",
+    "OnChange",
     "PahoTransport",
     "PersistPolicy",
     "PublishError",
+    "PublishStrategy",
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "RunSettings",
     "SaveAtMostEvery",
     "SaveOnChange",
     "SaveOnPublish",
@@ -90,8 +124,35 @@ __all__ = [
     "StoreOpenError",
     "StoreWriteError",
     "Transport",
+    "TriggerPayload",
     "TrioletteError",
+    "UnknownDeviceError",
+    "setting_ref",
 ]
 
-claim_public_names(globals())
+if TYPE_CHECKING:
+    from triolette.runtime.app_settings import Settings as Settings
+
+_LAZY = {"Settings": "triolette.runtime.app_settings"}
+claim_public_names({**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
 del claim_public_names
+
+SETTINGS_HINT = "pip install 'triolette[settings]'"
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``Settings`` when it is first asked for (pydantic-settings is an extra)."""
+    if name in _LAZY:
+        import importlib
+
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ImportError as error:
+            raise ImportError(
+                f"triolette.{name} needs pydantic-settings: {SETTINGS_HINT} ({error})"
+            ) from error
+        value = getattr(module, name)
+        value.__module__ = __name__
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,12 +125,45 @@ async def test_an_adapter_that_fails_to_open_stops_the_start_and_no_device_runs(
     assert ran == []
 
 
-def test_a_handler_taking_an_unregistered_adapter_is_refused_at_registration():
+async def test_a_handler_taking_an_unregistered_adapter_is_refused_before_any_device_runs(
+    autojump_clock,
+):
     harness = AppHarness.create()
-    with pytest.raises(RegistrationError, match=r"'meter'.*Meter"):
+    ran: list[str] = []
 
-        @harness.app.telemetry("gas", interval=10)
-        async def gas(meter: Meter) -> None: ...
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        ran.append("gas")
+
+    with pytest.raises(RegistrationError, match=r"gas: .*'meter' asks for Meter, which nothing"):
+        await harness.run(cycles=1)
+    assert ran == []
+
+
+async def test_an_adapter_registered_after_its_handler_is_injected(autojump_clock):
+    harness = AppHarness.create()
+    seen: list[bool] = []
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        seen.append(meter.open)
+
+    harness.app.adapter(Meter, lambda: Meter([]))
+    await harness.run(cycles=1)
+    assert seen == [True]
+
+
+async def test_an_optional_port_nothing_provides_is_left_at_its_default(autojump_clock):
+    harness = AppHarness.create()
+    seen: list[object] = []
+    spare_meter = Meter(["spare"])
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter | None, spare: Meter = spare_meter) -> None:
+        seen.extend([meter, spare.log])
+
+    await harness.run(cycles=1)
+    assert seen == [None, ["spare"]]
 
 
 def test_an_adapter_is_registered_once():
@@ -138,3 +171,109 @@ def test_an_adapter_is_registered_once():
     harness.app.adapter(Meter, lambda: Meter([]))
     with pytest.raises(RegistrationError, match="already registered"):
         harness.app.adapter(Meter, lambda: Meter([]))
+
+
+# -- the cosalette forms: a mapping, dry-run twins, lazy strings, settings -------------------
+
+
+class SerialMeter:
+    """The real driver: must never be built in a dry run."""
+
+    def __init__(self) -> None:
+        raise AssertionError("the real driver was built in a dry run")
+
+
+class FakeMeter:
+    """The dry-run twin, imported lazily by its 'module:Class' reference."""
+
+    def __init__(self, settings: MeterSettings) -> None:
+        self.port = settings.port
+
+    def read(self) -> int:
+        return 3
+
+
+class MeterSettings:
+    def __init__(self, port: str) -> None:
+        self.port = port
+
+
+async def test_a_dry_run_picks_the_twin_given_as_a_lazy_string(autojump_clock):
+    harness = AppHarness.create(
+        adapters={SerialMeter: (SerialMeter, "tests.runtime.test_adapters:FakeMeter")},
+        dry_run=True,
+    )
+    harness.app.settings = MeterSettings("/dev/ttyUSB3")
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: SerialMeter, ctx: DeviceContext) -> dict[str, object]:
+        assert ctx.adapter(SerialMeter) is meter
+        return {"kind": type(meter).__name__, "port": meter.port}
+
+    await harness.run(cycles=1)
+    assert harness.states("gas") == [{"kind": "FakeMeter", "port": "/dev/ttyUSB3"}]
+
+
+async def test_without_a_dry_run_the_real_implementation_is_built(autojump_clock):
+    built: list[str] = []
+
+    def real() -> Meter:
+        built.append("real")
+        return Meter([])
+
+    harness = AppHarness.create(adapters={Meter: (real, FakeMeter)})
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None: ...
+
+    await harness.run(cycles=1)
+    assert built == ["real"]
+
+
+async def test_a_lazy_string_that_does_not_import_is_named_at_start(autojump_clock):
+    harness = AppHarness.create(adapters={Meter: "tests.runtime.no_such_module:Meter"})
+    ran: list[str] = []
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: Meter) -> None:
+        ran.append("gas")
+
+    with pytest.raises(
+        RegistrationError,
+        match=r"adapter Meter: cannot import 'tests.runtime.no_such_module:Meter'",
+    ):
+        await harness.run(cycles=1)
+    assert ran == []
+    harness = AppHarness.create(adapters={Meter: "tests.runtime.test_adapters:NoSuchMeter"})
+    harness.app.telemetry("gas", interval=10)(gas)
+    with pytest.raises(RegistrationError, match=r"has no 'NoSuchMeter'"):
+        await harness.run(cycles=1)
+
+
+@pytest.mark.parametrize("reference", ["no_colon", ":Meter", "module:", 42])
+def test_a_malformed_implementation_is_refused_at_registration(reference):
+    harness = AppHarness.create()
+    with pytest.raises(RegistrationError, match=r"^adapter Meter: "):
+        harness.app.adapter(Meter, reference)
+
+
+def test_a_constructor_parameter_without_annotation_is_refused_at_registration():
+    class Loose:
+        def __init__(self, port) -> None:
+            self.port = port
+
+    harness = AppHarness.create()
+    with pytest.raises(RegistrationError, match=r"parameter 'port' needs an annotation"):
+        harness.app.adapter(Meter, Loose)
+
+
+async def test_a_constructor_asking_for_what_nothing_provides_is_named(autojump_clock):
+    harness = AppHarness.create(adapters={FakeMeter: FakeMeter})  # no settings
+
+    @harness.app.telemetry("gas", interval=10)
+    async def gas(meter: FakeMeter) -> None: ...
+
+    with pytest.raises(
+        RegistrationError, match=r"adapter FakeMeter: FakeMeter: parameter 'settings' asks for"
+    ):
+        await harness.run(cycles=1)

@@ -20,12 +20,12 @@ from triolette.runtime.lease_keeper import LeaseKeeper
 from triolette.stores.lease import LeaseOwner
 
 L = 3.0
+KEYS = ["d0", "d1"]
 
 
 def _keeper(store: LeasedMemoryStore, lost: list[tuple[float, LeaseLostError]], **kw: object):
     return LeaseKeeper(
         store,
-        ["d0", "d1"],
         seconds=L,
         on_lost=lambda error: lost.append((trio.current_time(), error)),
         owner=LeaseOwner("here", 1),
@@ -44,7 +44,7 @@ async def test_the_keeper_claims_fences_renews_every_third_and_releases(autojump
     lost: list[tuple[float, LeaseLostError]] = []
     keeper = _keeper(store, lost)
     async with trio.open_nursery() as nursery:
-        assert await nursery.start(keeper.run) is True
+        assert await nursery.start(keeper.run, KEYS) is True
         assert keeper.epoch == store.epoch == 1  # the store's writes carry the epoch
         await trio.sleep(10.5)
         assert board.renewals == 10  # at 1, 2, ... 10 s
@@ -58,7 +58,7 @@ async def test_renewals_that_keep_failing_lose_the_lease_at_the_keepers_deadline
     lost: list[tuple[float, LeaseLostError]] = []
     keeper = _keeper(LeasedMemoryStore(board), lost)
     async with trio.open_nursery() as nursery:
-        await nursery.start(keeper.run)
+        await nursery.start(keeper.run, KEYS)
         await trio.sleep(2.5)  # renewed at 1 and 2
         board.failure = ConnectionError("the server is gone")
         await trio.sleep(10)
@@ -73,7 +73,7 @@ async def test_a_renewal_refused_after_a_takeover_loses_the_lease_at_once(autoju
     lost: list[tuple[float, LeaseLostError]] = []
     keeper = _keeper(LeasedMemoryStore(board), lost)
     async with trio.open_nursery() as nursery:
-        await nursery.start(keeper.run)
+        await nursery.start(keeper.run, KEYS)
         await trio.sleep(1.5)
         board.expire(["d0", "d1"])
         _other(board).claim(["d1"])
@@ -92,7 +92,7 @@ async def test_a_pause_past_the_deadline_is_a_lost_lease_without_asking_the_serv
     lost: list[tuple[float, LeaseLostError]] = []
     keeper = _keeper(LeasedMemoryStore(board), lost)
     async with trio.open_nursery() as nursery:
-        await nursery.start(keeper.run)
+        await nursery.start(keeper.run, KEYS)
         await trio.sleep(0.5)
         autojump_clock.jump(L)  # as if the process had been stopped (SIGSTOP) for L seconds
         await trio.sleep(0.1)
@@ -107,7 +107,7 @@ async def test_a_second_keeper_is_refused_naming_the_holder(autojump_clock):
     _other(board).claim(["d1"])
     keeper = _keeper(LeasedMemoryStore(board), [])
     with pytest.raises(LeaseHeldError, match="process 2 on there since"):
-        await keeper.run()
+        await keeper.run(KEYS)
 
 
 async def test_a_standby_waits_and_claims_within_a_third_of_the_lease_after_it_ends(
@@ -119,7 +119,7 @@ async def test_a_standby_waits_and_claims_within_a_third_of_the_lease_after_it_e
     started: list[tuple[float, bool]] = []
 
     async def start(nursery: trio.Nursery) -> None:
-        started.append((trio.current_time(), await nursery.start(keeper.run)))
+        started.append((trio.current_time(), await nursery.start(keeper.run, KEYS)))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(start, nursery)
@@ -142,7 +142,7 @@ async def test_a_standby_told_to_stop_reports_started_without_a_lease(autojump_c
     keeper = _keeper(LeasedMemoryStore(board), [], standby=True)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_later, keeper)
-        assert await nursery.start(keeper.run) is False
+        assert await nursery.start(keeper.run, KEYS) is False
     assert keeper.epoch is None
 
 

@@ -1,4 +1,4 @@
-"""Settings: precedence of flags, variables, the app's code and defaults; every error's source."""
+"""RunSettings: precedence of flags, variables, the app's code and defaults; each error's source."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from triolette.actors.transport import LogTransport
 from triolette.core.topics import Topics
 from triolette.runtime import launch
 from triolette.runtime.launch import read_env_file, resolve_settings
-from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.settings import OPTIONS, RunSettings
 from triolette.runtime.wiring import (
     apply_settings,
     describe_settings,
@@ -43,7 +43,7 @@ def env(name: str) -> str:
 
 
 def test_the_defaults_need_no_broker_and_no_store():
-    settings = Settings.from_sources({}, {})
+    settings = RunSettings.from_sources({}, {})
     assert settings.mqtt_host is None
     assert settings.port == 1883
     assert settings.keepalive == 60.0
@@ -88,26 +88,26 @@ def test_a_flag_beats_a_variable_beats_the_app_code_beats_the_default(
     environ = {env(name): by_env}
     code = {name: by_code}
 
-    everything = Settings.from_sources(flags, environ, code)
+    everything = RunSettings.from_sources(flags, environ, code)
     assert getattr(everything, name) == _expected(name, by_flag)
     assert everything.sources[name] == flag(name)
 
-    no_flag = Settings.from_sources({}, environ, code)
+    no_flag = RunSettings.from_sources({}, environ, code)
     assert getattr(no_flag, name) == _expected(name, by_env)
     assert no_flag.sources[name] == env(name)
 
-    code_only = Settings.from_sources({}, {}, code)
+    code_only = RunSettings.from_sources({}, {}, code)
     assert getattr(code_only, name) == _expected(name, by_code)
     assert code_only.sources[name] == f"app setting {name}"
 
-    assert getattr(Settings.from_sources({}, {}), name) == default
+    assert getattr(RunSettings.from_sources({}, {}), name) == default
 
 
 @pytest.mark.parametrize("name", ["dry_run", "tls_insecure", "tls"])
 def test_a_false_flag_beats_a_true_variable(name):
-    settings = Settings.from_sources({name: False}, {env(name): "yes"})
+    settings = RunSettings.from_sources({name: False}, {env(name): "yes"})
     assert getattr(settings, name) is False
-    assert getattr(Settings.from_sources({}, {env(name): "yes"}), name) is True
+    assert getattr(RunSettings.from_sources({}, {env(name): "yes"}), name) is True
 
 
 @pytest.mark.parametrize(
@@ -118,11 +118,11 @@ def test_a_false_flag_beats_a_true_variable(name):
     ],
 )
 def test_boolean_variables_take_the_usual_words(word, value):
-    assert Settings.from_sources({}, {"TRIOLETTE_DRY_RUN": word}).dry_run is value
+    assert RunSettings.from_sources({}, {"TRIOLETTE_DRY_RUN": word}).dry_run is value
 
 
 def test_an_empty_variable_counts_as_unset():
-    settings = Settings.from_sources({}, {"TRIOLETTE_MQTT_PORT": "", "TRIOLETTE_MQTT_HOST": ""})
+    settings = RunSettings.from_sources({}, {"TRIOLETTE_MQTT_PORT": "", "TRIOLETTE_MQTT_HOST": ""})
     assert settings.mqtt_host is None
     assert settings.mqtt_port is None
 
@@ -131,28 +131,28 @@ def test_an_argparse_namespace_works_and_its_other_attributes_are_ignored():
     import argparse
 
     namespace = argparse.Namespace(mqtt_host="h", mqtt_port="1884", command="run", app="m:app")
-    settings = Settings.from_sources(namespace, {})
+    settings = RunSettings.from_sources(namespace, {})
     assert (settings.mqtt_host, settings.port) == ("h", 1884)
 
 
 def test_an_unknown_app_setting_is_an_error():
     with pytest.raises(SettingsError, match="app setting mqtt_hots: no such setting"):
-        Settings.from_sources({}, {}, {"mqtt_hots": "x"})
+        RunSettings.from_sources({}, {}, {"mqtt_hots": "x"})
 
 
 def test_unknown_triolette_variables_are_collected_for_a_warning():
     environ = {"TRIOLETTE_MQTT_PASWORD": "x", "TRIOLETTE_MQTT_HOST": "h", "HOME": "/"}
-    assert Settings.from_sources({}, environ).unknown_variables == ("TRIOLETTE_MQTT_PASWORD",)
+    assert RunSettings.from_sources({}, environ).unknown_variables == ("TRIOLETTE_MQTT_PASWORD",)
 
 
 def test_log_level_and_format_ignore_case():
-    settings = Settings.from_sources({"log_level": "debug"}, {"TRIOLETTE_LOG_FORMAT": "JSON"})
+    settings = RunSettings.from_sources({"log_level": "debug"}, {"TRIOLETTE_LOG_FORMAT": "JSON"})
     assert (settings.log_level, settings.log_format) == ("DEBUG", "json")
 
 
 def test_tls_moves_the_default_port_to_8883_unless_a_port_is_given():
-    assert Settings.from_sources({"tls": True}, {}).port == 8883
-    assert Settings.from_sources({"tls": True, "mqtt_port": "1883"}, {}).port == 1883
+    assert RunSettings.from_sources({"tls": True}, {}).port == 8883
+    assert RunSettings.from_sources({"tls": True, "mqtt_port": "1883"}, {}).port == 1883
 
 
 # -- validation errors name their source ---------------------------------------------------------
@@ -182,7 +182,7 @@ INVALID = [
 @pytest.mark.parametrize(("name", "value", "problem"), INVALID)
 def test_an_invalid_flag_is_named_in_the_error(name, value, problem):
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources({name: value}, {env(name): "ignored"})
+        RunSettings.from_sources({name: value}, {env(name): "ignored"})
     assert caught.value.setting == flag(name)
     assert str(caught.value).startswith(f"{flag(name)}: ")
     assert problem in str(caught.value)
@@ -191,7 +191,7 @@ def test_an_invalid_flag_is_named_in_the_error(name, value, problem):
 @pytest.mark.parametrize(("name", "value", "problem"), INVALID)
 def test_an_invalid_variable_is_named_in_the_error(name, value, problem):
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources({}, {env(name): value})
+        RunSettings.from_sources({}, {env(name): value})
     assert caught.value.setting == env(name)
     assert str(caught.value).startswith(f"{env(name)}: ")
     assert problem in str(caught.value)
@@ -199,33 +199,33 @@ def test_an_invalid_variable_is_named_in_the_error(name, value, problem):
 
 def test_the_port_message_reads_as_documented():
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources({"mqtt_port": "70000"}, {})
+        RunSettings.from_sources({"mqtt_port": "70000"}, {})
     assert str(caught.value) == "--port: must be between 1 and 65535, got 70000"
 
 
 @pytest.mark.parametrize("name", ["dry_run", "tls", "tls_insecure"])
 def test_a_boolean_variable_with_another_word_is_named(name):
     with pytest.raises(SettingsError, match=rf"^{env(name)}: must be one of 1/true/yes/on"):
-        Settings.from_sources({}, {env(name): "maybe"})
+        RunSettings.from_sources({}, {env(name): "maybe"})
 
 
 def test_an_empty_flag_value_is_an_error():
     with pytest.raises(SettingsError, match=r"^--host: must not be empty"):
-        Settings.from_sources({"mqtt_host": ""}, {})
+        RunSettings.from_sources({"mqtt_host": ""}, {})
 
 
 def test_settings_built_in_code_are_validated_too():
     with pytest.raises(SettingsError, match=r"^mqtt_port: must be between 1 and 65535"):
-        Settings(mqtt_port=0)
+        RunSettings(mqtt_port=0)
     with pytest.raises(SettingsError, match=r"^keepalive: "):
-        Settings(keepalive=True)
+        RunSettings(keepalive=True)
 
 
 # -- secrets --------------------------------------------------------------------------------------
 
 
-def _with_password(**more: object) -> Settings:
-    return Settings.from_sources(
+def _with_password(**more: object) -> RunSettings:
+    return RunSettings.from_sources(
         {"mqtt_host": "broker.example", **more}, {"TRIOLETTE_MQTT_PASSWORD": SECRET}
     )
 
@@ -242,7 +242,7 @@ def test_the_password_never_shows_in_repr_str_or_describe():
         assert SECRET not in text
     assert "password='***'" in repr(settings)
     assert "password=***" in describe_settings(settings)
-    assert "password=None" in repr(Settings())
+    assert "password=None" in repr(RunSettings())
 
 
 def test_the_password_never_reaches_the_log(caplog):
@@ -253,7 +253,7 @@ def test_the_password_never_reaches_the_log(caplog):
     logging.getLogger("test").info(
         "%s %r %r", describe_settings(settings, app), settings, app.transport
     )
-    stray = Settings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})  # no host: ignored
+    stray = RunSettings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})  # no host: ignored
     apply_settings(stray, App("other"))
     assert "TRIOLETTE_MQTT_PASSWORD ignored" in caplog.text
     assert SECRET not in caplog.text
@@ -261,14 +261,14 @@ def test_the_password_never_reaches_the_log(caplog):
 
 def test_errors_never_quote_the_password():
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources({"mqtt_port": "x"}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})
+        RunSettings.from_sources({"mqtt_port": "x"}, {"TRIOLETTE_MQTT_PASSWORD": SECRET})
     assert SECRET not in str(caught.value)
 
 
 def test_the_password_can_come_from_a_file(tmp_path):
     secret_file = tmp_path / "password"
     secret_file.write_text(f"{SECRET}\n")
-    settings = Settings.from_sources({"password_file": str(secret_file)}, {})
+    settings = RunSettings.from_sources({"password_file": str(secret_file)}, {})
     assert settings.password == SECRET
     assert settings.sources["password"] == "--password-file"
 
@@ -276,11 +276,11 @@ def test_the_password_can_come_from_a_file(tmp_path):
 def test_a_password_file_flag_beats_a_password_variable_and_loses_to_a_flag(tmp_path):
     secret_file = tmp_path / "password"
     secret_file.write_text("from-file")
-    by_file = Settings.from_sources(
+    by_file = RunSettings.from_sources(
         {"password_file": str(secret_file)}, {"TRIOLETTE_MQTT_PASSWORD": "from-env"}
     )
     assert by_file.password == "from-file"
-    by_flag = Settings.from_sources(
+    by_flag = RunSettings.from_sources(
         {"password": "from-flag"}, {"TRIOLETTE_MQTT_PASSWORD_FILE": str(secret_file)}
     )
     assert by_flag.password == "from-flag"
@@ -291,7 +291,7 @@ def test_a_password_and_a_password_file_from_one_source_conflict(tmp_path):
     secret_file.write_text("x")
     environ = {"TRIOLETTE_MQTT_PASSWORD": "y", "TRIOLETTE_MQTT_PASSWORD_FILE": str(secret_file)}
     with pytest.raises(SettingsError, match=r"^TRIOLETTE_MQTT_PASSWORD_FILE: give "):
-        Settings.from_sources({}, environ)
+        RunSettings.from_sources({}, environ)
 
 
 @pytest.mark.parametrize(
@@ -309,7 +309,7 @@ def test_a_bad_password_file_is_one_settings_error_that_never_shows_the_path(
     if content is not None:
         secret_file.write_bytes(content)
     with pytest.raises(SettingsError, match=rf"^--password-file: {problem}$") as caught:
-        Settings.from_sources({"password_file": str(secret_file)}, {})
+        RunSettings.from_sources({"password_file": str(secret_file)}, {})
     assert SECRET not in str(caught.value)  # the path may be a password put in by mistake
 
 
@@ -318,7 +318,7 @@ def test_a_bad_password_file_is_one_settings_error_that_never_shows_the_path(
 )
 def test_a_password_in_the_password_file_variable_is_never_echoed(value):
     with pytest.raises(SettingsError, match=r"^TRIOLETTE_MQTT_PASSWORD_FILE: ") as caught:
-        Settings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD_FILE": value})
+        RunSettings.from_sources({}, {"TRIOLETTE_MQTT_PASSWORD_FILE": value})
     assert value.rstrip("\x00") not in str(caught.value)
 
 
@@ -348,7 +348,7 @@ def pki(tmp_path_factory):
 
 
 def test_tls_with_a_ca_a_certificate_and_its_key_builds_the_context_at_settings_time(pki):
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {"mqtt_host": "broker.example"},
         {
             "TRIOLETTE_TLS_CA_FILE": str(pki / "cert.pem"),
@@ -368,19 +368,19 @@ def test_tls_with_a_ca_a_certificate_and_its_key_builds_the_context_at_settings_
 
 
 def test_a_key_in_the_certificate_file_needs_no_key_file(pki):
-    settings = Settings.from_sources({"tls_cert_file": str(pki / "both.pem")}, {})
+    settings = RunSettings.from_sources({"tls_cert_file": str(pki / "both.pem")}, {})
     assert settings.ssl_context is not None
 
 
 def test_tls_insecure_alone_turns_tls_on_without_verification():
-    settings = Settings.from_sources({}, {"TRIOLETTE_TLS_INSECURE": "true"})
+    settings = RunSettings.from_sources({}, {"TRIOLETTE_TLS_INSECURE": "true"})
     assert settings.ssl_context is not None
     assert settings.ssl_context.verify_mode == ssl.CERT_NONE
     assert settings.ssl_context.check_hostname is False
 
 
 def test_tls_alone_verifies_with_the_system_certificates():
-    settings = Settings.from_sources({"tls": True}, {})
+    settings = RunSettings.from_sources({"tls": True}, {})
     assert settings.ssl_context is not None
     assert settings.ssl_context.verify_mode == ssl.CERT_REQUIRED
 
@@ -390,18 +390,18 @@ def test_a_missing_tls_file_is_named(tmp_path, pki, name):
     given = {"tls_cert_file": str(pki / "cert.pem"), "tls_key_file": str(pki / "key.pem")}
     given[name] = str(tmp_path / "absent.pem")
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources(given, {})
+        RunSettings.from_sources(given, {})
     assert str(caught.value) == f"{flag(name)}: no such file: {tmp_path / 'absent.pem'}"
 
 
 def test_a_missing_ca_file_from_a_variable_names_the_variable(tmp_path):
     with pytest.raises(SettingsError, match=r"^TRIOLETTE_TLS_CA_FILE: no such file"):
-        Settings.from_sources({}, {"TRIOLETTE_TLS_CA_FILE": str(tmp_path / "absent.pem")})
+        RunSettings.from_sources({}, {"TRIOLETTE_TLS_CA_FILE": str(tmp_path / "absent.pem")})
 
 
 def test_a_tls_file_that_is_a_folder_is_not_readable(tmp_path):
     with pytest.raises(SettingsError, match=r"^--tls-ca-file: .* is a directory, not a file"):
-        Settings.from_sources({"tls_ca_file": str(tmp_path)}, {})
+        RunSettings.from_sources({"tls_ca_file": str(tmp_path)}, {})
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
@@ -410,7 +410,7 @@ def test_an_unreadable_tls_file_is_named(tmp_path):
     ca.write_text("whatever")
     ca.chmod(0)
     with pytest.raises(SettingsError, match=r"^--tls-ca-file: cannot read .*permission denied"):
-        Settings.from_sources({"tls_ca_file": str(ca)}, {})
+        RunSettings.from_sources({"tls_ca_file": str(ca)}, {})
 
 
 @pytest.mark.parametrize("content", [b"", b"not a certificate\n", b"\x00\xff" * 64])
@@ -420,7 +420,7 @@ def test_a_garbage_ca_file_is_named(tmp_path, content):
     with pytest.raises(
         SettingsError, match=r"^--tls-ca-file: .*holds no usable PEM CA certificate"
     ):
-        Settings.from_sources({"tls_ca_file": str(ca)}, {})
+        RunSettings.from_sources({"tls_ca_file": str(ca)}, {})
 
 
 def test_a_garbage_certificate_is_named(tmp_path, pki):
@@ -429,7 +429,7 @@ def test_a_garbage_certificate_is_named(tmp_path, pki):
     with pytest.raises(
         SettingsError, match=r"^TRIOLETTE_TLS_CERT_FILE: .*holds no PEM certificate"
     ):
-        Settings.from_sources(
+        RunSettings.from_sources(
             {},
             {"TRIOLETTE_TLS_CERT_FILE": str(cert), "TRIOLETTE_TLS_KEY_FILE": str(pki / "key.pem")},
         )
@@ -437,26 +437,26 @@ def test_a_garbage_certificate_is_named(tmp_path, pki):
 
 def test_a_certificate_without_any_key_is_named(pki):
     with pytest.raises(SettingsError, match=r"^--tls-cert-file: .*holds no PEM private key"):
-        Settings.from_sources({"tls_cert_file": str(pki / "cert.pem")}, {})
+        RunSettings.from_sources({"tls_cert_file": str(pki / "cert.pem")}, {})
 
 
 def test_a_key_that_is_not_a_key_is_named(pki):
     with pytest.raises(SettingsError, match=r"^--tls-key-file: .*holds no PEM private key"):
-        Settings.from_sources(
+        RunSettings.from_sources(
             {"tls_cert_file": str(pki / "cert.pem"), "tls_key_file": str(pki / "cert.pem")}, {}
         )
 
 
 def test_a_key_that_does_not_match_the_certificate_is_named(pki):
     with pytest.raises(SettingsError, match=r"^--tls-key-file: cannot use the certificate"):
-        Settings.from_sources(
+        RunSettings.from_sources(
             {"tls_cert_file": str(pki / "cert.pem"), "tls_key_file": str(pki / "other.pem")}, {}
         )
 
 
 def test_an_encrypted_key_is_refused_without_prompting(pki):
     with pytest.raises(SettingsError, match=r"^--tls-key-file: .*is encrypted"):
-        Settings.from_sources(
+        RunSettings.from_sources(
             {"tls_cert_file": str(pki / "cert.pem"), "tls_key_file": str(pki / "encrypted.pem")},
             {},
         )
@@ -466,7 +466,7 @@ def test_a_key_without_a_certificate_is_named(pki):
     with pytest.raises(
         SettingsError, match=r"^TRIOLETTE_TLS_KEY_FILE: a key needs its certificate"
     ):
-        Settings.from_sources({}, {"TRIOLETTE_TLS_KEY_FILE": str(pki / "key.pem")})
+        RunSettings.from_sources({}, {"TRIOLETTE_TLS_KEY_FILE": str(pki / "key.pem")})
 
 
 # -- the store ------------------------------------------------------------------------------------
@@ -480,7 +480,7 @@ def test_a_key_without_a_certificate_is_named(pki):
     ],
 )
 def test_the_store_suffix_chooses_the_backend(tmp_path, name, kind):
-    settings = Settings.from_sources({"store_path": str(tmp_path / name)}, {})
+    settings = RunSettings.from_sources({"store_path": str(tmp_path / name)}, {})
     assert settings.store_path is not None
     store = store_for_path(settings.store_path)
     assert isinstance(store, JsonFileStore | SqliteStore)
@@ -493,7 +493,7 @@ def test_the_store_suffix_chooses_the_backend(tmp_path, name, kind):
 
 
 def test_the_transport_carries_every_connection_setting():
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {"mqtt_host": "broker.example", "username": "bob", "keepalive": "15"},
         {"TRIOLETTE_MQTT_PORT": "1884", "TRIOLETTE_MQTT_CLIENT_ID": "meter-1"},
     )
@@ -507,14 +507,26 @@ def test_the_transport_carries_every_connection_setting():
     assert (transport.username, transport.keepalive, transport.tls) == ("bob", 15.0, None)
 
 
-def test_a_dry_run_logs_even_with_a_host():
-    settings = Settings.from_sources({"dry_run": True, "mqtt_host": "broker.example"}, {})
+def test_a_dry_run_logs_unless_a_host_is_asked_for():
+    settings = RunSettings.from_sources({"dry_run": True}, {}, {"mqtt_host": "from.code"})
     assert isinstance(transport_for(settings, "app"), LogTransport)
+    app_default = {"mqtt_host": ("localhost", "settings default mqtt.host")}
+    settings = RunSettings.from_sources({"dry_run": True}, {}, app_settings=app_default)
+    assert isinstance(transport_for(settings, "app"), LogTransport)
+    for flags, environ, layer in (
+        ({"mqtt_host": "broker.example"}, {}, {}),
+        ({}, {"TRIOLETTE_MQTT_HOST": "broker.example"}, {}),
+        ({}, {}, {"mqtt_host": ("broker.example", "MYAPP_MQTT__HOST")}),
+    ):
+        settings = RunSettings.from_sources({**flags, "dry_run": True}, environ, None, layer)
+        transport = transport_for(settings, "app")
+        assert isinstance(transport, PahoTransport)
+        assert transport.host == "broker.example"
 
 
 def test_the_default_client_id_is_the_app_and_host_name_made_safe(monkeypatch):
     monkeypatch.setattr("socket.gethostname", lambda: "my box+1/#ä")
-    settings = Settings.from_sources({"mqtt_host": "h"}, {})
+    settings = RunSettings.from_sources({"mqtt_host": "h"}, {})
     assert settings.effective_client_id("gas2mqtt") == "gas2mqtt-my-box-1---"
     transport = transport_for(settings, "gas2mqtt")
     assert isinstance(transport, PahoTransport)
@@ -528,7 +540,7 @@ def test_apply_leaves_alone_what_was_not_given():
     app = App("bridge", store=store, topic_prefix="house")
     code_transport = LogTransport()
     app.transport = code_transport
-    apply_settings(Settings.from_sources({}, {"TRIOLETTE_LOG_LEVEL": "debug"}), app)
+    apply_settings(RunSettings.from_sources({}, {"TRIOLETTE_LOG_LEVEL": "debug"}), app)
     assert app.store is store
     assert app.transport is code_transport
     assert app.topics == Topics("house")
@@ -536,7 +548,7 @@ def test_apply_leaves_alone_what_was_not_given():
 
 def test_apply_sets_what_was_given(tmp_path):
     app = App("bridge", store=MemoryStore())
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {"mqtt_host": "broker.example", "topic_prefix": "garden"},
         {"TRIOLETTE_STORE": str(tmp_path / "state.db")},
     )
@@ -551,13 +563,13 @@ def test_apply_sets_what_was_given(tmp_path):
 
 def test_a_dry_run_replaces_a_transport_the_app_code_set():
     app = App("bridge", transport=PahoTransport("code.example"))
-    apply_settings(Settings.from_sources({"dry_run": True}, {}), app)
+    apply_settings(RunSettings.from_sources({"dry_run": True}, {}), app)
     assert isinstance(app.transport, LogTransport)
 
 
 def test_describe_shows_what_is_in_effect(tmp_path):
     app = App("bridge", store=MemoryStore())
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {"mqtt_host": "broker.example", "username": "bob", "tls": True}, {}
     )
     apply_settings(settings, app)
@@ -568,12 +580,12 @@ def test_describe_shows_what_is_in_effect(tmp_path):
     assert "topic_prefix=bridge" in line
     assert "store=memory" in line
     assert "\n" not in line
-    assert "broker=none (publishes only logged)" in describe_settings(Settings())
+    assert "broker=none (publishes only logged)" in describe_settings(RunSettings())
 
 
 def test_describe_shows_an_embedded_broker_by_its_port_not_its_state():
     app = App("demo")
-    settings = Settings.from_sources({"mqtt_port": "18999"}, {})
+    settings = RunSettings.from_sources({"mqtt_port": "18999"}, {})
     apply_settings(settings, app)
     assert "broker=embedded (port 18999) " in describe_settings(settings, app)
 
@@ -581,17 +593,17 @@ def test_describe_shows_an_embedded_broker_by_its_port_not_its_state():
 def test_describe_shows_a_store_in_one_format_wherever_it_was_set(tmp_path):
     path = tmp_path / "state.json"
     by_setting = App("bridge")
-    settings = Settings.from_sources({"store_path": str(path)}, {})
+    settings = RunSettings.from_sources({"store_path": str(path)}, {})
     apply_settings(settings, by_setting)
     by_code = App("bridge", store=JsonFileStore(path))
-    apply_settings(Settings(), by_code)
+    apply_settings(RunSettings(), by_code)
     line = f"store=json:{path} "
     assert line in describe_settings(settings, by_setting)
-    assert line in describe_settings(Settings(), by_code)
+    assert line in describe_settings(RunSettings(), by_code)
     assert line in describe_settings(settings)
     sqlite = App("bridge", store=SqliteStore(tmp_path / "state.db"))
-    assert f"store=sqlite:{tmp_path / 'state.db'} " in describe_settings(Settings(), sqlite)
-    assert "store=none " in describe_settings(Settings(), App("bare"))
+    assert f"store=sqlite:{tmp_path / 'state.db'} " in describe_settings(RunSettings(), sqlite)
+    assert "store=none " in describe_settings(RunSettings(), App("bare"))
 
 
 def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monkeypatch, caplog):
@@ -600,14 +612,14 @@ def test_without_a_host_the_app_embeds_a_broker_when_the_extra_is_installed(monk
     from triolette.runtime.embedded import EmbeddedBroker
 
     app = App("demo")
-    apply_settings(Settings.from_sources({"mqtt_port": "18999"}, {}), app)
+    apply_settings(RunSettings.from_sources({"mqtt_port": "18999"}, {}), app)
     assert isinstance(app.embedded_broker, EmbeddedBroker)
     assert app.embedded_broker.port == 18999  # --port without --host: the embedded one's
     assert app.transport is None
 
     monkeypatch.setattr(wiring, "broker_installed", lambda: False)
     bare = App("bare")
-    apply_settings(Settings.from_sources({}, {}), bare)
+    apply_settings(RunSettings.from_sources({}, {}), bare)
     assert bare.embedded_broker is None  # a dry run instead, with a warning
     assert "pip install 'triolette[broker]'" in caplog.text
     assert "in a clone of triolette: pip install -e '.[broker]'" in caplog.text  # works there
@@ -618,7 +630,7 @@ def test_a_host_or_a_dry_run_never_embeds_a_broker():
 
     for flags in ({"mqtt_host": "broker.lan"}, {"dry_run": True}):
         app = App("demo")
-        apply_settings(Settings.from_sources(flags, {}), app)
+        apply_settings(RunSettings.from_sources(flags, {}), app)
         assert app.embedded_broker is None
         assert app.transport is not None
 

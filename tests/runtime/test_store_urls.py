@@ -11,7 +11,7 @@ import pytest
 
 from triolette import App, JsonFileStore, SettingsError, SqliteStore
 from triolette.runtime.cli import main
-from triolette.runtime.settings import Settings
+from triolette.runtime.settings import RunSettings
 from triolette.runtime.wiring import apply_settings, describe_settings, store_for_location
 
 STATES: dict[str, Any] = {
@@ -127,7 +127,7 @@ def test_store_show_of_a_server_that_is_not_there_exits_3_without_the_password(c
     ],
 )
 def test_store_setting_takes_paths_and_urls(location, kind):
-    settings = Settings.from_sources({"store_path": location}, {})
+    settings = RunSettings.from_sources({"store_path": location}, {})
     app = App("bridge")
     apply_settings(settings, app)
     if isinstance(kind, str):
@@ -141,7 +141,7 @@ def test_store_setting_takes_paths_and_urls(location, kind):
 
 
 def test_server_urls_are_described_without_the_password():
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {"store_path": "postgresql://bridge:hunter2@db.example:5433/state?table=hall"}, {}
     )
     line = describe_settings(settings, None)
@@ -150,13 +150,13 @@ def test_server_urls_are_described_without_the_password():
 
 def test_an_unknown_scheme_is_a_settings_error_without_the_password():
     with pytest.raises(SettingsError) as caught:
-        Settings.from_sources({"store_path": "mysql://root:hunter2@db/state"}, {})
+        RunSettings.from_sources({"store_path": "mysql://root:hunter2@db/state"}, {})
     assert "hunter2" not in str(caught.value)
     assert "mysql://root@db/state" in str(caught.value)
 
 
 def test_a_plain_path_stays_a_path():
-    assert Settings.from_sources({"store_path": "dir/state.db"}, {}).store_path == Path(
+    assert RunSettings.from_sources({"store_path": "dir/state.db"}, {}).store_path == Path(
         "dir/state.db"
     )
 

@@ -15,12 +15,15 @@ from typing import Any, Protocol
 
 import trio
 
+from triolette.core.clock import ClockPort
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnChange, SaveOnShutdown
+from triolette.core.scope import MISSING, Scope
 from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
+from .clock import TrioClock
 from .durable_publish import DurablePublisher
 from .metronome import Metronome
 from .mqtt import MqttActor
@@ -57,6 +60,15 @@ class Hooks(Protocol):
     @property
     def shutdown_requested(self) -> bool: ...
 
+    @property
+    def settings(self) -> Any:
+        """The app's settings object (``None`` without one)."""
+        ...
+
+    async def boundary(self, ctx: DeviceContext, store: DeviceStore | None) -> None:
+        """A handler boundary went well (the reactors run); errors propagate."""
+        ...
+
 
 class DeviceContext:
     """What a handler gets to talk to the outside world; inject it with ``ctx: DeviceContext``.
@@ -74,9 +86,29 @@ class DeviceContext:
         return self._actor.spec.name
 
     @property
+    def scope(self) -> Scope:
+        """What this device's handlers may ask for by type (adapters, settings, shared state)."""
+        return self._actor.scope
+
+    @property
     def shutdown_requested(self) -> bool:
         """True once the app is stopping (handlers are cancelled too; this is for logs)."""
         return self._actor.hooks.shutdown_requested
+
+    @property
+    def settings(self) -> Any:
+        """The app's settings object (``None`` without one), as handlers get it by type."""
+        return self._actor.hooks.settings
+
+    @property
+    def clock(self) -> ClockPort:
+        """The app's clock: ``now()`` (trio's current time) and ``await sleep(seconds)``."""
+        clock: ClockPort = self.scope.find(ClockPort)
+        return TrioClock() if clock is MISSING else clock
+
+    def adapter(self, port: Any) -> Any:
+        """The adapter instance registered for ``port``; a LookupError naming it otherwise."""
+        return self.scope.get(port, asked_by=f"{self.name}: ctx.adapter()")
 
     async def publish_state(self, state: Mapping[str, Any]) -> bool:
         """Publish ``state`` as this device's retained JSON state; return whether confirmed.
@@ -153,8 +185,10 @@ class DeviceActor:
         hooks: Hooks,
         inbox: trio.MemoryReceiveChannel[Message] | None = None,
         metronome: Metronome | None = None,
+        scope: Scope | None = None,
     ) -> None:
         self.spec = spec
+        self.scope = scope if scope is not None else Scope()
         self.persistence = persistence
         self.mqtt = mqtt
         self.hooks = hooks
@@ -167,6 +201,7 @@ class DeviceActor:
         if spec.publish == "durable":
             self._policy = SaveOnChange()  # each state's cycle must be saved to be published
         self._unsettled: trio.Event | None = None  # the cycle whose state is unconfirmed
+        self._reaction_failed: trio.Event | None = None  # that cycle's reactor failed
 
     async def run(self) -> None:
         """Run until the loop returns (device kind) or the actor is cancelled.
@@ -235,7 +270,7 @@ class DeviceActor:
             if self._unsettled is cycle:
                 self._unsettled = None
                 cycle.set()
-                if self.consult(confirmed):
+                if self.consult(confirmed) and self._reaction_failed is not cycle:
                     self.went_well()  # the cycle that queued it went well up to here
 
         if not self.mqtt.publish_soon(message, settled):
@@ -277,6 +312,16 @@ class DeviceActor:
         """Report ``error`` (log and error topics); the next clean cycle clears it."""
         self._erred = True
         self.hooks.report(self.spec.name, error)
+
+    async def react(self, ctx: DeviceContext) -> None:
+        """A handler boundary went well: run the app's reactors; their error is reported
+        like the handler's (the loop goes on). A ``yield`` boundary may call this too, or
+        ``hooks.boundary`` directly to let the error end the handler instead."""
+        try:
+            await self.hooks.boundary(ctx, self.store)
+        except Exception as error:
+            self._reaction_failed = self._unsettled  # its confirmation is no recovery
+            self.report(error)
 
     def went_well(self) -> None:
         """A clean cycle or command: the next error is news again."""

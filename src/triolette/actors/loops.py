@@ -16,20 +16,32 @@ exception ends the actor; the supervisor restarts it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import trio
 
+from triolette.core.breaker import Circuit
 from triolette.core.errors import HandlerTimeoutError, HeartbeatMissedError, TrioletteError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
+from triolette.core.strategies import PublishGate
 
 from .device import DeviceActor, DeviceContext
+from .groups import GroupTurns
 from .spec import DeviceSpec
+from .triggers import SCHEDULED, Ticks, Trigger, TriggerPayload
+
+logger = logging.getLogger("triolette.device")
 
 
 class _CycleActor(DeviceActor):
     """Telemetry and command: one handler call at a time, each reported, none fatal."""
+
+    gate: PublishGate | None = None
+    """Which returned states are published (telemetry with a publish strategy)."""
+    _failures = 0
+    """Failed attempts since the last success: the retry backoff's attempt number."""
 
     async def handle(self, ctx: DeviceContext, message: Message | None) -> None:
         """One telemetry cycle or command: call, publish a returned dict, ask the policy.
@@ -41,6 +53,7 @@ class _CycleActor(DeviceActor):
         which queues it once the save is durable; the cycle waits for neither.
         """
         self.settle_cycle()
+        now = trio.current_time() if self.gate is not None else 0.0  # the cycle's start
         queued = False
         ok = True
         try:
@@ -55,20 +68,54 @@ class _CycleActor(DeviceActor):
                     if self.consult(False):  # saved: publish once durable
                         self.durable.offer(state)
                         self.went_well()
+                        await self.react(ctx)
                     return
-                if result is not None:
-                    self.publish_state_soon(result)
+                if result is not None and (self.gate is None or self.gate.wants(result, now)):
+                    self.publish_state_soon(result)  # a suppressed state: not a publish
                     queued = True
+                    if self.gate is not None:
+                        self.gate.published(result, now)
             except Exception as error:
                 self.report(error)
                 ok = False
         if not queued and self.consult(False) and ok:
             self.went_well()  # a queued state does this once it settled
+        if ok:
+            await self.react(ctx)
 
     def _failed(self, error: Exception, message: Message | None) -> None:
         self.report(error)
 
     async def _call(self, ctx: DeviceContext, message: Message | None) -> Any:
+        """Call the handler, again after a ``retry_on`` error while ``spec.retry`` allows.
+
+        Between attempts it sleeps the backoff's delay (cancelled by a shutdown like any
+        wait); the last attempt's error propagates.
+        """
+        retry = self.spec.retry
+        if retry is None:
+            return await self._attempt(ctx, message)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await self._attempt(ctx, message)
+            except retry.retry_on as error:
+                self._failures += 1
+                if attempt > retry.retries:
+                    raise
+                delay = retry.backoff.delay(self._failures)
+                logger.info(
+                    "%s: attempt %d of %d failed (%s: %s); retrying in %.3g s",
+                    *(self.spec.name, attempt, retry.retries + 1),
+                    *(type(error).__name__, error, delay),
+                )
+                await trio.sleep(delay)
+            else:
+                self._failures = 0
+                return result
+
+    async def _attempt(self, ctx: DeviceContext, message: Message | None) -> Any:
         """Call the handler; past ``spec.timeout`` cancel it and raise HandlerTimeoutError."""
         seconds = self.spec.timeout
         if seconds is None:
@@ -80,7 +127,31 @@ class _CycleActor(DeviceActor):
 
 
 class TelemetryActor(_CycleActor):
-    """The first cycle at once, then one per tick of the shared metronome."""
+    """The first cycle at once, then one per tick of the shared metronome (or the cron).
+
+    The app owns what outlives a restart and hands it in: the ``trigger`` request slot, the
+    ``circuit`` breaker state, the ``group`` turns shared by the members of a group.
+    """
+
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        *,
+        ticks: Ticks | None = None,
+        trigger: Trigger | None = None,
+        circuit: Circuit | None = None,
+        group: GroupTurns | None = None,
+        **parts: Any,
+    ) -> None:
+        super().__init__(spec, **parts)
+        self.ticks = ticks
+        self.trigger = trigger
+        self.circuit = circuit
+        self.group = group
+        self.gate = PublishGate(spec.strategy) if spec.strategy is not None else None
+        self.trigger_payload = SCHEDULED
+        """Why the running cycle runs (injected as ``TriggerPayload``)."""
+        self._cycle_failed = False
 
     async def loop(self, ctx: DeviceContext) -> None:
         durable = self.durable
@@ -106,19 +177,47 @@ class TelemetryActor(_CycleActor):
             await self.durable.wait_idle()
 
     async def _cycles(self, ctx: DeviceContext) -> None:
-        metronome = self.metronome
-        assert metronome is not None
-        current = metronome.fired
+        ticks: Ticks | None = self.ticks or self.metronome
+        assert ticks is not None
+        current = ticks.fired
+        payload = SCHEDULED
         while True:
-            await self.handle(ctx, None)
+            await self._cycle(ctx, payload)
             if self.hooks.cycles_limited:  # the count says "done" only once it is settled
                 await self.wait_settled()
             if not self.hooks.cycle_done(self.spec.name):
                 await trio.sleep_forever()  # done: wait for the shutdown
-            tick = await metronome.next_tick(after=current)
+            if self.trigger is None:
+                tick, payload = await ticks.next_tick(after=current), SCHEDULED
+            else:  # a triggered cycle comes back with the tick unchanged
+                tick, payload = await self.trigger.wait(ticks, current)
             if tick > current + 1:
                 self.hooks.ticks_skipped(self.spec.name, tick - current - 1)
             current = tick
+
+    async def _cycle(self, ctx: DeviceContext, payload: TriggerPayload) -> None:
+        """One cycle: skipped by an open circuit, in the group's turn if grouped."""
+        circuit = self.circuit
+        if circuit is not None and not circuit.allow():
+            logger.info("%s: circuit open, cycle skipped", self.spec.name)
+            await trio.lowlevel.checkpoint()
+            return
+        self.trigger_payload = payload
+        self._cycle_failed = False
+        if self.group is None:
+            await self.handle(ctx, None)
+        else:
+            async with self.group.turn(self.spec.name):  # one member at a time
+                await self.handle(ctx, None)
+        if circuit is not None:
+            if self._cycle_failed:
+                circuit.failed()
+            else:
+                circuit.succeeded()
+
+    def _failed(self, error: Exception, message: Message | None) -> None:
+        self._cycle_failed = True
+        self.report(error)
 
 
 class CommandActor(_CycleActor):

@@ -7,9 +7,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 
+from triolette.core.breaker import CircuitBreaker
+from triolette.core.cron import CronSchedule
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy
+from triolette.core.retry import RetryPolicy
+from triolette.core.strategies import PublishStrategy
 from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
@@ -49,6 +53,24 @@ class DeviceSpec:
     """The handler is asyncio code, run in the app's trio-asyncio loop."""
     publish: Publish = "now"
     """``"durable"``: a state is published once the batch holding its cycle's save committed."""
+    needs: tuple[Any, ...] = ()
+    """What the handler asks of the scope (:class:`~triolette.runtime.injection.Need`)."""
+    strategy: PublishStrategy | None = None
+    """Which telemetry states are published (``None``: every one)."""
+    schedule: CronSchedule | None = None
+    """A cron schedule instead of ``interval`` (telemetry only)."""
+    retry: RetryPolicy | None = None
+    """Retries within one cycle or command."""
+    circuit_breaker: CircuitBreaker | None = None
+    triggers: frozenset[str] = frozenset()
+    """Where on-demand cycles come from: ``"mqtt"`` (``{prefix}/{name}/set``), ``"local"``."""
+    min_interval: float | None = None
+    """Seconds between two triggered cycles, at least."""
+    group: str | None = None
+    """Telemetry of one group runs one after another, never at the same time."""
+    deferred: tuple[tuple[str, Any], ...] = ()
+    """Options decided by the settings when a serve starts (``("interval", setting_ref(...))``);
+    the option itself is ``None`` until then."""
 
     @property
     def accepts_commands(self) -> bool:

@@ -7,6 +7,11 @@ import random
 import attrs
 
 
+def jittered(delay: float, jitter: float, rng: random.Random) -> float:
+    """``delay`` moved by up to ``jitter`` of itself either way, so retries spread out."""
+    return delay * (1 + rng.uniform(-jitter, jitter))
+
+
 @attrs.frozen(kw_only=True)
 class Backoff:
     """Delay before restart number ``n`` (from 0): ``initial * factor**n``, capped, jittered.
@@ -34,7 +39,7 @@ class Backoff:
             base = min(self.maximum, self.initial * self.factor**n)
         except OverflowError:  # a long crash loop: factor**n outgrew a float
             base = self.maximum
-        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+        return jittered(base, self.jitter, rng)
 
     def outage_delay(self, lasted: float, rng: random.Random) -> float:
         """Delay before the next reconnect of an outage that began ``lasted`` seconds ago.
@@ -46,7 +51,7 @@ class Backoff:
         base = self.initial
         if lasted >= self.fast_for:
             base = max(base, min(self.maximum, lasted * self.share))
-        return base * (1 + rng.uniform(-self.jitter, self.jitter))
+        return jittered(base, self.jitter, rng)
 
 
 RECONNECT = Backoff(initial=0.5, maximum=30.0, jitter=0.2, reset_after=5.0)

@@ -20,6 +20,7 @@
     ├── RestartLimitError                          devices crashed too often: the app stopped
     ├── HandlerTimeoutError    (also TimeoutError) a cycle or command overran its watchdog
     ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
+    ├── UnknownDeviceError     (also LookupError)  no device of that name takes the request
     └── FlushIncompleteError                       shutdown ended with snapshots not durable
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
@@ -258,3 +259,16 @@ class StoreFencedError(LeaseLostError):
             f"the store refused a write of {device!r} under lease epoch {epoch}: "
             "another bridge holds a newer lease",
         )
+
+
+class UnknownDeviceError(TrioletteError, LookupError):
+    """A request named a device the app does not have, or one that does not take it
+    (``app.trigger()`` for telemetry that is not triggerable locally)."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        self.device = device
+        self.reason = reason
+        super().__init__(f"{device}: {reason}")
+
+    def __str__(self) -> str:  # LookupError would quote the message
+        return str(self.args[0])

@@ -1,8 +1,17 @@
-"""Adapters: the hardware clients an app builds at start, shares with handlers, and closes."""
+"""Adapters: the hardware clients an app builds at start, shares with handlers, and closes.
+
+An adapter is registered for a *port* (the type handlers ask for) with an implementation: a
+class, a factory callable, or a lazy ``"module:Class"`` string imported when the app starts
+(so a dry run never imports the real driver). A second implementation, the *dry-run twin*,
+is used instead when the app runs with ``--dry-run`` (or ``App(dry_run=True)``).
+Constructors and factories may take the settings (and adapters registered before them) by
+annotation.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -10,16 +19,21 @@ from typing import Any
 import attrs
 
 from triolette.core.errors import RegistrationError
-from triolette.runtime.injection import Provider
+from triolette.core.scope import Scope
+from triolette.runtime.factories import call_with, parameters
+from triolette.runtime.teardown import enter_async
 
 logger = logging.getLogger("triolette.app")
+
+Implementation = type | Callable[..., Any] | str
+"""A class, a factory, or ``"module:Class"`` (imported when the app starts)."""
 
 
 @attrs.define
 class _Adapter:
-    factory: Callable[[], Any]
+    real: Implementation
+    dry_run: Implementation | None
     asyncio: bool
-    instance: Any = None
 
 
 class Adapters:
@@ -28,40 +42,123 @@ class Adapters:
     def __init__(self) -> None:
         self._by_port: dict[Any, _Adapter] = {}
 
-    def register(self, port: Any, factory: Callable[[], Any], *, asyncio: bool) -> None:
-        """Add one; a second one for ``port`` or a factory that cannot be called is refused."""
+    def register(
+        self,
+        port: Any,
+        implementation: Implementation,
+        dry_run: Implementation | None = None,
+        *,
+        asyncio: bool,
+    ) -> None:
+        """Add one; a second one for ``port``, or an implementation that is neither callable
+        nor a ``"module:attribute"`` string, is refused naming the port. The signature of a
+        callable is checked now: each parameter needs an annotation or a default."""
+        what = f"adapter {_shown(port)}"
         if port in self._by_port:
-            raise RegistrationError(f"adapter {port!r}: already registered")
-        if not callable(factory):
-            raise RegistrationError(f"adapter {port!r}: the factory must be callable")
-        self._by_port[port] = _Adapter(factory, asyncio)
+            raise RegistrationError(f"{what}: already registered")
+        for label, impl in (("", implementation), ("dry-run ", dry_run)):
+            if impl is None and label:
+                continue
+            if isinstance(impl, str):
+                _split(impl, what)
+            elif not callable(impl):
+                raise RegistrationError(
+                    f"{what}: the {label}implementation must be a class, a factory or a "
+                    f"'module:Class' string, got {impl!r}"
+                )
+            else:
+                parameters(impl, f"{what}: {label}implementation {_name(impl)}")
+        self._by_port[port] = _Adapter(implementation, dry_run, asyncio)
+
+    def copy(self) -> Adapters:
+        """The same registrations, in an object of their own."""
+        copied = Adapters()
+        copied._by_port = dict(self._by_port)
+        return copied
 
     @property
     def need_asyncio(self) -> bool:
         return any(adapter.asyncio for adapter in self._by_port.values())
 
-    def providers(self) -> dict[Any, Provider]:
-        """Injection by port type: each gives the instance built by :meth:`enter`."""
+    @property
+    def ports(self) -> list[Any]:
+        return list(self._by_port)
 
-        def provider(adapter: _Adapter) -> Provider:
-            return lambda ctx, store, message: adapter.instance
+    def has_twin(self, port: Any) -> bool:
+        return self._by_port[port].dry_run is not None
 
-        return {port: provider(adapter) for port, adapter in self._by_port.items()}
+    async def enter(
+        self,
+        stack: contextlib.AsyncExitStack[Any],
+        scope: Scope,
+        *,
+        dry_run: bool = False,
+        skip: frozenset[Any] = frozenset(),
+    ) -> list[Any]:
+        """Build every adapter (its dry-run twin when ``dry_run`` and it has one), enter those
+        that are async context managers into ``stack``, and provide each instance in
+        ``scope`` as its port; return the ports built. Ports in ``skip`` are left alone.
 
-    async def enter(self, stack: contextlib.AsyncExitStack) -> None:
-        """Build every adapter; enter those that are async context managers into ``stack``.
-
-        An asyncio one is entered through the current trio-asyncio loop. An error building
-        or entering one propagates; those entered before it are exited by ``stack``.
+        A lazy string is imported here: one that does not import is a RegistrationError
+        naming it. An asyncio adapter is entered through the current trio-asyncio loop. An
+        error building or entering one propagates; those entered before it are exited when
+        ``stack`` closes.
         """
+        built = []
         for port, adapter in self._by_port.items():
-            instance = adapter.factory()
+            if port in skip:
+                continue
+            what = f"adapter {_shown(port)}"
+            twin = dry_run and adapter.dry_run is not None
+            impl = adapter.dry_run if twin else adapter.real
+            assert impl is not None
+            factory = _load(impl, what) if isinstance(impl, str) else impl
+            instance = call_with(factory, scope, f"{what}: {_name(factory)}")
             if hasattr(instance, "__aenter__") and hasattr(instance, "__aexit__"):
                 if adapter.asyncio:
                     from triolette.runtime.aio import entered_in_loop
 
-                    instance = await stack.enter_async_context(entered_in_loop(instance))
+                    instance = await enter_async(stack, entered_in_loop(instance), what)
                 else:
-                    instance = await stack.enter_async_context(instance)
-            adapter.instance = instance
-            logger.debug("adapter %r ready", port)
+                    instance = await enter_async(stack, instance, what)
+            scope.provide(port, instance, what=what)
+            built.append(port)
+            logger.debug("%s ready%s", what, " (dry-run twin)" if twin else "")
+        return built
+
+
+def _split(reference: str, what: str) -> tuple[str, str]:
+    module, colon, attribute = reference.partition(":")
+    if not (colon and module.strip() and attribute.strip()):
+        raise RegistrationError(
+            f"{what}: {reference!r} is not a 'module:Class' reference (e.g. 'mybridge.hw:Meter')"
+        )
+    return module.strip(), attribute.strip()
+
+
+def _load(reference: str, what: str) -> Callable[..., Any]:
+    """Import ``"module:attribute"``; a RegistrationError naming it when that fails."""
+    module_name, attribute = _split(reference, what)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise RegistrationError(f"{what}: cannot import {reference!r} ({error})") from error
+    target = module
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise RegistrationError(
+                f"{what}: cannot import {reference!r} (module {module_name!r} has no {part!r})"
+            ) from None
+    if not callable(target):
+        raise RegistrationError(f"{what}: {reference!r} is not a class or a factory")
+    return target
+
+
+def _name(implementation: Any) -> str:
+    return getattr(implementation, "__qualname__", None) or repr(implementation)
+
+
+def _shown(port: Any) -> str:
+    return getattr(port, "__qualname__", None) or repr(port)

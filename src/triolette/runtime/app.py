@@ -10,21 +10,29 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Literal, TypeVar, overload
 
 import trio
 
 from triolette.actors.spec import Publish
 from triolette.actors.transport import Transport
 from triolette.core.backoff import RECONNECT, Backoff
+from triolette.core.breaker import CircuitBreaker
+from triolette.core.cron import CronSchedule
+from triolette.core.errors import RegistrationError, SettingsError, UnknownDeviceError
 from triolette.core.kinds import DeviceKind, Restart
 from triolette.core.policies import PersistPolicy
+from triolette.core.retry import RetryBackoff
+from triolette.core.strategies import PublishStrategy
 from triolette.core.topics import Topics, check_name
+from triolette.runtime.adapters import Implementation
 from triolette.runtime.embedded import EmbeddedBroker
 from triolette.runtime.health import AppStatistics
+from triolette.runtime.lifecycle import Lifespan, check_hook, check_lifespan
 from triolette.runtime.registry import Registry
 from triolette.runtime.running import Lifecycle, RunningApp
+from triolette.runtime.shared_state import SharedState
 from triolette.runtime.supervisor import RestartLimit
 from triolette.stores.protocol import Store
 
@@ -45,6 +53,15 @@ class App:
     each of the two outbound queues (QoS 0, QoS 1) that hold messages while the broker is away.
     ``retained_commands`` names the devices that take a command the broker kept as retained;
     the others ignore such a command (it would run again on every start).
+
+    ``settings_class`` (a subclass of :class:`triolette.Settings`) is built here already, so
+    decorator arguments can read ``app.settings``, and again by :meth:`run` (honouring
+    ``--env-file``); when it cannot be built here, ``app.settings`` stays ``None`` and the
+    error is raised by :meth:`serve` (:meth:`run`: one line, exit status 3). ``adapters``
+    maps a port to its implementation, or to ``(implementation, dry_run_twin)`` (see
+    :meth:`adapter`). ``dry_run=True`` uses the twins (as ``--dry-run`` does). ``lifespan``
+    is a function of an :class:`~triolette.runtime.lifecycle.AppContext` returning an async
+    context manager: entered before the devices start, exited after the final flush.
 
     With a shared store (PostgreSQL, Redis) the app holds a lease on its devices while it
     serves, ``lease_seconds`` long (renewed every third): a second app claiming them refuses
@@ -73,6 +90,11 @@ class App:
         retained_commands: Collection[str] = (),
         standby: bool = False,
         lease_seconds: float = 10.0,
+        settings_class: type[Any] | None = None,
+        adapters: Mapping[Any, Implementation | tuple[Implementation, Implementation]]
+        | None = None,
+        dry_run: bool = False,
+        lifespan: Lifespan | None = None,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -99,6 +121,27 @@ class App:
         """With a shared store: the length of the devices' lease (renewed every third)."""
         self.registry = Registry()
         """The declared devices and adapters."""
+        self.settings: Any = None
+        """The app's settings object (``None`` without one); handlers may take it by type."""
+        self.settings_class = settings_class
+        """The pydantic-settings class :meth:`run` builds ``settings`` from (``None``: none)."""
+        self.settings_error: SettingsError | None = None
+        """Why ``settings_class`` could not be built at construction (raised by a serve)."""
+        if settings_class is not None:
+            self._build_settings(settings_class)
+        self.dry_run = dry_run
+        """Use the adapters' dry-run twins (``--dry-run`` sets it)."""
+        check_lifespan(lifespan)
+        self.lifespan = lifespan
+        self.shared = SharedState()
+        """The ``@app.state`` factories and ``@app.react`` reactors."""
+        self.configure_hooks: list[Callable[..., Any]] = []
+        """The ``@app.on_configure`` hooks, run once at the start of each serve."""
+        for port, implementation in (adapters or {}).items():
+            if isinstance(implementation, tuple):
+                self.adapter(port, *implementation)
+            else:
+                self.adapter(port, implementation)
         self._running: RunningApp | None = None
         self._shutdown_pending = False
         self._began: trio.Event | None = None
@@ -112,14 +155,26 @@ class App:
         self,
         name: str,
         *,
-        interval: float,
+        interval: float | Callable[[Any], float] | None = None,
         persist: PersistPolicy | None = None,
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
-        publish: Publish = "now",
+        publish: Publish | PublishStrategy = "now",
+        schedule: CronSchedule | str | None = None,
+        group: str | None = None,
+        retry: int = 0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
+        backoff: RetryBackoff | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        triggerable: bool | Literal["mqtt", "local", "both"] = False,
+        min_interval: float | None = None,
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
+
+        ``interval`` may be decided by the settings: ``setting_ref("poll.seconds")`` or a
+        function of the settings, called when a serve starts (a result that is not a positive
+        number of seconds stops the start, naming the device and the option).
 
         Its returned dict is published as the device state (``None``: nothing this cycle);
         then ``persist`` decides whether the store is saved. Exceptions are reported and the
@@ -133,6 +188,18 @@ class App:
         a power cut can take back; the store is then saved every cycle that changed it
         (``persist`` must be left out or be ``SaveOnChange()``) and the handler must take the
         store. The default ``"now"`` queues the state as soon as the handler returned.
+
+        The scheduling options (see the schedules guide): ``publish=`` also takes a publish
+        strategy (``Every(...)``, ``OnChange(...)``, combined with ``|`` and ``&``), which
+        publishes as ``"now"`` does, only the readings it lets through. ``schedule=`` is a
+        cron schedule (Quartz, seconds first) instead of ``interval``. ``retry=N`` tries a
+        failing handler up to N more times in the same cycle, on ``retry_on`` exceptions
+        (``OSError`` by default, which includes a timed-out attempt), ``backoff`` apart
+        (``ExponentialBackoff(2, 60)`` by default); ``timeout`` bounds each attempt.
+        ``circuit_breaker=CircuitBreaker(n)`` skips a cycle after n failed ones in a row.
+        ``triggerable`` (``True``/``"mqtt"``, ``"local"``, ``"both"``) also runs a cycle on a
+        message on ``{prefix}/{name}/set`` or on :meth:`trigger`, at most once per
+        ``min_interval`` seconds. Telemetry of one ``group`` never runs at the same time.
         """
         return self.registry.declare(
             DeviceKind.TELEMETRY,
@@ -144,6 +211,14 @@ class App:
             timeout=timeout,
             asyncio=asyncio,
             publish=publish,
+            schedule=schedule,
+            group=group,
+            retry=retry,
+            retry_on=retry_on,
+            backoff=backoff,
+            circuit_breaker=circuit_breaker,
+            triggerable=triggerable,
+            min_interval=min_interval,
         )
 
     def device(
@@ -184,6 +259,9 @@ class App:
         restart: Restart = "transient",
         timeout: float | None = None,
         asyncio: bool = False,
+        retry: int = 0,
+        retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
+        backoff: RetryBackoff | None = None,
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -192,7 +270,8 @@ class App:
         is a rejected command (bad input from the network): one WARNING line, identical ones
         counted. Other exceptions are reported as errors. Either way the next message is
         handled; so is a handler still running after ``timeout`` seconds, which is
-        cancelled. ``asyncio=True``: the handler is asyncio code.
+        cancelled. ``asyncio=True``: the handler is asyncio code. ``retry``, ``retry_on`` and
+        ``backoff`` retry a failing handler as :meth:`telemetry` does.
         """
         return self.registry.declare(
             DeviceKind.COMMAND,
@@ -202,17 +281,31 @@ class App:
             restart=restart,
             timeout=timeout,
             asyncio=asyncio,
+            retry=retry,
+            retry_on=retry_on,
+            backoff=backoff,
         )
 
-    def adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool = False) -> None:
+    def adapter(
+        self,
+        port: Any,
+        implementation: Implementation,
+        dry_run: Implementation | None = None,
+        *,
+        asyncio: bool = False,
+    ) -> None:
         """Register a hardware adapter: handlers annotated with ``port`` get the instance.
 
-        ``factory()`` builds it when the app starts. If it is an async context manager it is
-        entered before any device starts and exited after every device stopped; with
+        ``implementation`` is a class, a factory, or a ``"module:Class"`` string imported
+        when the app starts; it is called when the app starts, with the settings (and
+        adapters registered before) for parameters annotated with their types. ``dry_run``
+        is its twin, used instead in a dry run. If the instance is an async context manager
+        it is entered before any device starts and exited after the final flush; with
         ``asyncio=True`` it is an asyncio one, entered and used in the app's trio-asyncio loop
-        (from ``asyncio=True`` handlers). Register an adapter before the devices that take it.
+        (from ``asyncio=True`` handlers). A serve whose handlers ask for a port no adapter
+        provides is refused before any device starts, naming the handler and the parameter.
         """
-        self.registry.add_adapter(port, factory, asyncio=asyncio)
+        self.registry.add_adapter(port, implementation, dry_run, asyncio=asyncio)
 
     @property
     def device_names(self) -> list[str]:
@@ -233,11 +326,13 @@ class App:
         if unknown:
             raise TypeError(f"App {self.name!r} has no option {', '.join(unknown)}")
         clone = copy.copy(self)
-        # The specs are copied; the adapters are shared, as the handlers' injection reads the
-        # instances from them.
+        # The specs are copied; the adapters' registrations are shared (each serve builds its
+        # own instances).
         clone.registry = copy.copy(self.registry)
         clone.registry.specs = dict(self.registry.specs)
         clone.registry.locked_by = None
+        clone.shared = self.shared.copy()
+        clone.configure_hooks = list(self.configure_hooks)
         clone._running, clone._shutdown_pending, clone._began = None, False, None
         for option, value in options.items():
             setattr(clone, option, value)
@@ -313,6 +408,23 @@ class App:
         else:
             self._shutdown_pending = True
 
+    def trigger(self, name: str, payload: str | bytes = "") -> None:
+        """Run one cycle of telemetry ``name`` now, with ``payload`` as its ``TriggerPayload``.
+
+        For telemetry declared with ``triggerable="local"`` or ``"both"``; anything else
+        raises :class:`~triolette.UnknownDeviceError`. Thread-safe and non-blocking: from
+        another thread the request is handed to the app's trio run (and dropped if that run
+        has ended). Requests made while one is pending coalesce (the last payload wins). Not
+        serving yet: RuntimeError; after the serve ended: dropped.
+        """
+        spec = self.registry.specs.get(name)
+        if spec is None or "local" not in spec.triggers:
+            raise UnknownDeviceError(name, "no telemetry of that name takes local triggers")
+        running = self._running
+        if running is None:
+            raise RuntimeError(f"App {self.name!r} is not serving: nothing to trigger yet")
+        running.scheduling.request(name, payload)
+
     def statistics(self) -> AppStatistics:
         """The counters of the current serve (or of the last one, once it ended)."""
         if self._running is not None:
@@ -362,3 +474,60 @@ class App:
         """Wait until every ``@app.device`` handler has returned (forever if there are none)."""
         running = await self.current_run()
         await running.devices_returned.wait()
+
+    # -- settings, shared state, start-up hooks ----------------------------------------------
+
+    def _build_settings(self, settings_class: type[Any]) -> None:
+        from triolette.runtime.app_settings import load_settings
+
+        try:
+            self.settings = load_settings(settings_class)
+        except SettingsError as error:  # run() rebuilds them, maybe with an --env-file
+            self.settings_error = error
+
+    @overload
+    def state(self, factory: F) -> F: ...
+
+    @overload
+    def state(self, factory: None = None) -> Callable[[F], F]: ...
+
+    def state(self, factory: F | None = None) -> F | Callable[[F], F]:
+        """Register a factory of one object per serve, injected by its return annotation.
+
+        Forms and order: :mod:`triolette.runtime.shared_state`. Built after the adapters,
+        closed in reverse after the final flush. A RegistrationError without a return
+        annotation or for a type registered twice.
+        """
+
+        def register(function: F) -> F:
+            self._check_unlocked("state factories")
+            self.shared.add_factory(function)
+            return function
+
+        return register if factory is None else register(factory)
+
+    def react(self, state: type, *, drain: Callable[[Any], Any] | None = None) -> Callable[[F], F]:
+        """Register a reactor of ``state`` (an ``@app.state`` type), awaited with the drained
+        ``events`` after each handler boundary that went well, when there are any
+        (``drain(state)``, default ``state.drain_events()``). Its error is reported like the
+        handler's."""
+
+        def register(function: F) -> F:
+            self._check_unlocked("reactors")
+            self.shared.add_reactor(state, function, drain)
+            return function
+
+        return register
+
+    def on_configure(self, hook: F) -> F:
+        """Register a hook (sync or async) run once when a serve starts, after the adapters:
+        it may take the settings and adapters, and register devices, adapters and state for
+        that serve. An error stops the start."""
+        check_hook(hook)
+        self._check_unlocked("on_configure hooks")
+        self.configure_hooks.append(hook)
+        return hook
+
+    def _check_unlocked(self, what: str) -> None:
+        if self.registry.locked_by is not None:
+            raise RegistrationError(f"{what} must be registered before the app runs")

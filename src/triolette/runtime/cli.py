@@ -43,7 +43,7 @@ from triolette.runtime.launch import (
     resolve_settings,
     triolette_version,
 )
-from triolette.runtime.settings import Settings
+from triolette.runtime.settings import RunSettings
 from triolette.runtime.store_commands import EXIT_NOT_SAVED, EXIT_OK, store_copy, store_show
 from triolette.runtime.watch import Watch
 
@@ -149,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     settings = resolve_settings(args)
     app = load_app(args.app)
+    if app.settings_class is not None:  # its own settings come between variables and defaults
+        settings = resolve_settings(args, app=app, warn=False)
     try:
         launch(app, settings)
     except SystemExit as stop:  # 1: state not saved, 2: restart limit, 3: cannot start
@@ -246,7 +248,7 @@ def _import_failed(reference: str, name: str, error: Exception) -> NoReturn:
 
 def _watch(args: argparse.Namespace) -> int:
     # The same checks and variables as `run` for the broker's address, login and TLS.
-    settings = Settings.from_sources(
+    settings = RunSettings.from_sources(
         {name: getattr(args, name) for name in _WATCH_SETTINGS}, os.environ
     )
     host = settings.mqtt_host or "127.0.0.1"

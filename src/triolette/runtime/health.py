@@ -33,6 +33,8 @@ class AppStatistics:
     """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
     lease_epoch: int | None = None
     """The epoch of the lease held on the devices in a shared store; else ``None``."""
+    circuits: dict[str, str] = attrs.field(factory=dict)
+    """The circuit breaker state of each device that has one: closed, open or half_open."""
 
 
 def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: int) -> bytes:
@@ -49,6 +51,9 @@ def heartbeat_body(stats: AppStatistics, version: str, uptime: float, devices: i
     }
     if stats.persistence is not None:
         body["store"] = store_health(stats)
+    open_circuits = sorted(name for name, state in stats.circuits.items() if state != "closed")
+    if open_circuits:  # devices whose cycles a circuit breaker skips or probes
+        body["circuit_open"] = open_circuits
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -1,26 +1,35 @@
-"""Dependency injection by annotation, resolved once when a handler is registered.
+"""Dependency injection by annotation, bound once when a handler is registered.
 
 A handler asks for what it needs by annotating its parameters: ``DeviceContext``, ``DeviceStore``
-(any parameter name), ``logging.Logger`` or a registered adapter's port type, optionally as
-``X | None``; a command handler may also take ``topic: str`` and ``payload: str`` by name.
-Anything else is a :class:`~triolette.RegistrationError` naming the handler and the parameter,
-raised at registration, never at the first call.
+(any parameter name) and ``logging.Logger`` are bound at registration; a command handler may
+also take ``topic: str`` and ``payload: str`` by name. Any other class (an adapter's port, the
+settings, shared state, an ``init=`` result) is a *need*, looked up in the device's
+:class:`~triolette.core.scope.Scope` when the app runs: :func:`check_needs` refuses a serve whose
+scope cannot meet a need before any device starts. ``X | None`` is injected as ``X``.
+
+An unannotated parameter, or one annotated with a built-in type (``int``, ``dict``...) that
+nothing could provide, is a :class:`~triolette.RegistrationError` naming the handler and the
+parameter, raised at registration, never at the first call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
+
+import attrs
 
 from triolette.actors.device import DeviceContext
 from triolette.actors.spec import Handler
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
+from triolette.core.scope import MISSING, Scope
 from triolette.stores.devicestore import DeviceStore
 
 Provider = Callable[[DeviceContext, DeviceStore | None, Message | None], Any]
@@ -34,18 +43,54 @@ _COMMAND_BY_NAME: dict[str, Provider] = {
     "topic": lambda ctx, store, message: message.topic if message else "",
     "payload": lambda ctx, store, message: message.text if message else "",
 }
-_WHAT = "DeviceContext, DeviceStore, logging.Logger or a registered adapter's type"
+_WHAT = (
+    "DeviceContext, DeviceStore, logging.Logger, or a class the app provides "
+    "(an adapter's port, the settings, shared state)"
+)
+_NEVER_PROVIDED = frozenset(
+    {int, float, complex, str, bytes, bool, dict, list, tuple, set, frozenset, object, type(None)}
+)
+"""Built-in types: a parameter annotated with one cannot be injected (a typo, or a mistake)."""
+
+
+@attrs.frozen
+class Need:
+    """A parameter whose value the scope provides when the app runs."""
+
+    handler: str
+    parameter: str
+    annotation: Any
+    optional: bool = False
+    """Annotated ``X | None`` or given a default: left at that when nothing provides it."""
+    default: Any = None
+
+    @property
+    def asked_by(self) -> str:
+        return f"{self.handler}: parameter {self.parameter!r}"
+
+
+@attrs.frozen
+class Bound:
+    """A handler with its arguments resolved: ``call`` it with what the actor provides."""
+
+    call: Handler
+    uses_store: bool
+    needs: tuple[Need, ...]
 
 
 def bind(
     device: str,
     kind: DeviceKind,
     function: Callable[..., Any],
+    ports: Collection[Any] = (),
     extra: Mapping[Any, Provider] | None = None,
-) -> tuple[Handler, bool]:
-    """Return the handler called with injected arguments, and whether it uses a DeviceStore.
+    withheld: Collection[Any] = (),
+) -> Bound:
+    """Bind ``function``'s parameters; a parameter nothing could provide is refused here.
 
-    ``extra`` adds injectables by annotation (the app's adapters).
+    ``ports`` are the adapters' ports registered so far: one may be a built-in type.
+    ``extra`` adds what the kind's actor provides per call (a telemetry's TriggerPayload);
+    ``withheld`` are such types that this kind does not provide, refused here.
     """
     where = f"{device}: handler {getattr(function, '__qualname__', function)!r}"
     if not inspect.iscoroutinefunction(function):
@@ -53,11 +98,19 @@ def bind(
     hints = _annotations(function, where)
     positional: list[Provider] = []
     keywords: dict[str, Provider] = {}
+    needs: list[Need] = []
     skipped = False  # after a parameter left at its default, the rest go by keyword
     for parameter in inspect.signature(function).parameters.values():
-        provider = _provider(
-            parameter, hints.get(parameter.name, parameter.annotation), kind, extra or {}
-        )
+        annotation = hints.get(parameter.name, parameter.annotation)
+        provider = _provider(parameter, annotation, kind, extra or {})
+        withheld_here = _unwrapped(annotation) in withheld
+        if provider is None and not withheld_here and _deferrable(parameter, annotation, ports):
+            has_default = parameter.default is not inspect.Parameter.empty
+            optional = has_default or _unwrapped(annotation) is not annotation
+            default = parameter.default if has_default else None
+            need = Need(where, parameter.name, _unwrapped(annotation), optional, default)
+            needs.append(need)
+            provider = _from_scope(need)
         if provider is None:
             if parameter.default is not inspect.Parameter.empty:
                 skipped = True
@@ -81,8 +134,31 @@ def bind(
         else:
             positional.append(provider)
     uses_store = any(p is _BY_TYPE[DeviceStore] for p in [*positional, *keywords.values()])
+    return Bound(_caller(function, positional, keywords), uses_store, tuple(needs))
 
-    return _caller(function, positional, keywords), uses_store
+
+def check_needs(needs: Iterable[Need], scope: Scope) -> None:
+    """Raise a RegistrationError for the first need ``scope`` cannot meet, naming it."""
+    for need in needs:
+        if not need.optional and not scope.provides(need.annotation):
+            provided = ", ".join(scope.names()) or "nothing"
+            raise RegistrationError(
+                f"{need.asked_by} asks for {_shown(need.annotation)}, which nothing provides "
+                f"(provided: {provided}); register an adapter for it, or annotate it as {_WHAT}"
+            )
+
+
+def _from_scope(need: Need) -> Provider:
+    annotation, asked_by = need.annotation, need.asked_by
+    if not need.optional:
+        return lambda ctx, store, message: ctx.scope.get(annotation, asked_by=asked_by)
+    default = need.default
+
+    def optional(ctx: DeviceContext, store: DeviceStore | None, message: Message | None) -> Any:
+        found = ctx.scope.find(annotation)
+        return default if found is MISSING else found
+
+    return optional
 
 
 def _caller(
@@ -112,14 +188,35 @@ def _provider(
     by_name = kind is DeviceKind.COMMAND and parameter.name in _COMMAND_BY_NAME
     if by_name and annotation in (str, inspect.Parameter.empty):
         return _COMMAND_BY_NAME[parameter.name]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if len(others) == 1:  # Optional[X] / X | None: injected as X
-            annotation = others[0]
     try:
-        return _BY_TYPE.get(annotation) or extra.get(annotation)
+        target = _unwrapped(annotation)
+        return _BY_TYPE.get(target) or extra.get(target)
     except TypeError:  # an unhashable annotation
         return None
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (injected as X); the annotation itself otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return annotation
+
+
+def _deferrable(parameter: inspect.Parameter, annotation: Any, ports: Collection[Any]) -> bool:
+    """Whether the app could provide ``annotation`` when it runs: a class, not a built-in
+    (unless an adapter was registered for it)."""
+    if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+        return False
+    if annotation is inspect.Parameter.empty:
+        return False
+    target = _unwrapped(annotation)
+    with contextlib.suppress(TypeError):  # an unhashable annotation
+        if target in ports:
+            return True
+    origin = typing.get_origin(target) or target  # Stream[Reading] is provided as such
+    return isinstance(origin, type) and origin not in _NEVER_PROVIDED
 
 
 def _annotations(function: Callable[..., Any], where: str) -> dict[str, Any]:

@@ -12,17 +12,18 @@ import argparse
 import contextlib
 import importlib.metadata
 import logging
+import logging.handlers
 import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from triolette.core.errors import SettingsError
 from triolette.runtime.logs import configure_logging
 from triolette.runtime.process import run_process
-from triolette.runtime.settings import OPTIONS, Settings
+from triolette.runtime.settings import OPTIONS, RunSettings
 from triolette.runtime.wiring import apply_settings, describe_settings
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ def run_app(app: App, argv: Sequence[str] | None = None) -> None:
         print(f"{app.name} {app.version} (triolette {triolette_version()})")
         raise SystemExit(0)
     try:
-        settings = resolve_settings(args)
+        settings = resolve_settings(args, app=app)
     except SettingsError as error:
         _refuse(error)
     launch(app, settings)
@@ -129,7 +130,7 @@ def triolette_version() -> str:
     return importlib.metadata.version("triolette")
 
 
-def launch(app: App, settings: Settings) -> None:
+def launch(app: App, settings: RunSettings) -> None:
     """Apply ``settings`` to ``app``, log the start-up line, and run the app.
 
     The one tail of :func:`run_app` and ``triolette run``. A setting that cannot be applied
@@ -144,22 +145,75 @@ def launch(app: App, settings: Settings) -> None:
 
 
 def resolve_settings(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """The settings from parsed flags, ``environ`` (default ``os.environ``) and the env file;
-    logging configured from them, unknown ``TRIOLETTE_*`` variables warned about.
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    *,
+    app: App | None = None,
+    warn: bool = True,
+) -> RunSettings:
+    """The settings from parsed flags, ``environ`` (default ``os.environ``), the env file and
+    ``app``'s settings object; logging configured from them, unknown ``TRIOLETTE_*`` variables
+    warned about (unless not ``warn``).
 
-    Raises :class:`~triolette.SettingsError` for a bad value or env file.
+    An ``app`` with a ``settings_class`` gets its settings rebuilt first (``app.settings``),
+    from the real environment and the ``--env-file`` instead of the class's own env file.
+    Raises :class:`~triolette.SettingsError` for a bad value or env file, naming it.
     """
     env = dict(os.environ if environ is None else environ)
-    if getattr(args, "env_file", None) is not None:
-        from_file = read_env_file(Path(args.env_file))
+    env_file = getattr(args, "env_file", None)
+    if env_file is not None:
+        from_file = read_env_file(Path(env_file))
         env = {**from_file, **{name: value for name, value in env.items() if value}}
-    settings = Settings.from_sources(args, env)
-    configure_logging(settings.log_level, settings.log_format)
-    for name in settings.unknown_variables:
+    layer = app_settings_layer(app, None if env_file is None else Path(env_file))
+    settings = RunSettings.from_sources(args, env, app_settings=layer)
+    handler = configure_logging(settings.log_level, settings.log_format)
+    if layer is not None and app is not None:
+        log_to_file(app.settings.logging, handler)
+    for name in settings.unknown_variables if warn else ():
         logger.warning("%s is not a triolette setting: ignored", name)
     return settings
+
+
+def log_to_file(logging_settings: Any, like: logging.Handler) -> None:
+    """Also log to ``logging_settings.file`` (when set), rotated, formatted as ``like``;
+    replaces the file handler of an earlier call. A file that cannot be opened is a
+    :class:`~triolette.SettingsError` naming it."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _FileHandler)]:
+        root.removeHandler(old)
+        old.close()
+    path = logging_settings.file
+    if path is None:
+        return
+    try:
+        handler = _FileHandler(
+            path,
+            maxBytes=int(logging_settings.max_file_size_mb * 1024 * 1024),
+            backupCount=logging_settings.backup_count,
+            encoding="utf-8",
+        )
+    except OSError as error:
+        raise SettingsError("logging.file", f"cannot open {path}: {error.strerror}") from None
+    handler.setFormatter(like.formatter)
+    root.addHandler(handler)
+
+
+class _FileHandler(logging.handlers.RotatingFileHandler):
+    """The log file handler :func:`log_to_file` installs (and replaces on the next call)."""
+
+
+def app_settings_layer(
+    app: App | None, env_file: Path | None
+) -> dict[str, tuple[object, str]] | None:
+    """Rebuild ``app.settings`` from its ``settings_class`` (honouring ``env_file``) and return
+    what they say about the operator settings; ``None`` for an app without a settings class.
+    """
+    if app is None or app.settings_class is None:
+        return None
+    from triolette.runtime.app_settings import load_settings, run_settings_layer
+
+    app.settings = load_settings(app.settings_class, env_file)
+    return run_settings_layer(app.settings)
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -31,18 +31,16 @@ DEFAULT_LEASE_SECONDS = 10.0
 T = TypeVar("T")
 
 
-def keeper_for(
-    app: App, keys: Sequence[str], *, on_lost: Callable[[LeaseLostError], None]
-) -> LeaseKeeper | None:
-    """The keeper of ``app``'s lease on ``keys``, if its store is shared; else ``None``."""
+def keeper_for(app: App, *, on_lost: Callable[[LeaseLostError], None]) -> LeaseKeeper | None:
+    """The keeper of ``app``'s lease, if its store is shared; else ``None``."""
     store: object = app.store
     if not isinstance(store, LeasedStore):
         return None
-    return LeaseKeeper(store, keys, seconds=app.lease_seconds, standby=app.standby, on_lost=on_lost)
+    return LeaseKeeper(store, seconds=app.lease_seconds, standby=app.standby, on_lost=on_lost)
 
 
 class LeaseKeeper:
-    """Holds the lease of ``store`` on ``keys`` while the app serves.
+    """Holds the lease of ``store`` on the keys :meth:`run` is given while the app serves.
 
     :meth:`run` claims (a standby waits for the holder's lease to end), makes the store
     carry the granted epoch, reports started, then renews until cancelled and releases the
@@ -52,7 +50,6 @@ class LeaseKeeper:
     def __init__(
         self,
         store: LeasedStore,
-        keys: Sequence[str],
         *,
         seconds: float = DEFAULT_LEASE_SECONDS,
         standby: bool = False,
@@ -60,7 +57,7 @@ class LeaseKeeper:
         owner: LeaseOwner | None = None,
     ) -> None:
         self.store = store
-        self.keys = sorted(set(keys))
+        self.keys: list[str] = []
         self.seconds = seconds
         self.standby = standby
         self.renew_every = seconds / 3
@@ -83,13 +80,16 @@ class LeaseKeeper:
         result: T = await self._worker.run(fn, *args)
         return result
 
-    async def run(self, *, task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED) -> None:
-        """Claim, report ``started(True)``, renew until cancelled, release.
+    async def run(
+        self, keys: Sequence[str], *, task_status: trio.TaskStatus[bool] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Claim ``keys``, report ``started(True)``, renew until cancelled, release.
 
         ``started(False)`` when :meth:`stop_waiting` ended the claim first. Raises
         :class:`~triolette.LeaseHeldError` (not a standby) or
         :class:`~triolette.StoreOpenError` before reporting started.
         """
+        self.keys = sorted(set(keys))
         lease = self.store.open_lease(self.owner, self.seconds)
         try:
             granted_at = await self._claim(lease)

@@ -13,12 +13,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
+from triolette.actors.triggers import TriggerPayload, payload_of
+from triolette.core.deferred import is_deferred
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
 from triolette.core.policies import PersistPolicy, SaveOnChange
+from triolette.core.strategies import PublishStrategy
 from triolette.core.topics import check_name
-from triolette.runtime.adapters import Adapters
+from triolette.runtime.adapters import Adapters, Implementation
 from triolette.runtime.injection import bind
+from triolette.runtime.schedule_options import schedule_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,10 +39,17 @@ class Registry:
         self.adapters = Adapters()
         self.locked_by: str | None = None
 
-    def add_adapter(self, port: Any, factory: Callable[[], Any], *, asyncio: bool) -> None:
+    def add_adapter(
+        self,
+        port: Any,
+        factory: Implementation,
+        dry_run: Implementation | None = None,
+        *,
+        asyncio: bool,
+    ) -> None:
         if self.locked_by is not None:
             raise RegistrationError(f"adapter {port!r}: adapters must be registered before run")
-        self.adapters.register(port, factory, asyncio=asyncio)
+        self.adapters.register(port, factory, dry_run, asyncio=asyncio)
 
     def declare(
         self,
@@ -48,15 +59,26 @@ class Registry:
         has_store: bool,
         persist: PersistPolicy | None,
         restart: Restart,
-        interval: float | None = None,
+        interval: float | Callable[[Any], float] | None = None,
         timeout: float | None = None,
         heartbeat: float | None = None,
         asyncio: bool = False,
-        publish: Publish = "now",
+        publish: Publish | PublishStrategy = "now",
+        **scheduling: Any,
     ) -> Callable[[F], F]:
-        """Check the options now; the returned decorator registers the handler."""
+        """Check the options now; the returned decorator registers the handler.
+
+        ``scheduling`` holds the options :func:`schedule_options` checks (``schedule``,
+        ``retry``, ``group``...).
+        """
         check_name(name)
-        if kind is DeviceKind.TELEMETRY:
+        extra = schedule_options(name, kind, interval=interval, publish=publish, **scheduling)
+        if "strategy" in extra:
+            publish = "now"
+        deferred: tuple[tuple[str, Any], ...] = ()
+        if kind is DeviceKind.TELEMETRY and is_deferred(interval):  # decided by the settings
+            deferred, interval = (("interval", interval),), None
+        elif kind is DeviceKind.TELEMETRY and "schedule" not in extra:
             interval = _seconds(name, "interval", interval)
         for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
             if value is not None:
@@ -75,9 +97,12 @@ class Registry:
             "timeout": None if timeout is None else float(timeout),
             "heartbeat": None if heartbeat is None else float(heartbeat),
             "asyncio": asyncio,
+            **extra,
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
+        if deferred:
+            options["deferred"] = deferred
 
         def register(function: F) -> F:
             self._register(kind, name, function, has_store=has_store, **options)
@@ -93,7 +118,12 @@ class Registry:
                 f"{name}: devices must be declared before the app runs ({self.locked_by})"
             )
         self._refuse_taken(name)  # two decorators made before either was applied
-        call, uses_store = bind(name, kind, function, self.adapters.providers())
+        # A telemetry handler may ask why its cycle runs (scheduled or triggered).
+        telemetry = kind is DeviceKind.TELEMETRY
+        extra = {TriggerPayload: payload_of} if telemetry else {}
+        withheld = () if telemetry else (TriggerPayload,)
+        bound = bind(name, kind, function, self.adapters.ports, extra, withheld)
+        call, uses_store = bound.call, bound.uses_store
         if options["asyncio"]:
             from triolette.runtime.aio import through_asyncio  # only apps that need it
 
@@ -107,7 +137,7 @@ class Registry:
                 f"{name}: publish='durable' needs a handler that takes a DeviceStore"
             )
         self.specs[name] = DeviceSpec(
-            name=name, kind=kind, call=call, uses_store=uses_store, **options
+            name=name, kind=kind, call=call, uses_store=uses_store, needs=bound.needs, **options
         )
 
     @property

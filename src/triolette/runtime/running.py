@@ -1,9 +1,11 @@
 """One ``serve()`` of an App: builds its actors, owns them, and runs their lifecycle.
 
 Start, in order: the app's trio-asyncio loop (when some registration needs one), the embedded
-broker, the persistence actor (which loads every device's state in one batch), the MQTT actor,
-then the supervisor with the devices, their metronomes, the statistics log and the adapters.
-Shutdown is :meth:`RunningApp._shut_down`. The actors' callbacks (cycles, errors, unsaved
+broker, the settings, adapters, start-up hooks and shared state
+(:mod:`triolette.runtime.lifecycle`), the persistence actor (which loads every device's state
+in one batch), the MQTT actor, the lifespan, then the supervisor with the devices, their
+metronomes and the statistics log. Shutdown is :meth:`RunningApp._shut_down`, then the
+lifespan, shared state and adapters close. The actors' callbacks (cycles, errors, unsaved
 state) arrive here, never on the :class:`~triolette.App`.
 """
 
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from triolette.actors import carry_over
-from triolette.actors.device import DeviceActor
+from triolette.actors.device import DeviceActor, DeviceContext
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
 from triolette.actors.mqtt import MqttActor
@@ -28,11 +30,18 @@ from triolette.actors.transport import LogTransport, Transport
 from triolette.core.errors import FlushIncompleteError, LeaseLostError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
+from triolette.core.scope import Scope
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.injection import check_needs
 from triolette.runtime.lease_keeper import keeper_for
+from triolette.runtime.lifecycle import enter_lifespan, open_parts, resolve_options
 from triolette.runtime.reports import Reports
+from triolette.runtime.scheduling import Scheduling
+from triolette.runtime.shared_state import react_at_boundary
 from triolette.runtime.supervisor import Supervisor
+from triolette.runtime.teardown import close
+from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
@@ -64,10 +73,8 @@ class RunningApp:
         self.app = app
         self.state = Lifecycle.STARTING
         self._moved = trio.Event()
-        self.specs = list(app.registry.specs.values())
         self.started_at = trio.current_time()
         self.stop_deadline: float | None = None
-        self.cycles = {s.name: 0 for s in self.specs if s.kind is DeviceKind.TELEMETRY}
         self.skipped: dict[str, int] = {}
         self._cycle_limit = cycles
         self._cycle_event: trio.Event | None = None
@@ -92,11 +99,35 @@ class RunningApp:
             if app.store is not None
             else None
         )
-        self._inboxes = {s.name: self._open_inbox(s.name) for s in self.specs if s.accepts_commands}
-        self._metronomes = {s.interval: Metronome(s.interval) for s in self.specs if s.interval}
+        self.lease = keeper_for(app, on_lost=self._lease_lost)
+        """Holds the devices' lease in a shared store (PostgreSQL, Redis); else ``None``."""
         self.devices_returned = trio.Event()
+        self._inboxes: dict[str, trio.MemoryReceiveChannel[Message]] = {}
+        self._plan(list(app.registry.specs.values()))
+        self._up: list[PersistenceActor | MqttActor] = []
+        """The actors that started, so the shutdown waits for them."""
+        self._carried: list[Message] = []  # kept in the store by the last stop
+        self.scope = Scope()
+        """What handlers may ask for by type (each device's scope falls back to it); filled
+        before the devices start."""
+        self._parts = contextlib.AsyncExitStack()
+        """The adapters, shared state and lifespan: closed after the final flush."""
+        self._preparing = trio.CancelScope()  # building them; cancelled by abandon()
+
+    def _plan(self, specs: list[DeviceSpec]) -> None:
+        """What depends on the devices: again once the start-up hooks and settings decided."""
+        self.specs = specs
+        self.cycles = {s.name: 0 for s in specs if s.kind is DeviceKind.TELEMETRY}
+        self._inboxes = {
+            s.name: self._inboxes.get(s.name) or self._open_inbox(s.name)
+            for s in specs
+            if s.accepts_commands
+        }
+        self._metronomes = {s.interval: Metronome(s.interval) for s in specs if s.interval}
+        self.scheduling = Scheduling(specs, self.mqtt)
+        app = self.app
         self.supervisor = Supervisor(
-            self.specs,
+            specs,
             self._actor_for,
             flush=self.persistence.flush if self.persistence else _nothing_to_flush,
             report=self.reports.report,
@@ -106,11 +137,8 @@ class RunningApp:
             flush_timeout=app.shutdown_timeout,
             all_returned=self.devices_returned,
         )
-        self.lease = keeper_for(app, self._stored_keys(), on_lost=self._lease_lost)
-        """Holds the devices' lease in a shared store (PostgreSQL, Redis); else ``None``."""
-        self._up: list[PersistenceActor | MqttActor] = []
-        """The actors that started, so the shutdown waits for them."""
-        self._carried: list[Message] = []  # kept in the store by the last stop
+        if self.state >= Lifecycle.STOPPING:
+            self.supervisor.scope.cancel()
 
     # -- the lifecycle ------------------------------------------------------------------------
 
@@ -155,6 +183,7 @@ class RunningApp:
                     senders,
                 )
         self.mqtt.abandon()
+        self._preparing.cancel()
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -168,14 +197,17 @@ class RunningApp:
             async with self._asyncio_loop(), trio.open_nursery() as root:
                 root.start_soon(self._enforce_deadline)
                 try:
-                    await self._start(root)
-                    task_status.started()
-                    self._move(Lifecycle.SERVING)
-                    await self._run_devices()
+                    if await self._prepare():
+                        await self._start(root)
+                        await enter_lifespan(self.app, self._parts, self.scope)
+                        task_status.started()
+                        self._move(Lifecycle.SERVING)
+                        await self._run_devices()
                 except Exception as error:
                     failure = error
                 finally:
                     await self._shut_down()
+                    await close(self._parts, self._teardown_deadline)
                     root.cancel_scope.cancel()  # the deadline and the embedded broker
         finally:
             self._move(Lifecycle.STOPPED)
@@ -183,12 +215,24 @@ class RunningApp:
             raise failure
         self._raise_outcome()
 
+    async def _prepare(self) -> bool:
+        """Settings, adapters, start-up hooks, deferred options, shared state (see
+        :mod:`triolette.runtime.lifecycle`); false when :meth:`abandon` cut it short."""
+        with self._preparing:
+            await open_parts(self.app, self._parts, self.scope)
+            self._plan(resolve_options(self.app.registry.specs.values(), self.app.settings))
+        return not self._preparing.cancelled_caught
+
+    def _teardown_deadline(self) -> float:
+        assert self.stop_deadline is not None
+        return self.stop_deadline
+
     async def _start(self, root: trio.Nursery) -> None:
         broker = self.app.embedded_broker
         if broker is not None:
             await root.start(broker.run)
             self.mqtt.transport = self.app.transport or self._embedded_transport()
-        if self.lease is not None and not await root.start(self.lease.run):
+        if self.lease is not None and not await root.start(self.lease.run, self._stored_keys()):
             return  # a standby asked to stop before its turn came: nothing started
         if self.persistence is not None:
             await root.start(self.persistence.run, self._stored_keys())
@@ -217,9 +261,8 @@ class RunningApp:
         companions = [metronome.run for metronome in self._metronomes.values()]
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
-        async with contextlib.AsyncExitStack() as adapters:
-            await self.app.registry.adapters.enter(adapters)
-            await self.supervisor.run(companions)
+        check_needs((need for spec in self.specs for need in spec.needs), self.scope)
+        await self.supervisor.run(companions)
 
     async def _shut_down(self) -> None:
         """The shutdown, in order, within one deadline counted from the request.
@@ -322,6 +365,8 @@ class RunningApp:
             hooks=self,
             inbox=self._inboxes.get(spec.name),
             metronome=self._metronomes.get(spec.interval) if spec.interval else None,
+            scope=self.scope.child(),
+            **self.scheduling.parts_for(spec),
         )
 
     def _open_inbox(self, device: str) -> trio.MemoryReceiveChannel[Message]:
@@ -376,6 +421,15 @@ class RunningApp:
     def ticks_skipped(self, device: str, count: int) -> None:
         self.skipped[device] = self.skipped.get(device, 0) + count
 
+    @property
+    def settings(self) -> Any:
+        return self.app.settings
+
+    async def boundary(self, ctx: DeviceContext, store: DeviceStore | None) -> None:
+        """A handler boundary went well: run the reactors (errors propagate to the actor)."""
+        if self.app.shared.reactors:
+            await react_at_boundary(self.app.shared, ctx, store)
+
     # -- health -------------------------------------------------------------------------------
 
     def statistics(self) -> AppStatistics:
@@ -391,6 +445,7 @@ class RunningApp:
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
             lease_epoch=self.lease.epoch if self.lease is not None else None,
+            circuits=self.scheduling.circuit_states(),
         )
 
     def _heartbeat(self) -> bytes:

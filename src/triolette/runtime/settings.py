@@ -1,8 +1,10 @@
-"""Settings: what an operator configures (broker, TLS, store, logs) and where each value came from.
+"""Operator settings (broker, TLS, store, logs), ``RunSettings``, and where each value came from.
 
 Each setting has a command-line flag and an environment variable. Precedence, highest first:
-the flag, the ``TRIOLETTE_*`` variable, the app's own code (``defaults=``, and what the app set
-on its ``App``), the built-in default. An empty variable counts as unset.
+the flag, the ``TRIOLETTE_*`` variable, the app's settings object (``App(settings_class=...)``:
+its own variables such as ``MYAPP_MQTT__HOST``, its env file, its defaults), the app's own code
+(``defaults=``, and what the app set on its ``App``), the built-in default. An empty variable
+counts as unset.
 
 Every invalid value raises :class:`~triolette.SettingsError` naming the flag or variable it came
 from, at settings time: TLS files are read and the ``ssl.SSLContext`` is built here, so a bad
@@ -24,7 +26,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
@@ -39,9 +41,6 @@ from triolette.runtime.setting_checks import (
     store_kind,
     to_str,
 )
-
-if TYPE_CHECKING:
-    pass
 
 ENV_PREFIX = "TRIOLETTE_"
 DEFAULT_PORT = 1883
@@ -117,7 +116,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("log_format", "--log-format", "TRIOLETTE_LOG_FORMAT",
            "plain lines, or one JSON object per line", "plain", "choice", "FORMAT", LOG_FORMATS),
     Option("dry_run", "--dry-run", "TRIOLETTE_DRY_RUN",
-           "connect to no broker: publishes are only logged", "off", "bool"),
+           "use the adapters' dry-run twins; connect to no broker (publishes are only logged) "
+           "unless a host is given explicitly", "off", "bool"),
 )  # fmt: skip
 
 _BY_NAME = {option.name: option for option in OPTIONS}
@@ -147,7 +147,7 @@ def _show_secret(value: str | None) -> str:
 
 
 @attrs.frozen
-class Settings:
+class RunSettings:
     """Validated settings; build them with :meth:`from_sources`, or directly in code.
 
     ``sources`` maps a setting to the flag or variable it came from; errors name it (a
@@ -192,13 +192,17 @@ class Settings:
         flags: Mapping[str, object] | argparse.Namespace | None = None,
         environ: Mapping[str, str] | None = None,
         defaults: Mapping[str, object] | None = None,
-    ) -> Settings:
-        """Resolve every setting from ``flags``, then ``environ``, then ``defaults``.
+        app_settings: Mapping[str, tuple[object, str]] | None = None,
+    ) -> RunSettings:
+        """Resolve every setting from ``flags``, then ``environ``, then ``app_settings``, then
+        ``defaults``.
 
         ``flags`` maps setting names (the attribute names of :data:`OPTIONS`) to command-line
         values, ``None`` meaning not given; other keys are ignored (an ``argparse.Namespace``
         carries more). ``environ`` defaults to ``os.environ``. ``defaults`` are the app code's
-        own values; an unknown name there is a ``SettingsError``. Values may be strings (as
+        own values; an unknown name there is a ``SettingsError``. ``app_settings`` maps a
+        setting to its value in the app's settings object and the source errors name (see
+        :func:`triolette.runtime.app_settings.run_settings_layer`). Values may be strings (as
         typed by an operator) or already of the setting's type.
         """
         given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
@@ -209,9 +213,11 @@ class Settings:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         for option in OPTIONS:
+            from_app = (app_settings or {}).get(option.name, (None, ""))
             layers = (
                 (option.flag, given.get(option.name)),
                 (option.env, env.get(option.env) or None),
+                (from_app[1], from_app[0]),
                 (f"app setting {option.name}", (defaults or {}).get(option.name)),
             )
             for source, raw in layers:
@@ -250,6 +256,16 @@ class Settings:
     def given(self, name: str) -> bool:
         """Whether the setting ``name`` came from a flag or a variable (not the app's code)."""
         return self.sources.get(name, "").startswith(("-", ENV_PREFIX))
+
+    @property
+    def host_given(self) -> bool:
+        """Whether a broker host was asked for: by a flag, a variable (``TRIOLETTE_MQTT_HOST``
+        or the app's own, such as ``MYAPP_MQTT__HOST``), not by a default or the app's code.
+
+        A dry run connects only then (it always uses the adapters' dry-run twins).
+        """
+        source = self.sources.get("mqtt_host", "")
+        return bool(source) and not source.startswith(("app setting ", "settings default "))
 
     # -- validation --------------------------------------------------------------------------
 
@@ -353,5 +369,5 @@ def _resolve_password(values: dict[str, Any], sources: dict[str, str]) -> None:
 
 
 def _rank(source: str) -> int:
-    """0 for a flag, 1 for a variable, 2 for the app's code."""
+    """0 for a flag, 1 for a ``TRIOLETTE_*`` variable, 2 for the app's settings or code."""
     return 0 if source.startswith("-") else 1 if source.startswith(ENV_PREFIX) else 2

@@ -23,7 +23,7 @@ from triolette.runtime.embedded import (
     usual_port_or_free,
 )
 from triolette.runtime.setting_checks import StoreLocation, split_location
-from triolette.runtime.settings import SECRET, Settings
+from triolette.runtime.settings import SECRET, RunSettings
 from triolette.stores.jsonfile import JsonFileStore
 from triolette.stores.memory import MemoryStore
 from triolette.stores.null import NullStore
@@ -75,10 +75,10 @@ store_for_path = store_for_location
 """The name :func:`store_for_location` had when stores were only files."""
 
 
-def transport_for(settings: Settings, app_name: str) -> PahoTransport | LogTransport:
-    """A ``PahoTransport`` to the configured broker; a ``LogTransport`` in a dry run or when
-    no host is given."""
-    if settings.dry_run or settings.mqtt_host is None:
+def transport_for(settings: RunSettings, app_name: str) -> PahoTransport | LogTransport:
+    """A ``PahoTransport`` to the configured broker; a ``LogTransport`` when no host is
+    given, or in a dry run unless a host was asked for explicitly (``--host``, a variable)."""
+    if settings.mqtt_host is None or _no_broker(settings):
         return LogTransport()
     return PahoTransport(
         settings.mqtt_host,
@@ -91,7 +91,7 @@ def transport_for(settings: Settings, app_name: str) -> PahoTransport | LogTrans
     )
 
 
-def embedded_broker_for(settings: Settings) -> EmbeddedBroker | None:
+def embedded_broker_for(settings: RunSettings) -> EmbeddedBroker | None:
     """The broker to embed when none is configured: on ``--port`` if given, else on 1883 when
     that is free, else on a free port. ``None`` (a dry run, with a warning saying what to
     install) without the ``broker`` extra."""
@@ -106,15 +106,18 @@ def embedded_broker_for(settings: Settings) -> EmbeddedBroker | None:
     return EmbeddedBroker(port=port)
 
 
-def apply_settings(settings: Settings, app: App) -> None:
+def apply_settings(settings: RunSettings, app: App) -> None:
     """Configure ``app`` with what was given; leave the rest as the app's code set it.
 
     Sets only ``app.transport``, ``app.embedded_broker``, ``app.store``, ``app.topics``,
-    ``app.standby`` and ``app.lease_seconds``.
-    The transport is replaced in a dry run and when a host is given, the store when a store
-    path is given, the topic prefix when one is given. Connection settings given without a
-    host are ignored, with a warning.
+    ``app.dry_run``, ``app.standby`` and ``app.lease_seconds``. The transport is replaced in a
+    dry run and when a host is given, the store when a store path is given, the topic prefix
+    when one is given. A dry run picks the adapters' dry-run twins and, unless a host was asked
+    for explicitly, connects to no broker. Connection settings given without a host are
+    ignored, with a warning.
     """
+    if settings.dry_run:
+        app.dry_run = True
     if settings.dry_run or settings.mqtt_host is not None:
         app.transport = transport_for(settings, app.name)
     else:
@@ -139,14 +142,14 @@ def apply_settings(settings: Settings, app: App) -> None:
         app.lease_seconds = settings.lease_seconds
 
 
-def describe_settings(settings: Settings, app: App | None = None) -> str:
+def describe_settings(settings: RunSettings, app: App | None = None) -> str:
     """One line for the log: every setting in effect, the password shown as ``***``.
 
     With ``app`` (after :func:`apply_settings`), what the settings leave to the app
     (transport, store, prefix, client id) is shown as the app has it, in the same format.
     """
     parts = [f"broker={_describe_broker(settings, app)}"]
-    if settings.mqtt_host is not None and not settings.dry_run:
+    if settings.mqtt_host is not None and not _no_broker(settings):
         parts.append(f"tls={_describe_tls(settings)}")
         client_id = settings.effective_client_id(app.name) if app is not None else None
         parts.append(f"client_id={client_id or settings.client_id or 'APP-HOSTNAME'}")
@@ -180,8 +183,13 @@ def describe_store(store: Store | None) -> str:
     return type(store).__name__
 
 
-def _describe_broker(settings: Settings, app: App | None) -> str:
-    if settings.dry_run:
+def _no_broker(settings: RunSettings) -> bool:
+    """A dry run without a host asked for explicitly connects to no broker."""
+    return settings.dry_run and not settings.host_given
+
+
+def _describe_broker(settings: RunSettings, app: App | None) -> str:
+    if _no_broker(settings):
         return "none (dry run: publishes only logged)"
     if settings.mqtt_host is not None:
         host = f"[{settings.mqtt_host}]" if ":" in settings.mqtt_host else settings.mqtt_host
@@ -196,7 +204,7 @@ def _describe_broker(settings: Settings, app: App | None) -> str:
     return "none (publishes only logged)"
 
 
-def _describe_tls(settings: Settings) -> str:
+def _describe_tls(settings: RunSettings) -> str:
     if not settings.tls_enabled:
         return "off"
     details = [f"ca={settings.tls_ca_file}" if settings.tls_ca_file else "ca=system"]

@@ -8,6 +8,7 @@ from triolette.testing.harness import AppHarness as AppHarness
 from triolette.testing.mosquitto import Mosquitto as Mosquitto
 from triolette.testing.observer import Observer as Observer
 from triolette.testing.observer import publish_once as publish_once
+from triolette.testing.settings import make_settings as make_settings
 from triolette.testing.transport_conformance import check_transport as check_transport
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Observer",
     "check_store",
     "check_transport",
+    "make_settings",
     "publish_once",
 ]
 
