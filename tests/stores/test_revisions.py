@@ -15,7 +15,13 @@ from typing import Any
 import pytest
 
 from tests.stores.remote import REMOTE_BACKENDS, open_remote
-from triolette import JsonFileStore, MemoryStore, SqliteStore, StoreConflictError
+from triolette import (
+    JsonFileStore,
+    MemoryStore,
+    SqliteStore,
+    StoreConflictError,
+    StoreWriteError,
+)
 from triolette.core.jsonstate import decode_document
 from triolette.stores._remote import Revisions
 from triolette.stores.jsonfile import REVISIONS_KEY
@@ -118,6 +124,15 @@ def test_a_cosalette_json_file_loads_and_then_records_revisions(tmp_path):
         "meter": 0,
     }
     reopened.close()
+
+
+def test_the_json_store_keeps_its_revisions_entry_for_itself(tmp_path):
+    store = JsonFileStore(tmp_path / "state.json")
+    store.save("lamp", {"on": True})
+    with pytest.raises(StoreWriteError, match="the file's record of revisions"):
+        store.save_many({"meter": {"kwh": 1}, REVISIONS_KEY: {"lamp": 99}})
+    assert store.load_all() == {"lamp": {"on": True}}  # nothing of the batch
+    assert store.load_records()["lamp"].revision == 1
 
 
 def test_a_cosalette_sqlite_table_gets_a_revision_column_and_plain_readers_still_work(tmp_path):

@@ -84,6 +84,9 @@ class JsonFileStore(LockedFileStore):
             return None, str(exc)
 
     def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
+        if REVISIONS_KEY in changed:
+            reserved = ValueError(f"{REVISIONS_KEY!r} is the file's record of revisions")
+            raise StoreWriteError(self.path, [REVISIONS_KEY], reserved)
         try:
             revisions = {**self._revisions, **self._bumped(changed)}
             replace_durably(
