@@ -7,7 +7,9 @@ claims within ``L/3`` of the holder's lease ending.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 
 import pytest
 import trio
@@ -210,13 +212,21 @@ async def test_a_write_the_store_fences_stops_the_app_at_once(autojump_clock):
 async def test_a_standby_app_asked_to_stop_before_its_turn_ends_cleanly(autojump_clock):
     board = LeaseBoard(autojump_clock.current_time)
     _other(board).claim(["d0", "triolette/undelivered"])
-    app = _counting_app(LeasedMemoryStore(board), standby=True)
+    entered: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def lifespan(context: object) -> AsyncIterator[None]:
+        entered.append("lifespan")
+        yield
+
+    app = _counting_app(LeasedMemoryStore(board), standby=True, lifespan=lifespan)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(app.serve)  # it reports started only once it took over
         await trio.sleep(10)
         app.shutdown()
-    assert board.data == {}  # it never ran a device
+    assert board.data == {}  # it never ran a device...
     assert app.statistics().cycles == {"d0": 0}
+    assert entered == []  # ...nor entered the app's lifespan
 
 
 def test_lease_seconds_must_be_positive():

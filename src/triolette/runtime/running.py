@@ -197,8 +197,7 @@ class RunningApp:
             async with self._asyncio_loop(), trio.open_nursery() as root:
                 root.start_soon(self._enforce_deadline)
                 try:
-                    if await self._prepare():
-                        await self._start(root)
+                    if await self._prepare() and await self._start(root):
                         await enter_lifespan(self.app, self._parts, self.scope)
                         task_status.started()
                         self._move(Lifecycle.SERVING)
@@ -227,13 +226,14 @@ class RunningApp:
         assert self.stop_deadline is not None
         return self.stop_deadline
 
-    async def _start(self, root: trio.Nursery) -> None:
+    async def _start(self, root: trio.Nursery) -> bool:
+        """Start the actors; false when a standby was asked to stop before its turn came."""
         broker = self.app.embedded_broker
         if broker is not None:
             await root.start(broker.run)
             self.mqtt.transport = self.app.transport or self._embedded_transport()
         if self.lease is not None and not await root.start(self.lease.run, self._stored_keys()):
-            return  # a standby asked to stop before its turn came: nothing started
+            return False
         if self.persistence is not None:
             await root.start(self.persistence.run, self._stored_keys())
             self._up.append(self.persistence)
@@ -241,6 +241,7 @@ class RunningApp:
             self.mqtt.carry_over(self._carried)
         await root.start(self.mqtt.run)
         self._up.append(self.mqtt)
+        return True
 
     def _stored_keys(self) -> list[str]:
         """The keys this app keeps in its store: its devices' and the undelivered messages'."""
@@ -256,8 +257,6 @@ class RunningApp:
         self.reports.backend_failed(keys, error)
 
     async def _run_devices(self) -> None:
-        if self.lease is not None and self.lease.epoch is None:
-            return  # a standby that never took over
         companions = [metronome.run for metronome in self._metronomes.values()]
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
