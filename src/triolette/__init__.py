@@ -21,11 +21,15 @@ from triolette.core.errors import FlushIncompleteError as FlushIncompleteError
 from triolette.core.errors import HandlerTimeoutError as HandlerTimeoutError
 from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
 from triolette.core.errors import KeyInUseError as KeyInUseError
+from triolette.core.errors import LeaseHeldError as LeaseHeldError
+from triolette.core.errors import LeaseLostError as LeaseLostError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
 from triolette.core.errors import SettingsError as SettingsError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
+from triolette.core.errors import StoreConflictError as StoreConflictError
+from triolette.core.errors import StoreFencedError as StoreFencedError
 from triolette.core.errors import StoreLockedError as StoreLockedError
 from triolette.core.errors import StoreNotLoadedError as StoreNotLoadedError
 from triolette.core.errors import StoreOpenError as StoreOpenError
@@ -98,6 +102,8 @@ __all__ = [
     "HeartbeatMissedError",
     "JsonFileStore",
     "KeyInUseError",
+    "LeaseHeldError",
+    "LeaseLostError",
     "LinearBackoff",
     "MemoryStore",
     "Message",
@@ -122,6 +128,8 @@ __all__ = [
     "SqliteStore",
     "StateNotJSONError",
     "Store",
+    "StoreConflictError",
+    "StoreFencedError",
     "StoreLockedError",
     "StoreNotLoadedError",
     "StoreOpenError",

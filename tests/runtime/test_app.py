@@ -423,7 +423,10 @@ async def test_run_stops_gracefully_on_a_signal_and_flushes(tmp_path, signum):
     assert counts == [str(n) for n in range(1, len(counts) + 1)], lines
     assert code == 0, "\n".join(lines)
     assert "Traceback" not in "\n".join(lines)
-    assert json.loads(saved) == {"counter": {"count": int(counts[-1])}}
+    document = json.loads(saved)
+    written = document.pop("triolette/revisions")["counter"]  # the store's own record
+    assert document == {"counter": {"count": int(counts[-1])}}
+    assert 1 <= written <= len(counts)  # saves close together share one write
 
 
 def test_run_exits_with_status_1_when_state_could_not_be_saved(caplog):

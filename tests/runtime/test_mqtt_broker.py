@@ -297,6 +297,7 @@ async def test_states_availability_status_and_errors_arrive_on_their_topics_with
             "restarts": 0,
             "crashes": 0,
             "watchdog_firings": 0,
+            "store": {"outage_since": None, "pending": beat["store"]["pending"]},
         }
         assert beat["devices"]["pulse"] == {"status": "ok"}
         assert beat["devices"]["meter"]["status"] == "ok"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 
 def temp_prefix(path: Path) -> str:
@@ -13,3 +15,12 @@ def temp_prefix(path: Path) -> str:
 def corrupt_files(path: Path) -> list[Path]:
     """The quarantined copies of ``path`` (``<name>.corrupt-<UTC time>``), oldest first."""
     return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+
+
+def devices_in(raw: bytes) -> dict[str, Any]:
+    """The device states of a JSON store file's bytes, without its revisions entry."""
+    from triolette.stores.jsonfile import REVISIONS_KEY
+
+    document: dict[str, Any] = json.loads(raw)
+    document.pop(REVISIONS_KEY, None)
+    return document

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.stores.layout import devices_in
 from triolette import JsonFileStore, SqliteStore, StateNotJSONError, StoreWriteError
 
 pytestmark = pytest.mark.skipif(
@@ -53,7 +54,7 @@ def _raw(backend: str, path: Path) -> object:
 def _persisted(backend: str, path: Path) -> dict[str, Any]:
     """The states on disk, decoded without the store."""
     if backend == "json":
-        document: dict[str, Any] = json.loads(path.read_bytes())
+        document: dict[str, Any] = devices_in(path.read_bytes())
         return document
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return {key: json.loads(data) for key, data in db.execute("SELECT key, data FROM store")}
@@ -147,7 +148,7 @@ def test_json_store_survives_a_fault_at_every_step(tmp_path, monkeypatch, kind, 
     if kind == "fsync-folder":
         # The rename was done, only its durability is in doubt: the file holds the new
         # document and the generation it replaced is kept byte for byte as the last good copy.
-        assert json.loads(path.read_bytes()) == batch
+        assert devices_in(path.read_bytes()) == batch
     else:
         assert path.read_bytes() == before
     # Once the previous generation was swapped in as the last good copy, it stays there.
@@ -161,7 +162,7 @@ def test_json_store_survives_a_fault_at_every_step(tmp_path, monkeypatch, kind, 
     store.save_many(batch)
     assert fault.fired == 1
     assert path.stat().st_ino != inode
-    assert json.loads(path.read_bytes()) == batch
+    assert devices_in(path.read_bytes()) == batch
     store.save("door", {"open": False})
     store.close()
     fresh = JsonFileStore(path)
@@ -182,11 +183,11 @@ def test_after_a_failed_folder_fsync_saving_the_old_state_again_is_written(tmp_p
     with pytest.raises(StoreWriteError):
         store.save("sensor", {"count": 2})
     assert fault.fired == 1
-    assert json.loads((folder / "state.json").read_bytes()) == {"sensor": {"count": 2}}
+    assert devices_in((folder / "state.json").read_bytes()) == {"sensor": {"count": 2}}
 
     store.save("sensor", {"count": 1})
 
-    assert json.loads((folder / "state.json").read_bytes()) == {"sensor": {"count": 1}}
+    assert devices_in((folder / "state.json").read_bytes()) == {"sensor": {"count": 1}}
     store.close()
 
 

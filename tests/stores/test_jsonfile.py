@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.stores.layout import corrupt_files, temp_prefix
+from tests.stores.layout import corrupt_files, devices_in, temp_prefix
 from triolette import JsonFileStore
 from triolette.stores import QuarantineReport
+from triolette.stores.jsonfile import REVISIONS_KEY
 
 GOOD = {"sensor": {"count": 3}, "counter": {"n": 1}}
 GOOD_BYTES = (json.dumps(GOOD, indent=2) + "\n").encode()  # as cosalette writes it
@@ -168,7 +169,7 @@ def test_corrupt_file_without_last_good_is_moved_aside_and_store_starts_empty(
     assert "\n" not in record.getMessage()
     assert not path.exists()
     _save_leaves_quarantine_alone(store, "sensor", {"count": 4}, moved, raw)
-    assert json.loads(path.read_bytes()) == {"sensor": {"count": 4}}
+    assert devices_in(path.read_bytes()) == {"sensor": {"count": 4}}
     # The damaged bytes never become the "last good" copy.
     assert not store.last_good.exists()
 
@@ -200,13 +201,13 @@ def test_corrupt_file_with_last_good_is_moved_aside_and_last_good_restored(
     assert str(last_good) in _error_records(caplog)[0].getMessage()
     assert _error_records(caplog)[0].levelno == logging.ERROR  # nothing lost: no alarm
     # Rewritten at once, before any save: a crash now leaves the good content in place.
-    assert json.loads(path.read_bytes()) == LAST_GOOD
+    assert devices_in(path.read_bytes()) == LAST_GOOD
     assert path.stat().st_ino != damaged_inode
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert last_good.read_bytes() == LAST_GOOD_BYTES  # the damage never became "last good"
     _save_leaves_quarantine_alone(store, "counter", {"n": 5}, moved, raw)
-    assert json.loads(path.read_bytes()) == {**LAST_GOOD, "counter": {"n": 5}}
-    assert json.loads(last_good.read_bytes()) == LAST_GOOD
+    assert devices_in(path.read_bytes()) == {**LAST_GOOD, "counter": {"n": 5}}
+    assert devices_in(last_good.read_bytes()) == LAST_GOOD
 
 
 def test_empty_but_valid_last_good_is_named_as_restored(tmp_path):
@@ -219,7 +220,7 @@ def test_empty_but_valid_last_good_is_named_as_restored(tmp_path):
 
     (report,) = store.quarantined
     assert report.restored_from == store.last_good
-    assert json.loads(path.read_bytes()) == {}
+    assert devices_in(path.read_bytes()) == {}
     store.close()
 
 
@@ -297,15 +298,15 @@ def test_last_good_holds_the_previous_generation_as_a_hard_link(tmp_path):
     assert store.last_good.stat().st_ino == first.st_ino
     assert store.last_good.stat().st_nlink == 1
     assert store.last_good.read_bytes() == first_bytes
-    assert json.loads(store.last_good.read_bytes()) == {"sensor": {"count": 1}}
-    assert json.loads(path.read_bytes()) == {"sensor": {"count": 2}}
+    assert devices_in(store.last_good.read_bytes()) == {"sensor": {"count": 1}}
+    assert devices_in(path.read_bytes()) == {"sensor": {"count": 2}}
     second = path.stat()
     assert second.st_ino != first.st_ino
 
     store.save("sensor", {"count": 3})
     assert store.last_good.stat().st_ino == second.st_ino
-    assert json.loads(store.last_good.read_bytes()) == {"sensor": {"count": 2}}
-    assert json.loads(path.read_bytes()) == {"sensor": {"count": 3}}
+    assert devices_in(store.last_good.read_bytes()) == {"sensor": {"count": 2}}
+    assert devices_in(path.read_bytes()) == {"sensor": {"count": 3}}
     store.close()
 
     # No temp file or link survives a successful write.
@@ -461,7 +462,7 @@ def test_cosalette_file_loads_unchanged_and_other_keys_survive_a_save(tmp_path):
     store.save("sensor", {"count": 4})
     store.close()
 
-    saved = json.loads(path.read_bytes())
+    saved = devices_in(path.read_bytes())
     assert saved == {**document, "sensor": {"count": 4}}
     assert list(saved) == list(document)
     assert store.last_good.read_bytes() == raw
@@ -513,7 +514,7 @@ def test_document_is_read_once_and_kept_in_memory(tmp_path, monkeypatch):
     assert store.load_all() == {**GOOD, "counter": {"n": 2}, "a": {}, "b": {"x": 1}}
     assert reads == []
     # The write came from memory: the change made behind the store's back is gone.
-    assert json.loads(path.read_bytes())["sensor"] == {"count": 3}
+    assert devices_in(path.read_bytes())["sensor"] == {"count": 3}
     store.close()
 
 
@@ -528,7 +529,7 @@ def test_save_many_is_one_replace_and_identical_content_is_none(tmp_path, monkey
 
     onto_main = [e for e in events if e[0] == "replace" and e[2] == str(path)]
     assert len(onto_main) == 1
-    assert json.loads(path.read_bytes()) == {"existing": {"v": 0}, **states}
+    assert devices_in(path.read_bytes()) == {"existing": {"v": 0}, **states}
 
     events.clear()
     written = path.stat()
@@ -540,7 +541,7 @@ def test_save_many_is_one_replace_and_identical_content_is_none(tmp_path, monkey
 
     store.save_many({**states, "device-7": {"i": -7}})
     assert len([e for e in events if e[0] == "replace" and e[2] == str(path)]) == 1
-    assert json.loads(path.read_bytes())["device-7"] == {"i": -7}
+    assert devices_in(path.read_bytes())["device-7"] == {"i": -7}
     store.close()
 
 
@@ -565,14 +566,15 @@ def test_unicode_round_trip_and_one_device_per_line(tmp_path):
     store.close()
 
     raw = path.read_bytes()
-    assert json.loads(raw.decode("utf-8")) == states
+    assert devices_in(raw) == states
     lines = raw.decode("utf-8").split("\n")
     assert lines[0] == "{"
     assert lines[-2:] == ["}", ""]
-    body = lines[1:-2]
+    body = lines[1:-3]  # the last line before "}" holds the revisions
+    revisions = ",".join(f"{json.dumps(k, ensure_ascii=False)}:1" for k in states)
+    assert lines[-3] == f'"{REVISIONS_KEY}": {{{revisions}}}'  # each written once
     assert len(body) == len(states)
-    assert all(line.endswith(",") for line in body[:-1])
-    assert not body[-1].endswith(",")
+    assert all(line.endswith(",") for line in body)
     for line, (key, state) in zip(body, states.items(), strict=True):
         assert json.loads("{" + line.removesuffix(",") + "}") == {key: state}
 

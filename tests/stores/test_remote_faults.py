@@ -8,6 +8,8 @@ a store opened afterwards holds at least the last acknowledged count.
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import math
 import shutil
@@ -287,4 +289,38 @@ def test_a_redis_batch_is_one_command_as_the_server_counts_them(private_redis):
     calls.pop("config|resetstat", None)
     assert calls.pop("eval") == 1, calls
     # The server counts the commands the script ran too: only those may remain.
-    assert set(calls) <= {"type", "time", "hset", "hincrby", "sadd"}, calls
+    assert set(calls) <= {"type", "time", "hget", "hset", "hincrby", "sadd"}, calls
+
+
+async def test_an_outage_is_on_the_status_heartbeat_and_in_the_statistics(backend, url):
+    """While writes fail the heartbeat's ``store`` says since when and how much is pending."""
+    from triolette.runtime.health import HeartbeatFacts, heartbeat_body, statistics_line
+
+    def heartbeat_store(bridge: Bridge) -> Any:
+        facts = HeartbeatFacts(bridge.app.statistics(), "1.0", 0.0, {})
+        body = json.loads(heartbeat_body(facts))
+        return body["store"]
+
+    proxy = Proxy(_target(url))
+    try:
+        store = open_remote(
+            backend, _through(url, proxy.port), timeout=TIMEOUT, connect_timeout=TIMEOUT
+        )
+        bridge = Bridge(store)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(bridge.app.serve)
+            await bridge.acks(2)
+            assert heartbeat_store(bridge) == {"outage_since": None, "pending": 0, "lease_epoch": 1}
+            before = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+            await trio.to_thread.run_sync(proxy.pause)
+            await bridge.failures(1)
+            during = heartbeat_store(bridge)
+            assert datetime.datetime.fromisoformat(during["outage_since"]) >= before
+            assert during["pending"] == 1  # the meter's snapshot, kept for the retry
+            assert "store_outage=" in statistics_line(bridge.app.statistics())
+            await trio.to_thread.run_sync(proxy.resume)
+            await bridge.acks(2)
+            assert heartbeat_store(bridge)["outage_since"] is None
+            bridge.app.shutdown()
+    finally:
+        proxy.close()

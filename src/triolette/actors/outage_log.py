@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 REPEAT_EVERY = 60.0
 """Seconds between two log lines about the same error repeating."""
@@ -26,11 +27,14 @@ class OutageLog:
         self._error = ""
         self._logged_at = 0.0
         self._unlogged = 0
+        self.since: float | None = None
+        """Wall-clock time (``time.time()``) of the outage's first failure; ``None``: none."""
 
     def failed(self, keys: list[str], error: str, retry_delay: float, now: float) -> None:
         """Note a failed write of ``keys`` (``error``: type and message) retried later."""
         if self._began is None:
             self._began = now
+            self.since = time.time()
         self._failures += 1
         if error != self._error:
             self._error, self._logged_at, self._unlogged = error, now, 0
@@ -64,3 +68,4 @@ class OutageLog:
             self._failures,
         )
         self._began, self._failures, self._error, self._unlogged = None, 0, "", 0
+        self.since = None

@@ -238,6 +238,7 @@ class PersistenceActor:
             failures=counters.failures,
             last_error=counters.last_error,
             flush_waiters=self._durability.waiting,
+            outage_since=self._outage.since,
         )
 
     async def _serve(self) -> None:

@@ -37,6 +37,8 @@ class PersistenceStatistics:
     last_error: str | None
     flush_waiters: int
     """Tasks waiting in ``flush()`` now."""
+    outage_since: float | None = None
+    """When the store began failing (``time.time()``), while it does; else ``None``."""
 
     @property
     def keys_per_batch(self) -> float:

@@ -6,8 +6,12 @@
     ├── StateNotJSONError      (also TypeError)   a device's state cannot round-trip through JSON
     ├── StoreNotLoadedError    (also RuntimeError) a DeviceStore was used before it was loaded
     ├── StoreOpenError                             a store could not be opened at start
-    │   └── StoreLockedError                       another process holds the store's lock
+    │   ├── StoreLockedError                       another process holds the store's lock
+    │   └── LeaseHeldError                         another bridge holds a device's lease
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
+    ├── StoreConflictError                         a save was based on a stale revision
+    ├── LeaseLostError                             this bridge lost its lease on its devices
+    │   └── StoreFencedError                       the store refused a write of an old lease
     ├── KeyInUseError          (also RuntimeError) a device key already has a running owner
     ├── RegistrationError      (also ValueError)   a device or handler was declared wrongly
     ├── PublishError                               the broker did not confirm a publish
@@ -194,6 +198,68 @@ class StoreLockedError(StoreOpenError):
     def __init__(self, path: Path, holder: str) -> None:
         self.holder = holder
         super().__init__(path, f"it is already in use by {holder}; one process owns a store file")
+
+
+class StoreConflictError(TrioletteError):
+    """A save was based on a stale revision: another writer changed the record since this
+    store read it. Nothing was written (the whole batch was refused).
+
+    ``device`` is the key, ``expected`` the revision the save was based on, ``found`` the
+    revision the store holds (0: the record is absent), ``path`` the store.
+    """
+
+    def __init__(self, path: Path | str, device: str, expected: int, found: int) -> None:
+        self.path = path
+        self.device = device
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"{device}: the store {path} holds revision {found}, but this save was based on "
+            f"revision {expected}: another writer changed it; nothing was overwritten"
+        )
+
+
+class LeaseHeldError(StoreOpenError):
+    """Another bridge holds the lease on ``device`` in the shared store ``path``.
+
+    ``holder`` says who: ``host``, ``pid`` and ``since`` (when its lease was granted).
+    """
+
+    def __init__(self, path: Path | str, device: str, host: str, pid: int, since: str) -> None:
+        self.device = device
+        self.host = host
+        self.pid = pid
+        self.since = since
+        self.holder = f"process {pid} on {host} since {since}"
+        super().__init__(
+            path,
+            f"the device {device!r} is held by another bridge: {self.holder} (start this one "
+            "as a standby to take over when that one stops)",
+        )
+
+
+class LeaseLostError(TrioletteError):
+    """This bridge lost its lease on its devices in the shared store ``path`` (renewal
+    failed past its deadline, or another bridge took them over); it stops its devices."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"lost the lease on the devices in {path}: {reason}")
+
+
+class StoreFencedError(LeaseLostError):
+    """The store refused a write carrying lease epoch ``epoch``: ``device`` was granted to a
+    newer lease since (another bridge took over). Nothing was written."""
+
+    def __init__(self, path: Path | str, device: str, epoch: int) -> None:
+        self.device = device
+        self.epoch = epoch
+        super().__init__(
+            path,
+            f"the store refused a write of {device!r} under lease epoch {epoch}: "
+            "another bridge holds a newer lease",
+        )
 
 
 class UnknownDeviceError(TrioletteError, LookupError):

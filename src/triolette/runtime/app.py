@@ -76,6 +76,10 @@ class App(Introspection):
     every ``error_reminder_every`` seconds (``None``: only once). Adapters with an
     ``async health_check()`` are probed every ``health_check_interval`` seconds (``None``:
     never); see :mod:`triolette.runtime.health_checks`.
+    With a shared store (PostgreSQL, Redis) the app holds a lease on its devices while it
+    serves, ``lease_seconds`` long (renewed every third): a second app claiming them refuses
+    to start (:class:`~triolette.LeaseHeldError`), unless it is a ``standby``, which waits
+    and takes over once the holder's lease ends. See the multi-host guide.
     """
 
     def __init__(
@@ -97,6 +101,8 @@ class App(Introspection):
         reconnect_backoff: Backoff | None = None,
         embedded_broker: EmbeddedBroker | None = None,
         retained_commands: Collection[str] = (),
+        standby: bool = False,
+        lease_seconds: float = 10.0,
         settings_class: type[Any] | None = None,
         adapters: Mapping[Any, Implementation | tuple[Implementation, Implementation]]
         | None = None,
@@ -127,6 +133,12 @@ class App(Introspection):
         self.retained_commands = frozenset(retained_commands)
         """Devices that take commands the broker kept (retained); others ignore them."""
         self.reconnect_backoff = reconnect_backoff or RECONNECT
+        if not (isinstance(lease_seconds, int | float) and 0 < lease_seconds < math.inf):
+            raise ValueError(f"lease_seconds must be a positive number, got {lease_seconds!r}")
+        self.standby = standby
+        """With a shared store: wait for the devices' lease instead of refusing to start."""
+        self.lease_seconds = lease_seconds
+        """With a shared store: the length of the devices' lease (renewed every third)."""
         self.registry = Registry()
         """The declared devices and adapters."""
         self.settings: Any = None

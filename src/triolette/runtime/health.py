@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,8 @@ class AppStatistics:
     """Crashes of each device's actor (each followed by a restart unless it was given up)."""
     watchdog_firings: int
     """Cycles and commands cancelled at their ``timeout``, and missed heartbeats."""
+    lease_epoch: int | None = None
+    """The epoch of the lease held on the devices in a shared store; else ``None``."""
     circuits: dict[str, str] = attrs.field(factory=dict)
     """The circuit breaker state of each device that has one: closed, open or half_open."""
     adapters: dict[str, str] = attrs.field(factory=dict)
@@ -83,6 +86,25 @@ def _streams_part(facts: HeartbeatFacts) -> dict[str, Any]:
     return {"streams_dropped": dict(facts.stats.streams_dropped)} if facts.stats.streams else {}
 
 
+def _store_part(facts: HeartbeatFacts) -> dict[str, Any]:
+    """The ``store`` object, with a store: ``outage_since`` (UTC, ISO 8601) while writes
+    fail, else ``null``; ``pending``, the devices waiting for a write; ``lease_epoch`` while
+    the app holds a lease on its devices in a shared store."""
+    stats = facts.stats
+    if stats.persistence is None:
+        return {}
+    since = stats.persistence.outage_since
+    health: dict[str, Any] = {
+        "outage_since": None
+        if since is None
+        else datetime.fromtimestamp(since, UTC).isoformat(timespec="seconds"),
+        "pending": stats.persistence.pending_keys,
+    }
+    if stats.lease_epoch is not None:
+        health["lease_epoch"] = stats.lease_epoch
+    return {"store": health}
+
+
 def _circuits_part(facts: HeartbeatFacts) -> dict[str, Any]:
     """The devices whose cycles a circuit breaker skips or probes, while there are some."""
     circuits = facts.stats.circuits
@@ -95,6 +117,7 @@ HEARTBEAT_PARTS: list[Callable[[HeartbeatFacts], dict[str, Any]]] = [
     _supervision_part,
     _adapters_part,
     _streams_part,
+    _store_part,
     _circuits_part,
 ]
 """The heartbeat's fields, part by part, in order; a new field is a new part."""
@@ -213,6 +236,8 @@ def statistics_line(stats: AppStatistics) -> str:
             f"batches={p.batches}",
             f"store_failures={p.failures}",
         ]
+        if p.outage_since is not None:
+            parts.append(f"store_outage={time.time() - p.outage_since:.0f}s")
     if stats.mqtt is not None:
         mqtt = stats.mqtt
         parts.append(f"outbox={mqtt.outbox_depth}/{mqtt.outbox_peak}")

@@ -17,6 +17,7 @@ import trio
 from triolette.core.errors import (
     ConnectError,
     FlushIncompleteError,
+    LeaseLostError,
     RegistrationError,
     RestartLimitError,
     SettingsError,
@@ -39,6 +40,7 @@ EXIT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (StoreOpenError, 3),  # locked by another process, or cannot be opened at all
     (SettingsError, 3),  # the app's settings could not be built
     (RegistrationError, 3),  # found at start: an adapter that does not import, a bad interval
+    (LeaseLostError, 4),  # another bridge took the devices over (or the lease ran out)
 )
 """The exit status of each way serving can fail for good."""
 
@@ -53,9 +55,11 @@ def run_process(app: App) -> None:
     Raises ``SystemExit``: 1 if some device's state could not be saved, 2 if the restart limit
     stopped the app (the message names the device), 3 if at start-up the broker refused us for
     good (a host name that does not resolve, bad credentials) or the store cannot be opened
-    (another process holds its lock, a folder where the file should be, a foreign database),
-    or what the app builds at start is wrongly declared (an adapter's ``"module:Class"`` that
-    does not import, an interval from the settings that is not positive).
+    (another process holds its lock, another bridge holds its devices' lease, a folder where
+    the file should be, a foreign database), or what the app builds at start is wrongly
+    declared (an adapter's ``"module:Class"`` that does not import, an interval from the
+    settings that is not positive); 4 if the app lost the lease on its devices in a shared
+    store while serving (it stopped them and wrote nothing more).
     Returns after a clean stop.
     """
     try:

@@ -30,7 +30,7 @@ from triolette.actors.persistence import PersistenceActor
 from triolette.actors.spec import DeviceSpec
 from triolette.actors.stream import StreamActor, wire_streams
 from triolette.actors.transport import LogTransport, Transport
-from triolette.core.errors import FlushIncompleteError
+from triolette.core.errors import FlushIncompleteError, LeaseLostError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
@@ -46,6 +46,7 @@ from triolette.runtime.health import (
     statistics_line,
 )
 from triolette.runtime.health_checks import HealthChecks
+from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
@@ -115,12 +116,14 @@ class RunningApp:
             PersistenceActor(
                 app.store,
                 mailbox_size=app.mailbox_size,
-                on_error=self.reports.backend_failed,
+                on_error=self._backend_failed,
                 on_recovered=self.reports.backend_recovered,
             )
             if app.store is not None
             else None
         )
+        self.lease = keeper_for(app, on_lost=self._lease_lost)
+        """Holds the devices' lease in a shared store (PostgreSQL, Redis); else ``None``."""
         self.devices_returned = trio.Event()
         self._inboxes: dict[str, trio.MemoryReceiveChannel[Message]] = {}
         self._plan(static)
@@ -184,6 +187,8 @@ class RunningApp:
             self.stop_deadline = trio.current_time() + self.app.shutdown_timeout
             self._move(Lifecycle.STOPPING)
         self.supervisor.scope.cancel()
+        if self.lease is not None:
+            self.lease.stop_waiting()  # a standby stops waiting for its turn
 
     def abandon(self) -> None:
         """Stop waiting for the flush and the broker (deadline passed, or a second signal)."""
@@ -195,7 +200,7 @@ class RunningApp:
         if persistence is not None and not persistence.stopped.is_set():
             senders = persistence.statistics().mailbox_senders
             persistence.abandon()
-            if senders:
+            if senders and not (self.lease is not None and self.lease.lost):
                 logger.error(
                     "shutdown deadline passed with %d persistence mailbox handle(s) still open "
                     "(a leaked handle or a hung backend)",
@@ -216,8 +221,7 @@ class RunningApp:
             async with self._asyncio_loop(), trio.open_nursery() as root:
                 root.start_soon(self._enforce_deadline)
                 try:
-                    if await self._prepare():
-                        await self._start(root)
+                    if await self._prepare() and await self._start(root):
                         await enter_lifespan(self.app, self._parts, self.scope)
                         task_status.started()
                         self._move(Lifecycle.SERVING)
@@ -248,19 +252,35 @@ class RunningApp:
         assert self.stop_deadline is not None
         return self.stop_deadline
 
-    async def _start(self, root: trio.Nursery) -> None:
+    async def _start(self, root: trio.Nursery) -> bool:
+        """Start the actors; false when a standby was asked to stop before its turn came."""
         broker = self.app.embedded_broker
         if broker is not None:
             await root.start(broker.run)
             self.mqtt.transport = self.app.transport or self._embedded_transport()
+        if self.lease is not None and not await root.start(self.lease.run, self._stored_keys()):
+            return False
         if self.persistence is not None:
-            keys = [spec.name for spec in self.specs if spec.uses_store]
-            await root.start(self.persistence.run, [*keys, carry_over.KEY])
+            await root.start(self.persistence.run, self._stored_keys())
             self._up.append(self.persistence)
             self._carried = carry_over.decode(self.persistence.view(carry_over.KEY))
             self.mqtt.carry_over(self._carried)
         await root.start(self.mqtt.run)
         self._up.append(self.mqtt)
+        return True
+
+    def _stored_keys(self) -> list[str]:
+        """The keys this app keeps in its store: its devices' and the undelivered messages'."""
+        return [*(spec.name for spec in self.specs if spec.uses_store), carry_over.KEY]
+
+    def _lease_lost(self, error: LeaseLostError) -> None:
+        """Another bridge may own the devices now: stop them and write nothing more."""
+        self.abandon()
+
+    def _backend_failed(self, keys: list[str], error: BaseException) -> None:
+        if isinstance(error, LeaseLostError) and self.lease is not None:
+            self.lease.lose(error)  # the store refused a write: a newer lease holds a device
+        self.reports.backend_failed(keys, error)
 
     async def _run_devices(self) -> None:
         companions = [metronome.run for metronome in self._metronomes.values()]
@@ -323,6 +343,8 @@ class RunningApp:
                 )
 
     def _raise_outcome(self) -> None:
+        if self.lease is not None and self.lease.lost is not None:
+            raise self.lease.lost  # the reason the devices stopped and their state was dropped
         unsaved = self.reports.unsaved
         if unsaved:  # lost state outranks the reason the app stopped
             raise FlushIncompleteError(list(unsaved), "; ".join(sorted(set(unsaved.values()))))
@@ -460,6 +482,7 @@ class RunningApp:
             watchdog_firings=self.reports.watchdog_firings,
             skipped_ticks=dict(self.skipped),
             failed=dict(supervisor.failed),
+            lease_epoch=self.lease.epoch if self.lease is not None else None,
             circuits=self.scheduling.circuit_states(),
             adapters=dict(self.health_checks.states),
             streams=dict(self.health.streams),

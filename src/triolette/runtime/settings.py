@@ -105,6 +105,12 @@ OPTIONS: tuple[Option, ...] = (
            "where device state is kept: a .json (JSON) or .db, .sqlite, .sqlite3 (SQLite) file, "
            "or a URL: json:PATH, sqlite:PATH, postgresql://USER@HOST/DB, redis://HOST:6379/0",
            "the app's", "store", "STORE"),
+    Option("standby", "--standby", "TRIOLETTE_STANDBY",
+           "with a shared store (PostgreSQL, Redis): wait while another bridge holds the "
+           "devices, take over when its lease ends", "off", "bool"),
+    Option("lease_seconds", "--lease-seconds", "TRIOLETTE_LEASE_SECONDS",
+           "with a shared store: length of the lease on the devices, renewed every third",
+           "10, or the app's", "float", "SECONDS"),
     Option("log_level", "--log-level", "TRIOLETTE_LOG_LEVEL", "least severe level logged",
            "INFO", "choice", "LEVEL", LOG_LEVELS),
     Option("log_format", "--log-format", "TRIOLETTE_LOG_FORMAT",
@@ -164,6 +170,8 @@ class RunSettings:
     store_path: Path | str | None = attrs.field(
         default=None, converter=_optional_store, repr=_show_store
     )
+    standby: bool = False
+    lease_seconds: float | None = None
     log_level: str = "INFO"
     log_format: str = "plain"
     dry_run: bool = False
@@ -295,6 +303,15 @@ class RunSettings:
                 raise SettingsError(self._source("topic_prefix"), str(error).strip()) from None
         if self.store_path is not None:
             store_kind(self.store_path, self._source("store_path"))
+        if self.lease_seconds is not None and not (
+            isinstance(self.lease_seconds, int | float)
+            and not isinstance(self.lease_seconds, bool)
+            and 0 < self.lease_seconds < math.inf
+        ):
+            raise SettingsError(
+                self._source("lease_seconds"),
+                f"must be a positive number of seconds, got {self.lease_seconds!r}",
+            )
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(
                 self._source("log_level"),

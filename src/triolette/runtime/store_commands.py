@@ -20,6 +20,7 @@ from triolette.core.jsonstate import decode_document, decode_state
 from triolette.runtime.launch import EXIT_BAD_SETTINGS
 from triolette.runtime.setting_checks import FILE_SCHEMES, StoreKind, store_kind
 from triolette.runtime.wiring import describe_store, store_for_location
+from triolette.stores.jsonfile import REVISIONS_KEY
 from triolette.stores.protocol import BatchStore
 
 EXIT_OK = 0
@@ -113,7 +114,9 @@ def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str
     ``ValueError`` for a damaged file, ``OSError`` or ``sqlite3.Error`` when it cannot be read.
     """
     if (kind or shown_store_kind(path)) == "json":
-        return decode_document(path.read_text(encoding="utf-8"))
+        document = decode_document(path.read_text(encoding="utf-8"))
+        document.pop(REVISIONS_KEY, None)
+        return document
     is_copy = _BACKUP_SUFFIX.search(path.name) is not None
     uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
     db = sqlite3.connect(uri, uri=True)

@@ -109,11 +109,12 @@ def embedded_broker_for(settings: RunSettings) -> EmbeddedBroker | None:
 def apply_settings(settings: RunSettings, app: App) -> None:
     """Configure ``app`` with what was given; leave the rest as the app's code set it.
 
-    Sets only ``app.transport``, ``app.embedded_broker``, ``app.store``, ``app.topics`` and
-    ``app.dry_run``. The transport is replaced in a dry run and when a host is given, the
-    store when a store path is given, the topic prefix when one is given. A dry run picks the
-    adapters' dry-run twins and, unless a host was asked for explicitly, connects to no
-    broker. Connection settings given without a host are ignored, with a warning.
+    Sets only ``app.transport``, ``app.embedded_broker``, ``app.store``, ``app.topics``,
+    ``app.dry_run``, ``app.standby`` and ``app.lease_seconds``. The transport is replaced in a
+    dry run and when a host is given, the store when a store path is given, the topic prefix
+    when one is given. A dry run picks the adapters' dry-run twins and, unless a host was asked
+    for explicitly, connects to no broker. Connection settings given without a host are
+    ignored, with a warning.
     """
     if settings.dry_run:
         app.dry_run = True
@@ -135,6 +136,10 @@ def apply_settings(settings: RunSettings, app: App) -> None:
         app.store = store_for_location(settings.store_path, source)
     if settings.topic_prefix is not None:
         app.topics = Topics(settings.topic_prefix)
+    if "standby" in settings.sources:
+        app.standby = settings.standby
+    if settings.lease_seconds is not None:
+        app.lease_seconds = settings.lease_seconds
 
 
 def describe_settings(settings: RunSettings, app: App | None = None) -> str:

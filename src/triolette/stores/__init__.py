@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 from triolette.core.exports import claim_public_names
 from triolette.stores._encoded import QuarantineReport as QuarantineReport
 from triolette.stores._remote import StoredRecord as StoredRecord
+from triolette.stores.lease import Lease as Lease
+from triolette.stores.lease import LeasedStore as LeasedStore
+from triolette.stores.lease import LeaseOwner as LeaseOwner
 from triolette.stores.protocol import BatchStore as BatchStore
 from triolette.stores.protocol import EncodedBatchStore as EncodedBatchStore
 
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchStore",
     "EncodedBatchStore",
+    "Lease",
+    "LeaseOwner",
+    "LeasedStore",
     "PostgresStore",
     "QuarantineReport",
     "RedisStore",

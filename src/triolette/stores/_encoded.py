@@ -14,6 +14,7 @@ from pathlib import Path
 import attrs
 
 from triolette.core.jsonstate import check_key, decode_state, encode_state
+from triolette.stores._remote import StoredRecord
 
 logger = logging.getLogger("triolette.stores")
 
@@ -45,6 +46,7 @@ class EncodedStore:
     def __init__(self) -> None:
         self._texts: dict[str, str] | None = None
         self._doubtful: set[str] = set()  # keys whose last write failed: stored text unknown
+        self._revisions: dict[str, int] = {}  # per key, one more on each write; 0: none recorded
         self.quarantined: list[QuarantineReport] = []
 
     # -- for subclasses -------------------------------------------------------------------
@@ -129,6 +131,16 @@ class EncodedStore:
                 raise
             current.update(changed)
             doubtful.difference_update(changed)
+            self._revisions.update(self._bumped(changed))
+
+    def _bumped(self, changed: Mapping[str, str]) -> dict[str, int]:
+        """The revisions of ``changed`` once written: one more each."""
+        return {key: self._revisions.get(key, 0) + 1 for key in changed}
+
+    def load_records(self) -> dict[str, StoredRecord]:
+        """Every stored state with its revision (0 for a record written without one)."""
+        texts = self._stored()
+        return {key: StoredRecord(text, self._revisions.get(key, 0)) for key, text in texts.items()}
 
     def close(self) -> None:
         """Release files and locks; the next call opens the store again."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import attrs
 
@@ -67,3 +67,63 @@ def checked_text(key: str, text: str) -> str:
         return encode_state(key, decode_state(text))
     except (TypeError, ValueError) as error:
         raise ValueError(f"the stored state of {key!r} is damaged: {error}") from None
+
+
+class Revisions:
+    """The revision of each record a server store read or wrote: the base of its next save.
+
+    A save of ``key`` is based on the revision last seen (0: known absent); the server refuses
+    it when the record's revision is another (:class:`~triolette.StoreConflictError`). After
+    :meth:`saw` with ``complete=True`` (a read of every record) a key not seen is known absent.
+    A key never seen is :meth:`unknown`: the store reads it before its first save. A write
+    whose outcome is unknown (the connection was lost) leaves its keys unknown too, with the
+    attempted text, so that :meth:`resolve` recognises the write if it landed after all.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+        self._complete = False
+        self._attempts: dict[str, tuple[int, str]] = {}
+
+    def saw(self, revisions: Mapping[str, int], *, complete: bool = False) -> None:
+        """Note the revisions read (every record's, with ``complete``)."""
+        if complete:
+            self._seen = dict(revisions)
+            self._complete = True
+        else:
+            self._seen.update(revisions)
+        for key in revisions:
+            self._attempts.pop(key, None)
+
+    def unknown(self, keys: Iterable[str]) -> list[str]:
+        """The keys whose base revision must be read before they are saved."""
+        return [
+            key
+            for key in keys
+            if key in self._attempts or (key not in self._seen and not self._complete)
+        ]
+
+    def base(self, key: str) -> int:
+        return self._seen.get(key, 0)
+
+    def attempted(self, texts: Mapping[str, str]) -> None:
+        """Note a write of ``texts`` whose outcome is unknown."""
+        for key, text in texts.items():
+            self._attempts[key] = (self.base(key), text)
+
+    def resolve(self, stored: Mapping[str, tuple[int, str]], keys: Iterable[str]) -> None:
+        """Settle the base of ``keys`` from what the server holds now (``(revision, text)``)."""
+        for key in keys:
+            revision, text = stored.get(key, (0, ""))
+            attempt = self._attempts.pop(key, None)
+            if attempt is None:
+                self._seen[key] = revision  # first sight of a key never read
+            elif revision == attempt[0] + 1 and text == attempt[1]:
+                self._seen[key] = revision  # our lost write landed
+            # else: our write did not land (same revision) or another writer's did: keep the base
+
+    def wrote(self, revisions: Mapping[str, int]) -> None:
+        """Note the revisions a successful write produced."""
+        self._seen.update(revisions)
+        for key in revisions:
+            self._attempts.pop(key, None)

@@ -11,6 +11,10 @@ from triolette.stores._encoded import QuarantineReport
 from triolette.stores._files import quarantine, read_file, replace_durably, sweep_temps
 from triolette.stores._filestore import LockedFileStore, OnDamage
 
+REVISIONS_KEY = "triolette/revisions"
+"""The file's entry ``{device: revision}``. No device can be named so (a ``/`` is not allowed
+in a device name); a cosalette reader takes it for a device nobody asks for, and ignores it."""
+
 
 class JsonFileStore(LockedFileStore):
     """One JSON object ``{device: state}`` in one file, cosalette's format.
@@ -28,6 +32,10 @@ class JsonFileStore(LockedFileStore):
     good copy is used when it parses. When none does, every device starts from empty (logged
     at CRITICAL), or with ``on_damage="refuse"`` opening raises :class:`StoreOpenError` and
     leaves the files as they are.
+
+    Each device's revision (one more on each write, see :meth:`load_records`) is kept in the
+    entry :data:`REVISIONS_KEY` at the end of the object; a file without it (cosalette's, or
+    one written by an older triolette) loads with no revision recorded (0).
     """
 
     def __init__(
@@ -38,12 +46,13 @@ class JsonFileStore(LockedFileStore):
 
     def _open_locked(self) -> dict[str, str]:
         sweep_temps(self.path)
-        return self._read()
+        texts, self._revisions = self._read()
+        return texts
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> tuple[dict[str, str], dict[str, int]]:
         raw = read_file(self.path)
         if raw is None:
-            return {}
+            return {}, {}
         try:
             return _parse(raw)
         except ValueError as exc:
@@ -57,12 +66,14 @@ class JsonFileStore(LockedFileStore):
         moved_to = quarantine(self.path, keep_in_place=good is not None)
         if good is None:
             self._report(QuarantineReport(self.path, problem, moved_to), lost="EVERY DEVICE")
-            return {}
-        replace_durably(self.path, _render(good))
+            return {}, {}
+        replace_durably(self.path, _render(*good))
         self._report(QuarantineReport(self.path, problem, moved_to, self.last_good))
         return good
 
-    def _read_last_good(self) -> tuple[dict[str, str] | None, str | None]:
+    def _read_last_good(
+        self,
+    ) -> tuple[tuple[dict[str, str], dict[str, int]] | None, str | None]:
         """The last good copy's texts, or ``None`` and what is wrong with it (if it exists)."""
         raw = read_file(self.last_good)
         if raw is None:
@@ -73,16 +84,23 @@ class JsonFileStore(LockedFileStore):
             return None, str(exc)
 
     def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
+        if REVISIONS_KEY in changed:
+            reserved = ValueError(f"{REVISIONS_KEY!r} is the file's record of revisions")
+            raise StoreWriteError(self.path, [REVISIONS_KEY], reserved)
         try:
+            revisions = {**self._revisions, **self._bumped(changed)}
             replace_durably(
-                self.path, _render({**current, **changed}), keep_previous=self.last_good
+                self.path,
+                _render({**current, **changed}, revisions),
+                keep_previous=self.last_good,
             )
         except OSError as exc:
             raise StoreWriteError(self.path, list(changed), exc) from exc
 
 
-def _parse(raw: bytes) -> dict[str, str]:
-    """Decode a store file into canonical texts; ``ValueError`` says what is wrong with it."""
+def _parse(raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
+    """Decode a store file into canonical texts and revisions; ``ValueError`` says what is
+    wrong with it. A file without the revisions entry (cosalette's) has none recorded."""
     if not raw.strip():
         raise ValueError("the file is empty" if not raw else "the file holds only blanks")
     if b"\0" in raw:
@@ -93,7 +111,8 @@ def _parse(raw: bytes) -> dict[str, str]:
         raise ValueError(f"the file is not UTF-8 ({exc.reason} at offset {exc.start})") from None
     try:
         document = decode_document(text)
-        return {key: encode_state(key, state) for key, state in document.items()}
+        revisions = _revisions_of(document.pop(REVISIONS_KEY, {}))
+        return {key: encode_state(key, state) for key, state in document.items()}, revisions
     except json.JSONDecodeError as exc:
         raise ValueError(f"the file is not valid JSON ({exc})") from None
     except TypeError as exc:  # decoded, but JSON would not give it back (a lone surrogate)
@@ -102,9 +121,23 @@ def _parse(raw: bytes) -> dict[str, str]:
         raise ValueError("the file nests too deeply to decode") from None
 
 
-def _render(texts: dict[str, str]) -> bytes:
-    """One device per line: cheap to build from the cached texts, easy to read and diff."""
-    lines = ",\n".join(
-        f"{json.dumps(key, ensure_ascii=False)}: {text}" for key, text in texts.items()
-    )
+def _revisions_of(entry: dict[str, object]) -> dict[str, int]:
+    """The revisions entry's whole non-negative numbers; anything else counts as none."""
+    return {
+        key: value
+        for key, value in entry.items()
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    }
+
+
+def _render(texts: dict[str, str], revisions: dict[str, int]) -> bytes:
+    """One device per line: cheap to build from the cached texts, easy to read and diff.
+
+    The revisions come last, under :data:`REVISIONS_KEY`, for the devices present.
+    """
+    kept = {key: revisions[key] for key in texts if revisions.get(key)}
+    entries = [*texts.items()]
+    if kept:
+        entries.append((REVISIONS_KEY, json.dumps(kept, ensure_ascii=False, separators=(",", ":"))))
+    lines = ",\n".join(f"{json.dumps(key, ensure_ascii=False)}: {text}" for key, text in entries)
     return f"{{\n{lines}\n}}\n".encode() if texts else b"{}\n"

@@ -16,20 +16,30 @@ import re
 import socket
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
-from triolette.core.errors import StoreOpenError, StoreWriteError
+from triolette.core.errors import (
+    StoreConflictError,
+    StoreFencedError,
+    StoreOpenError,
+    StoreWriteError,
+)
 from triolette.core.jsonstate import decode_state
 from triolette.stores._remote import (
+    Revisions,
     StoredRecord,
     checked_text,
     encode_batch,
     safe_url,
     take_query,
 )
+
+if TYPE_CHECKING:
+    from triolette.stores.lease import LeaseOwner
+    from triolette.stores.postgres_lease import PostgresLease
 
 logger = logging.getLogger("triolette.stores")
 
@@ -40,11 +50,46 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
     revision bigint NOT NULL DEFAULT 1,
     written_at timestamptz NOT NULL DEFAULT now()
 )"""
-# One statement per batch: in autocommit mode it is its own transaction, one round trip.
-_UPSERT = """INSERT INTO {table} AS s (key, data, revision, written_at)
-SELECT k, d, 1, now() FROM unnest(%s::text[], %s::text[]) AS u(k, d)
-ON CONFLICT (key) DO UPDATE
-SET data = EXCLUDED.data, revision = s.revision + 1, written_at = EXCLUDED.written_at"""
+_LEASE_SCHEMA = """CREATE TABLE IF NOT EXISTS {lease} (
+    device text PRIMARY KEY,
+    token text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    since timestamptz NOT NULL,
+    expires timestamptz NOT NULL,
+    epoch bigint NOT NULL
+);
+CREATE SEQUENCE IF NOT EXISTS {epochs}"""
+# One statement per batch (in autocommit mode its own transaction, one round trip). It locks
+# the batch's rows and, with a lease epoch, their lease rows; it writes only when every base
+# revision matches and every lease row carries the epoch, else nothing. A key created by
+# another writer meanwhile fails the INSERT with a unique violation: nothing is written then
+# either. It returns ('w', key, revision) per write, or ('c', key, found) per conflict, or
+# ('f', key, 0) per key not fenced by the epoch.
+_WRITE = """WITH batch AS (
+  SELECT k, d, b FROM unnest(%(keys)s::text[], %(texts)s::text[], %(bases)s::bigint[]) AS u(k, d, b)
+), fenced AS (
+  SELECT device FROM {lease} WHERE device = ANY(%(keys)s) AND epoch = %(epoch)s FOR SHARE
+), unfenced AS (
+  SELECT k FROM batch WHERE %(epoch)s::bigint IS NOT NULL AND k NOT IN (SELECT device FROM fenced)
+), current AS (
+  SELECT key, revision FROM {table} WHERE key = ANY(%(keys)s) FOR UPDATE
+), conflicts AS (
+  SELECT k, coalesce(c.revision, 0) AS found FROM batch LEFT JOIN current c ON c.key = batch.k
+  WHERE coalesce(c.revision, 0) <> batch.b
+), go AS (
+  SELECT NOT EXISTS (SELECT 1 FROM conflicts) AND NOT EXISTS (SELECT 1 FROM unfenced) AS ok
+), inserted AS (
+  INSERT INTO {table} (key, data, revision, written_at)
+  SELECT k, d, 1, now() FROM batch WHERE b = 0 AND (SELECT ok FROM go)
+  RETURNING key, revision
+), updated AS (
+  UPDATE {table} AS s SET data = batch.d, revision = s.revision + 1, written_at = now()
+  FROM batch WHERE s.key = batch.k AND batch.b > 0 AND s.revision = batch.b AND (SELECT ok FROM go)
+  RETURNING s.key, s.revision
+)
+SELECT 'w', key, revision FROM inserted UNION ALL SELECT 'w', key, revision FROM updated
+UNION ALL SELECT 'f', k, 0 FROM unfenced UNION ALL SELECT 'c', k, found FROM conflicts"""
 _SYNCHRONOUS_COMMIT = {
     "on": "a server crash loses no acknowledged batch",
     "remote_apply": "a server crash loses no acknowledged batch",
@@ -94,7 +139,16 @@ class PostgresStore:
         self._url = url
         self._conn: psycopg.Connection[Any] | None = None
         self._opened = False
-        self._upsert = sql.SQL(_UPSERT).format(table=sql.Identifier(table))
+        self.lease_table = f"{table}_lease"
+        """The table of the devices' leases (see :meth:`open_lease`)."""
+        self._names = {
+            "table": sql.Identifier(table),
+            "lease": sql.Identifier(self.lease_table),
+            "epochs": sql.Identifier(f"{table}_epoch"),
+        }
+        self._write_query = sql.SQL(_WRITE).format(**self._names)
+        self._revisions = Revisions()
+        self._epoch: int | None = None
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r}, table={self.table!r})"
@@ -127,6 +181,8 @@ class PostgresStore:
 
     def _set_up(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL(_SCHEMA).format(table=sql.Identifier(self.table)))
+        for statement in _LEASE_SCHEMA.split(";"):
+            conn.execute(sql.SQL(statement).format(**self._names))
         level = str(conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
         fsync = str(conn.execute("SHOW fsync").fetchone()[0])  # type: ignore[index]
         cost = _SYNCHRONOUS_COMMIT.get(level, "unknown")
@@ -151,7 +207,7 @@ class PostgresStore:
         with socket.socket(fileno=fd) as sock, contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
 
-    def _execute(self, query: Any, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    def _execute(self, query: Any, params: Any = ()) -> list[tuple[Any, ...]]:
         """Run one statement within ``timeout``; psycopg's errors drop the connection."""
         conn = self._connection()
         watchdog = threading.Timer(self.timeout, self._cut, (conn,))
@@ -170,13 +226,8 @@ class PostgresStore:
 
     def load(self, key: str) -> dict[str, object] | None:
         """The state of ``key``, or ``None``; ``ConnectionError`` when the server is lost."""
-        rows = self._read(
-            sql.SQL("SELECT key, data FROM {table} WHERE key = %s").format(
-                table=sql.Identifier(self.table)
-            ),
-            (key,),
-        )
-        return decode_state(checked_text(key, rows[0][1])) if rows else None
+        record = self._records([key]).get(key)
+        return None if record is None else decode_state(record.text)
 
     def load_all(self) -> dict[str, dict[str, object]]:
         """Every stored state, keyed by device."""
@@ -193,10 +244,28 @@ class PostgresStore:
                 table=sql.Identifier(self.table)
             )
         )
-        return {
+        records = {
             key: StoredRecord(checked_text(key, data), revision, written_at)
             for key, data, revision, written_at in rows
         }
+        self._revisions.saw({key: r.revision or 0 for key, r in records.items()}, complete=True)
+        return records
+
+    def _records(self, keys: list[str]) -> dict[str, StoredRecord]:
+        """The stored records of ``keys`` (those that exist), their revisions noted."""
+        rows = self._read(
+            sql.SQL(
+                "SELECT key, data, revision, written_at FROM {table} WHERE key = ANY(%s)"
+            ).format(table=sql.Identifier(self.table)),
+            (keys,),
+        )
+        records = {
+            key: StoredRecord(checked_text(key, data), revision, written_at)
+            for key, data, revision, written_at in rows
+        }
+        self._revisions.saw({key: record.revision or 0 for key, record in records.items()})
+        self._revisions.saw({key: 0 for key in keys if key not in records})
+        return records
 
     def save(self, key: str, data: dict[str, object]) -> None:
         """Store ``data`` under ``key``; see :meth:`save_many`."""
@@ -211,16 +280,73 @@ class PostgresStore:
         self.save_encoded(encode_batch(states))
 
     def save_encoded(self, texts: Mapping[str, str]) -> None:
-        """:meth:`save_many` for canonical texts (``encode_state`` output)."""
+        """:meth:`save_many` for canonical texts (``encode_state`` output).
+
+        Each record is written only if it still has the revision this store last read or
+        wrote (a key it never read is read first): otherwise nothing of the batch is written
+        and :class:`~triolette.StoreConflictError` names the first device in conflict. Under
+        a lease (:meth:`fence`), a batch is refused whole with
+        :class:`~triolette.StoreFencedError` once a newer lease holds one of its devices.
+        """
         if not texts:
             return
         keys = list(texts)
         try:
-            self._execute(self._upsert, (keys, list(texts.values())))
+            self._settle(keys)
+            bases = [self._revisions.base(key) for key in keys]
+            params = {"keys": keys, "texts": list(texts.values()), "bases": bases}
+            rows = self._execute(self._write_query, {**params, "epoch": self._epoch})
+        except psycopg.errors.UniqueViolation as error:
+            raise self._created_meanwhile(keys, bases) from error
         except (psycopg.OperationalError, psycopg.InterfaceError, ConnectionError) as error:
+            self._revisions.attempted(texts)
             raise StoreWriteError(self.location, keys, self._lost()) from error
         except psycopg.Error as error:
             raise StoreWriteError(self.location, keys, error) from error
+        refused = sorted((kind, key, found) for kind, key, found in rows if kind != "w")
+        if refused:
+            kind, key, found = refused[-1]  # a fenced batch ('f') outranks a conflict ('c')
+            if kind == "f":
+                assert self._epoch is not None
+                raise StoreFencedError(self.location, key, self._epoch)
+            raise StoreConflictError(self.location, key, self._revisions.base(key), found)
+        self._revisions.wrote({key: revision for _, key, revision in rows})
+
+    def _settle(self, keys: list[str]) -> None:
+        """Read the base revision of the keys never read, or whose last write was lost."""
+        unknown = self._revisions.unknown(keys)
+        if unknown:
+            try:
+                records = self._records(unknown)
+            except ConnectionError as error:
+                raise psycopg.OperationalError(str(error)) from error
+            stored = {key: (record.revision or 0, record.text) for key, record in records.items()}
+            self._revisions.resolve(stored, unknown)
+
+    def _created_meanwhile(self, keys: list[str], bases: list[int]) -> Exception:
+        """The conflict of a key another writer created after this store saw it absent."""
+        created = self._records([key for key, base in zip(keys, bases, strict=True) if not base])
+        for key, record in sorted(created.items()):
+            return StoreConflictError(self.location, key, 0, record.revision or 0)
+        return StoreWriteError(self.location, keys, RuntimeError("a key was created meanwhile"))
+
+    def fence(self, epoch: int | None) -> None:
+        """Carry lease ``epoch`` with every later write (``None``: no lease, no fencing).
+
+        The server then refuses a batch (:class:`~triolette.StoreFencedError`) unless every
+        device in it is leased under that very epoch: once another bridge has taken a
+        device over, this store can no longer write it.
+        """
+        self._epoch = epoch
+
+    def open_lease(self, owner: LeaseOwner, seconds: float) -> PostgresLease:
+        """A lease on devices of this store, on a connection of its own (see
+        :class:`~triolette.stores.postgres_lease.PostgresLease`)."""
+        from triolette.stores.postgres_lease import PostgresLease
+
+        return PostgresLease(
+            self._url, self.table, owner, seconds, connect_timeout=self.connect_timeout
+        )
 
     def _lost(self) -> ConnectionError:
         """The one cause of every write lost with the connection, whatever the phase (reset,

@@ -12,16 +12,22 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from triolette.core.errors import StoreOpenError, StoreWriteError
+from triolette.core.errors import (
+    StoreConflictError,
+    StoreFencedError,
+    StoreOpenError,
+    StoreWriteError,
+)
 from triolette.core.jsonstate import decode_state
 from triolette.stores._remote import (
+    Revisions,
     StoredRecord,
     checked_text,
     encode_batch,
@@ -29,29 +35,59 @@ from triolette.stores._remote import (
     take_query,
 )
 
+if TYPE_CHECKING:
+    from triolette.stores.lease import LeaseOwner
+    from triolette.stores.redis_lease import RedisLease
+
 logger = logging.getLogger("triolette.stores")
 
-# KEYS: the device set, then one hash per device; ARGV: the device names, then their texts.
-# Redis does not roll a script back: every key's type is checked before the first write, so
-# a key another program holds fails the whole batch, not half of it.
+# KEYS: the device set, one hash per device, then one epoch key per device. ARGV: the
+# device names, their texts, their base revisions, then the lease epoch ('' without a lease).
+# Redis does not roll a script back: every check comes before the first write, so a batch is
+# written whole or not at all. Returns {'w', revision...}, {'c', name, found} or {'f', name}.
 _WRITE = """
+local count = (#KEYS - 1) / 2
+local epoch = ARGV[3 * count + 1]
 local want = {[1] = 'set'}
-for i = 1, #KEYS do
+for i = 1, count + 1 do
   local kind = redis.call('TYPE', KEYS[i]).ok
   if kind ~= 'none' and kind ~= (want[i] or 'hash') then
     return redis.error_reply('the key ' .. KEYS[i] .. ' holds a ' .. kind .. ', not a triolette '
       .. (want[i] or 'hash') .. ': another program uses this prefix')
   end
 end
+if epoch ~= '' then
+  for i = 1, count do
+    if redis.call('GET', KEYS[count + 1 + i]) ~= epoch then return {'f', ARGV[i]} end
+  end
+end
+for i = 1, count do
+  local found = tonumber(redis.call('HGET', KEYS[i + 1], 'revision') or '0')
+  if found ~= tonumber(ARGV[2 * count + i]) then return {'c', ARGV[i], found} end
+end
 local now = redis.call('TIME')
 local stamp = now[1] .. string.format('%06d', tonumber(now[2]))
-local count = #KEYS - 1
+local out = {'w'}
 for i = 1, count do
   redis.call('HSET', KEYS[i + 1], 'data', ARGV[count + i], 'written_at', stamp)
-  redis.call('HINCRBY', KEYS[i + 1], 'revision', 1)
+  out[i + 1] = redis.call('HINCRBY', KEYS[i + 1], 'revision', 1)
   redis.call('SADD', KEYS[1], ARGV[i])
 end
-return count
+return out
+"""
+# KEYS: one hash per device. Returns data, revision per key ('' and 0 when absent; a key of
+# another type is left to the write script, which names it).
+_READ_SOME = """
+local out = {}
+for i = 1, #KEYS do
+  out[2 * i - 1], out[2 * i] = '', '0'
+  if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+    local v = redis.call('HMGET', KEYS[i], 'data', 'revision')
+    out[2 * i - 1] = v[1] or ''
+    out[2 * i] = v[2] or '0'
+  end
+end
+return out
 """
 # KEYS: the device set; ARGV: the hash prefix. Returns name, data, revision, written_at, ...
 _READ = """
@@ -126,6 +162,8 @@ class RedisStore:
         self._client: redis.Redis | None = None
         self._opened = False
         self._devices = f"{self.prefix}devices"
+        self._revisions = Revisions()
+        self._epoch: int | None = None
 
     def __repr__(self) -> str:
         return f"RedisStore({self.location!r}, prefix={self.prefix!r})"
@@ -133,6 +171,14 @@ class RedisStore:
     def state_key(self, key: str) -> str:
         """The Redis key of ``key``'s hash."""
         return f"{self.prefix}state:{key}"
+
+    def epoch_key(self, key: str) -> str:
+        """The Redis key of the epoch of ``key``'s newest lease."""
+        return f"{self.prefix}epoch:{key}"
+
+    def lease_key(self, key: str) -> str:
+        """The Redis key of ``key``'s lease (a hash that expires)."""
+        return f"{self.prefix}lease:{key}"
 
     # -- connection -------------------------------------------------------------------------
 
@@ -192,8 +238,8 @@ class RedisStore:
 
     def load(self, key: str) -> dict[str, object] | None:
         """The state of ``key``, or ``None``; ``ConnectionError`` when the server is lost."""
-        text = self._read("HGET", self.state_key(key), "data")
-        return None if text is None else decode_state(checked_text(key, text))
+        record = self._records([key]).get(key)
+        return None if record is None else decode_state(record[1])
 
     def load_all(self) -> dict[str, dict[str, object]]:
         """Every stored state, keyed by device."""
@@ -211,7 +257,19 @@ class RedisStore:
             key, text, revision, stamp = flat[i : i + 4]
             written = datetime.datetime.fromtimestamp(int(stamp) / 1e6, datetime.UTC)
             records[key] = StoredRecord(checked_text(key, text), int(revision), written)
+        self._revisions.saw({key: r.revision or 0 for key, r in records.items()}, complete=True)
         return dict(sorted(records.items()))
+
+    def _records(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+        """``(revision, text)`` of the stored ``keys`` (those that exist), revisions noted."""
+        flat = self._read("EVAL", _READ_SOME, len(keys), *map(self.state_key, keys))
+        records = {
+            key: (int(flat[2 * i + 1]), checked_text(key, flat[2 * i]))
+            for i, key in enumerate(keys)
+            if flat[2 * i]
+        }
+        self._revisions.saw({key: records[key][0] if key in records else 0 for key in keys})
+        return records
 
     def save(self, key: str, data: dict[str, object]) -> None:
         """Store ``data`` under ``key``; see :meth:`save_many`."""
@@ -226,18 +284,35 @@ class RedisStore:
         self.save_encoded(encode_batch(states))
 
     def save_encoded(self, texts: Mapping[str, str]) -> None:
-        """:meth:`save_many` for canonical texts (``encode_state`` output)."""
+        """:meth:`save_many` for canonical texts (``encode_state`` output).
+
+        Revisions and fencing as in :meth:`PostgresStore.save_encoded
+        <triolette.stores.PostgresStore.save_encoded>`: a stale base revision refuses the
+        whole batch with :class:`~triolette.StoreConflictError`, a newer lease on one of its
+        devices with :class:`~triolette.StoreFencedError`.
+        """
         if not texts:
             return
         keys = list(texts)
-        hashes = [self.state_key(key) for key in keys]
         try:
-            self._call(
-                "EVAL", _WRITE, len(keys) + 1, self._devices, *hashes, *keys, *texts.values()
+            self._settle(keys)
+            bases = [self._revisions.base(key) for key in keys]
+            reply = self._call(
+                "EVAL",
+                _WRITE,
+                2 * len(keys) + 1,
+                self._devices,
+                *map(self.state_key, keys),
+                *map(self.epoch_key, keys),
+                *keys,
+                *texts.values(),
+                *bases,
+                "" if self._epoch is None else self._epoch,
             )
         except (*_LOST, ConnectionError) as error:
             # One cause whatever the phase of the outage (reset, silence, refused reconnect),
             # so that it is logged once; the client's words are in the __cause__ chain.
+            self._revisions.attempted(texts)
             lost = ConnectionError(
                 "the connection to the server was lost, "
                 f"or it did not answer within {self.timeout:g} s"
@@ -245,6 +320,31 @@ class RedisStore:
             raise StoreWriteError(self.location, keys, lost) from error
         except redis.RedisError as error:
             raise StoreWriteError(self.location, keys, error) from error
+        if reply[0] == "f":
+            assert self._epoch is not None
+            raise StoreFencedError(self.location, reply[1], self._epoch)
+        if reply[0] == "c":
+            key = reply[1]
+            raise StoreConflictError(self.location, key, self._revisions.base(key), int(reply[2]))
+        self._revisions.wrote(dict(zip(keys, map(int, reply[1:]), strict=True)))
+
+    def _settle(self, keys: list[str]) -> None:
+        """Read the base revision of the keys never read, or whose last write was lost."""
+        unknown = self._revisions.unknown(keys)
+        if unknown:
+            self._revisions.resolve(self._records(unknown), unknown)
+
+    def fence(self, epoch: int | None) -> None:
+        """Carry lease ``epoch`` with every later write (``None``: no lease, no fencing);
+        see :meth:`PostgresStore.fence <triolette.stores.PostgresStore.fence>`."""
+        self._epoch = epoch
+
+    def open_lease(self, owner: LeaseOwner, seconds: float) -> RedisLease:
+        """A lease on devices of this store, on a connection of its own (see
+        :class:`~triolette.stores.redis_lease.RedisLease`)."""
+        from triolette.stores.redis_lease import RedisLease
+
+        return RedisLease(self, owner, seconds)
 
     def close(self) -> None:
         """Close the connection; the next call connects again."""

@@ -25,7 +25,9 @@ from triolette.stores._files import (
 from triolette.stores._filestore import LockedFileStore, OnDamage
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS store (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS store (
+    key TEXT PRIMARY KEY, data TEXT NOT NULL, revision INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS store_quarantine (
     key TEXT NOT NULL, data TEXT, reason TEXT NOT NULL, moved_at TEXT NOT NULL
 );
@@ -35,13 +37,16 @@ CREATE TABLE IF NOT EXISTS store_quarantine (
 # thread every re-take can wait a whole switch interval (5 ms). json_each is built into
 # SQLite from 3.38; older libraries get one statement per row.
 _UPSERT_BATCH = (
-    "INSERT INTO store (key, data) SELECT key, value FROM json_each(?) WHERE true "
-    "ON CONFLICT (key) DO UPDATE SET data = excluded.data"
+    "INSERT INTO store (key, data, revision) SELECT key, value, 1 FROM json_each(?) WHERE true "
+    "ON CONFLICT (key) DO UPDATE SET data = excluded.data, revision = store.revision + 1"
 )
 _UPSERT_ROW = (
-    "INSERT INTO store (key, data) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET data = excluded.data"
+    "INSERT INTO store (key, data, revision) VALUES (?, ?, 1) "
+    "ON CONFLICT (key) DO UPDATE SET data = excluded.data, revision = store.revision + 1"
 )
+# Added to a table made without it (cosalette's, an older triolette's): readers that select
+# key and data by name never notice it; rows written before have revision 0.
+_ADD_REVISION = "ALTER TABLE store ADD COLUMN revision INTEGER NOT NULL DEFAULT 0"
 _HAS_JSON_EACH = sqlite3.sqlite_version_info >= (3, 38)
 _DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
 _COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite opens by name next to the database
@@ -82,6 +87,9 @@ class SqliteStore(LockedFileStore):
     columns, or a database another program keeps locked are ``StoreOpenError`` too. One
     connection, used by one thread at a time; each batch is one ``BEGIN IMMEDIATE``
     transaction. :meth:`close` checkpoints the WAL and closes.
+
+    Each row's ``revision`` grows by one on each write of it (see :meth:`load_records`); a
+    table without that column (cosalette's) gets it at open, 0 for the rows already there.
     """
 
     def __init__(
@@ -161,7 +169,11 @@ class SqliteStore(LockedFileStore):
         if verdict != "ok":
             raise _DamagedDatabase(f"quick_check failed: {verdict}")
         db.executescript(_SCHEMA)
-        return db.execute("SELECT key, data FROM store").fetchall()
+        if "revision" not in [row[1] for row in db.execute("PRAGMA table_info(store)")]:
+            db.execute(_ADD_REVISION)
+        rows = db.execute("SELECT key, data, revision FROM store").fetchall()
+        self._revisions = {key: revision for key, _, revision in rows}
+        return [(key, data) for key, data, _ in rows]
 
     def _quarantine_database(self, reason: str) -> None:
         # Move the files while the connection is still open: closing the last connection to a
