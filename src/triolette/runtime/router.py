@@ -19,7 +19,7 @@ from triolette.core.errors import RegistrationError
 from triolette.core.topics import RESERVED_FIRST_LEVEL, RoutedName, check_name
 
 if TYPE_CHECKING:
-    from triolette.runtime.app import App
+    from triolette.runtime.declaring import Declaring
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ class Router:
 
         return record
 
-    def replay(self, app: App, prefix: str | None = None) -> None:
+    def replay(self, app: Declaring, prefix: str | None = None) -> None:
         """Register the records on ``app`` (what ``App.include_router`` does).
 
         The names are checked first, so a name already taken leaves ``app`` unchanged.
