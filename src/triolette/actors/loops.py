@@ -106,16 +106,16 @@ class TelemetryActor(_CycleActor):
             await self.durable.wait_idle()
 
     async def _cycles(self, ctx: DeviceContext) -> None:
-        metronome = self.metronome
-        assert metronome is not None
-        current = metronome.fired
+        assert self.metronome is not None
+        lane = self.metronome.lane()
+        current = lane.fired
         while True:
             await self.handle(ctx, None)
             if self.hooks.cycles_limited:  # the count says "done" only once it is settled
                 await self.wait_settled()
             if not self.hooks.cycle_done(self.spec.name):
                 await trio.sleep_forever()  # done: wait for the shutdown
-            tick = await metronome.next_tick(after=current)
+            tick = await lane.next_tick(after=current)
             if tick > current + 1:
                 self.hooks.ticks_skipped(self.spec.name, tick - current - 1)
             current = tick

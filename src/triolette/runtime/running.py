@@ -9,6 +9,7 @@ state) arrive here, never on the :class:`~triolette.App`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -30,6 +31,7 @@ from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.health import AppStatistics, heartbeat_body, statistics_line
+from triolette.runtime.heap import keep_heap_frozen
 from triolette.runtime.reports import Reports
 from triolette.runtime.supervisor import Supervisor
 
@@ -92,7 +94,8 @@ class RunningApp:
             else None
         )
         self._inboxes = {s.name: self._open_inbox(s.name) for s in self.specs if s.accepts_commands}
-        self._metronomes = {s.interval: Metronome(s.interval) for s in self.specs if s.interval}
+        followers = collections.Counter(s.interval for s in self.specs if s.interval)
+        self._metronomes = {i: Metronome(i, followers=n) for i, n in followers.items()}
         self.devices_returned = trio.Event()
         self.supervisor = Supervisor(
             self.specs,
@@ -194,6 +197,7 @@ class RunningApp:
 
     async def _run_devices(self) -> None:
         companions = [metronome.run for metronome in self._metronomes.values()]
+        companions.append(keep_heap_frozen)  # the collector's full walks held the loop
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         async with contextlib.AsyncExitStack() as adapters:
