@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import trio
 
-RELEASE_GROUP = 50
+RELEASE_GROUP = 25
 """The most devices a slot releases in one scheduling batch."""
 ON_TIME = 0.01
 """A cycle that overruns the next tick by less than this share of the interval is on time."""

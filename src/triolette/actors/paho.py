@@ -18,6 +18,7 @@ TLS/plain port mismatch from an outage.
 from __future__ import annotations
 
 import logging
+import math
 import select
 import socket
 import ssl
@@ -43,6 +44,8 @@ _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # authorisation, ban, authentication method (MQTT 5 codes; paho maps 3.1.1's onto them).
 _PERMANENT_REFUSALS = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 _READS_PER_WAKEUP = 64
+EAGER_GAP = 0.0005
+"""Seconds after an eager write during which further publishes wait for the writer task."""
 _PUBACK_OK = ReasonCode(PacketTypes.PUBACK)  # shared: the callback only reads them
 _NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
@@ -94,6 +97,7 @@ class PahoTransport:
         self._lost.set()
         self._write_wanted = trio.Event()
         self._writing_eagerly = False
+        self._written_at = -math.inf  # when publish() last wrote eagerly
 
     def _new_client(self, password: str | None) -> _BufferedClient:
         client = _BufferedClient(
@@ -269,9 +273,23 @@ class PahoTransport:
         if not qos:
             self._unwritten.append((info, message.topic, confirmed))
         self._writing_eagerly = False
-        # The writer task sends it after this scheduling round, in one system call with
-        # every other message published meanwhile.
-        self._write_wanted.set()
+        # Written now when this message filled the QoS 1 window (no more can come until
+        # the broker acknowledges) or none was written for EAGER_GAP; otherwise the writer
+        # sends it at the end of this scheduling round, with the others published meanwhile.
+        now = trio.current_time()
+        if not (qos and self._window.value == 0) and now - self._written_at < EAGER_GAP:
+            self._write_wanted.set()
+            return
+        self._written_at = now
+        client.loop_write()
+        if self._lost.is_set():  # the write found the connection gone (and failed what waited)
+            if not qos and self._unwritten and self._unwritten[-1][0] is info:
+                self._unwritten.pop()
+                confirmed(PublishError(message.topic, "connection lost before it was written"))
+            return
+        if client.want_write():
+            self._write_wanted.set()
+        self._confirm_written()  # this write may also have finished earlier QoS 0 messages
 
     async def subscribe(self, topics: Sequence[str]) -> None:
         """Subscribe to ``topics`` (QoS 1) in one request; return after the broker's SUBACK.
