@@ -75,29 +75,31 @@ async def test_devices_are_released_in_groups_so_other_tasks_get_turns(autojump_
     ("interval", "followers", "slots"),
     [
         (0.01, 1, 1),
-        (0.01, 3, 2),
+        (0.01, 2 * RELEASE_GROUP - 1, 1),
+        (0.01, 2 * RELEASE_GROUP, 2),
         (0.01, 1000, 8),
-        (1.0, 1000, 512),
-        (1.0, 1024, 512),
-        (2.048, 4096, 2048),
+        (1.0, 1000, 32),
+        (1.0, 100_000, 512),
+        (2.048, 100_000, 2048),
     ],
 )
-def test_slots_are_a_power_of_two_bounded_by_followers_and_the_shortest_slot(
+def test_slots_are_a_power_of_two_bounded_by_groups_of_followers_and_the_shortest_slot(
     interval, followers, slots
 ):
     metronome = Metronome(interval, followers=followers)
     assert metronome.slots == slots
     assert interval / metronome.slots >= MIN_SLOT * 0.999
+    assert followers / metronome.slots >= min(followers, RELEASE_GROUP)
 
 
 def test_consecutive_lanes_take_spread_out_slots():
-    metronome = Metronome(1.0, followers=8)
+    metronome = Metronome(1.0, followers=8 * RELEASE_GROUP)
     assert [metronome.lane().slot for _ in range(10)] == [0, 4, 2, 6, 1, 5, 3, 7, 0, 4]
 
 
 async def test_each_lane_ticks_on_its_own_phase_without_drift(autojump_clock):
     """Lane k of 4 wakes at start + (N + slot/4) * interval, exactly, tick after tick."""
-    metronome = Metronome(1.0, followers=4)
+    metronome = Metronome(1.0, followers=4 * RELEASE_GROUP)
     woke: dict[int, list[tuple[int, float]]] = {}
 
     async def device(slot_of: list[int]) -> None:
@@ -123,7 +125,7 @@ async def test_each_lane_ticks_on_its_own_phase_without_drift(autojump_clock):
 
 
 async def test_a_lane_that_overran_skips_to_its_next_tick_and_stays_on_its_phase(autojump_clock):
-    metronome = Metronome(1.0, followers=2)
+    metronome = Metronome(1.0, followers=2 * RELEASE_GROUP)
     async with trio.open_nursery() as nursery:
         start = await _run(metronome, nursery)
         metronome.lane()  # slot 0
@@ -137,7 +139,7 @@ async def test_a_lane_that_overran_skips_to_its_next_tick_and_stays_on_its_phase
 
 async def test_a_timer_a_whole_interval_late_skips_ticks_instead_of_bursting(autojump_clock):
     """The loop was blocked for 3.2 intervals: every lane wakes once, for the latest tick."""
-    metronome = Metronome(1.0, followers=2)
+    metronome = Metronome(1.0, followers=2 * RELEASE_GROUP)
     seen: list[tuple[int, int]] = []
 
     async def device() -> None:

@@ -9,9 +9,10 @@ running the missed ticks in a burst.
 
 The lanes are spread over the interval in ``slots`` evenly spaced phases (lane k takes the
 slot whose number is k with its bits reversed: 0, 1/2, 1/4, 3/4, ... of the interval), so a
-thousand devices of one interval do not all wake at once: each slot's group runs and the loop
-is free again before the next slot is due. A slot is at least :data:`MIN_SLOT` long, so the
-timer wakes at most about a thousand times a second.
+thousand devices of one interval do not all wake at once: each slot's devices run and the loop
+is free again before the next slot is due. A slot holds about :data:`RELEASE_GROUP` devices
+or more (fewer devices all tick together, as one group) and is at least :data:`MIN_SLOT`
+long, so the timer wakes at most about a thousand times a second.
 
 A slot releases its devices in groups of :data:`RELEASE_GROUP`, with a checkpoint between
 groups: trio runs every ready task once per scheduling batch, so releasing many devices at
@@ -36,8 +37,8 @@ class Metronome:
 
     Run it with ``await nursery.start(metronome.run)`` before the devices that follow it.
     ``followers`` is how many devices will follow it: it sets the number of slots (a power
-    of two, at most ``followers`` and at most ``interval / MIN_SLOT``; 1 puts every lane on
-    the tick itself).
+    of two, at most ``followers / RELEASE_GROUP`` and at most ``interval / MIN_SLOT``; with
+    one slot, up to twice a group of followers, every lane ticks on the tick itself).
     """
 
     def __init__(self, interval: float, *, followers: int = 1) -> None:
@@ -133,8 +134,9 @@ class Lane:
 
 
 def _slot_count(interval: float, followers: int) -> int:
-    """The largest power of two at most ``followers`` and ``interval / MIN_SLOT`` (at least 1)."""
-    limit = min(followers, int(interval / MIN_SLOT + 1e-9))
+    """The largest power of two at most ``followers / RELEASE_GROUP`` and
+    ``interval / MIN_SLOT`` (at least 1): spreading pays only beyond one group per tick."""
+    limit = min(followers // RELEASE_GROUP, int(interval / MIN_SLOT + 1e-9))
     slots = 1
     while slots * 2 <= limit:
         slots *= 2
