@@ -179,8 +179,10 @@ class TelemetryActor(_CycleActor):
             await self.durable.wait_idle()
 
     async def _cycles(self, ctx: DeviceContext) -> None:
-        ticks: Ticks | None = self.ticks or self.metronome
-        assert ticks is not None
+        ticks: Ticks | None = self.ticks
+        if ticks is None:  # the metronome of its interval, in this device's phase
+            assert self.metronome is not None
+            ticks = self.metronome.lane()
         current = ticks.fired
         payload = SCHEDULED
         while True:
