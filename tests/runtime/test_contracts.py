@@ -24,7 +24,7 @@ from triolette import (
     Stream,
     StreamablePort,
 )
-from triolette.actors import contracts
+from triolette.actors import contracts, loops
 from triolette.testing import AppHarness
 
 from .test_streams import Radio
@@ -99,6 +99,35 @@ async def test_without_state_model_the_return_annotation_is_the_model(autojump_c
     [report] = harness.errors("probe")
     assert report["error_type"] == "invalid_state"
     assert "Reading" in report["message"]
+
+
+async def test_a_dataclass_return_annotation_shapes_a_returned_dict(autojump_clock):
+    harness = AppHarness.create()
+
+    @harness.app.telemetry("tank", interval=10)
+    async def tank() -> Level:
+        return {"percent": "42"}  # type: ignore[return-value]  # coerced into Level
+
+    await harness.run()
+    assert harness.states("tank") == [{"percent": 42}]
+
+
+async def test_without_a_model_a_returned_dict_never_meets_the_contracts(
+    autojump_clock, monkeypatch
+):
+    def refuse(*args: Any) -> None:
+        raise AssertionError("a device without a model was shaped")
+
+    monkeypatch.setattr(loops, "shaped_state", refuse)
+    harness = AppHarness.create(store=MemoryStore())
+
+    @harness.app.telemetry("probe", interval=10, persist=SaveOnChange())
+    async def probe(store: DeviceStore) -> dict[str, Any]:
+        store["n"] = store.get("n", 0) + 1
+        return {"n": store["n"]}
+
+    await harness.run(cycles=2)
+    assert harness.states("probe") == [{"n": 1}, {"n": 2}]
 
 
 async def test_a_model_instance_is_dumped_without_any_model_declared(autojump_clock):

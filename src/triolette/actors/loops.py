@@ -72,7 +72,7 @@ class _CycleActor(DeviceActor):
         now = trio.current_time() if self.gate is not None else 0.0  # the cycle's start
         queued = False
         ok = True
-        kept = self._keep_store()
+        kept = None if self.state_model is None else self._keep_store()
         try:
             result = await self._call(ctx, message)
             if result is not None and (
@@ -111,10 +111,8 @@ class _CycleActor(DeviceActor):
         self.report(error)
 
     def _keep_store(self) -> dict[str, Any] | None:
-        """A copy of the store before the cycle, for a device whose state has a model."""
-        if self.state_model is None or self.store is None:
-            return None  # no model, no cost
-        return self.store.to_dict()
+        """A copy of the store before the cycle (a device whose state has a model)."""
+        return None if self.store is None else self.store.to_dict()
 
     def _discard_cycle(
         self, kept: dict[str, Any] | None, error: ReturnValidationError, message: Message | None
