@@ -204,14 +204,26 @@ def test_without_settings_a_name_callable_is_deferred_and_a_setting_ref_shows_it
     found = entities(build_registry_snapshot(app, settings=None))
     deferred = found["<deferred>"]
     assert deferred["function"] == "thermometer"
-    assert deferred["enabled"] == "<deferred>"
+    assert deferred["enabled"] is True  # the names are the settings', not whether it runs
     assert deferred["topics"]["state"] == "house/{name}/state"
     assert deferred["schedule"] == {"interval": 30.0}
     assert found["meter"]["schedule"] == {
         "interval": {"setting_ref": "poll.seconds"},
         "min_interval": 1.0,
     }
-    assert found["meter"]["enabled"] == "<deferred>"
+    assert found["meter"]["enabled"] is True
+
+
+def test_an_enabled_callable_without_settings_is_deferred():
+    switched = App("switched")
+
+    @switched.telemetry("probe", interval=1, enabled=lambda settings: settings.probe_on)
+    async def probe() -> None: ...
+
+    (entity,) = build_registry_snapshot(switched)["entities"]
+    assert (entity["name"], entity["enabled"]) == ("probe", "<deferred>")
+    row = format_registry_table(build_registry_snapshot(switched)).splitlines()[4]
+    assert row.split() == ["probe", "telemetry", "(settings", "decide)", "every", "1s", "-", "-"]
 
 
 def test_an_interval_from_a_plain_callable_is_deferred_without_settings():

@@ -105,7 +105,7 @@ def _entity(
         "kind": spec.kind.value,
         "function": _qualname(registration.func),
         "root": spec.is_root,
-        "enabled": DEFERRED if enabled is None else enabled,
+        "enabled": _enabled(registration, enabled),
         "topics": {
             "state": topics.state(level),
             "availability": topics.availability(level),
@@ -138,6 +138,13 @@ def _entity(
         "tags": list(registration.tags),
         "dependencies": dependencies(registration.func),
     }
+
+
+def _enabled(registration: Registration, enabled: bool | None) -> bool | str:
+    """``enabled`` as expanded; unexpanded, ``True`` unless an ``enabled=`` callable decides."""
+    if enabled is not None:
+        return enabled
+    return DEFERRED if is_deferred(registration.enabled) else True
 
 
 def _schedule(registration: Registration, spec: DeviceSpec, *, resolved: bool) -> Any:
@@ -273,8 +280,10 @@ def format_registry_table(snapshot: dict[str, Any]) -> str:
 
 def _row(entity: dict[str, Any]) -> tuple[str, ...]:
     kind = entity["kind"] + (" (root)" if entity["root"] else "")
-    if entity["enabled"] is not True:
-        kind += " (disabled)" if entity["enabled"] is False else " (settings decide)"
+    if entity["enabled"] is False:
+        kind += " (disabled)"
+    elif DEFERRED in (entity["name"], entity["enabled"]):
+        kind += " (settings decide)"
     return (
         entity["name"],
         kind,
