@@ -273,3 +273,26 @@ def test_router_names_become_valid_channel_keys():
 
 def test_the_document_is_made_from_a_snapshot():
     assert asyncapi_document(build_registry_snapshot(app)) == app.asyncapi()
+
+
+def test_names_that_make_the_same_key_get_channels_of_their_own():
+    from triolette import Router
+
+    router = Router()
+
+    @router.telemetry("b", interval=1)
+    async def routed() -> None: ...
+
+    clash = App("clash")
+    clash.include_router(router, prefix="a")
+
+    @clash.telemetry("a_b", interval=1)
+    async def plain() -> None: ...
+
+    document = clash.asyncapi()
+    check_asyncapi_3(document)
+    assert document["channels"]["a_b.state"]["address"] == "clash/a/b/state"
+    assert document["channels"]["a_b.state_2"]["address"] == "clash/a_b/state"
+    assert document["operations"]["a_b.state_2.publish"]["channel"] == {
+        "$ref": "#/channels/a_b.state_2"
+    }
