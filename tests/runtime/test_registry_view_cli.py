@@ -152,3 +152,28 @@ def test_the_multi_module_example_prints_its_registry():
     asyncapi = triolette("registry", "examples.boiler_bridge.app:app", "--asyncapi")
     assert asyncapi.returncode == 0, asyncapi.stderr
     assert json.loads(asyncapi.stdout)["asyncapi"] == "3.0.0"
+
+
+def test_an_env_file_gives_the_settings_that_name_the_devices(tmp_path):
+    env_file = tmp_path / "house.env"
+    env_file.write_text('ROOMS=["attic", "cellar"]\nPOLL__SECONDS=12\n')
+    result = triolette("registry", APP, "--json", "--env-file", str(env_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    found = {entity["name"]: entity for entity in json.loads(result.stdout)["entities"]}
+    assert "attic" in found
+    assert "kitchen" not in found
+    assert found["cellar"]["topics"]["state"] == "house/cellar/state"
+    assert found["meter"]["schedule"]["interval"] == 12.0
+
+
+def test_a_missing_env_file_or_bad_settings_in_it_exit_3(tmp_path):
+    missing = triolette("registry", APP, "--env-file", str(tmp_path / "nope.env"))
+    assert (missing.returncode, missing.stdout) == (3, "")
+    assert missing.stderr == f"error: --env-file: no such file: {tmp_path / 'nope.env'}\n"
+    env_file = tmp_path / "bad.env"
+    env_file.write_text("POLL__SECONDS=soon\n")
+    bad = triolette("registry", APP, "--env-file", str(env_file))
+    assert (bad.returncode, bad.stdout) == (3, "")
+    assert bad.stderr.startswith("error: ")
+    assert "POLL__SECONDS" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1

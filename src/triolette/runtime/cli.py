@@ -6,7 +6,7 @@
     triolette store show STORE
     triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
-    triolette registry MODULE[:ATTR] [--json] [--asyncapi [FILE]]
+    triolette registry MODULE[:ATTR] [--json] [--env-file FILE] [--asyncapi [FILE]]
     triolette --version
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
@@ -35,6 +35,7 @@ from typing import Any, NoReturn
 from triolette.core.errors import SettingsError
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
+    ENV_FILE_FLAG,
     EXIT_BAD_SETTINGS,
     RunDuringImportError,
     StrictParser,
@@ -42,6 +43,7 @@ from triolette.runtime.launch import (
     add_setting_flags,
     importing_app,
     launch,
+    read_env_file,
     resolve_settings,
     triolette_version,
 )
@@ -112,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     registry.add_argument("app", metavar="MODULE[:ATTR]", help="as for run")
     registry.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    registry.add_argument(
+        ENV_FILE_FLAG,
+        dest="env_file",
+        metavar="FILE",
+        default=None,
+        help="build the app's settings (which may give device names) with this env file",
+    )
     registry.add_argument(
         "--asyncapi",
         metavar="FILE",
@@ -277,7 +286,14 @@ def _registry(args: argparse.Namespace) -> int:
 
     with _quiet_import_log():
         app = load_app(args.app)
-    snapshot = build_registry_snapshot(app)
+    settings = app.settings
+    if args.env_file is not None:
+        from triolette.runtime.app_settings import load_settings
+
+        read_env_file(Path(args.env_file))  # a missing or unreadable file is one error line
+        if app.settings_class is not None:
+            settings = load_settings(app.settings_class, Path(args.env_file))
+    snapshot = build_registry_snapshot(app, settings=settings)
     if args.asyncapi is not None:
         document = json.dumps(asyncapi_document(snapshot), indent=2, ensure_ascii=False)
         if args.asyncapi == "-":
