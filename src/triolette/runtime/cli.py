@@ -11,7 +11,8 @@
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
 the same flags and variables. Exit status: 0 clean stop; 1 some device's state was not saved,
-or another error (or a ``store`` command could not read or write); 2 the restart limit stopped
+or another error (or a ``store`` command could not read or write, or ``registry`` its
+``--asyncapi`` file); 2 the restart limit stopped
 the app; 3 bad settings, a bad command line or an app that cannot be loaded (``error:
 <message>`` on stderr, before anything starts), or a store that cannot be opened (locked by
 another process, say), or at start-up a broker that refuses the app for good.
