@@ -234,7 +234,7 @@ class StateVersionError(TrioletteError):
             detail
             or f"{device}: the stored state has version {stored}, but this code knows versions "
             f"up to {code_version} (state_version={code_version}): it was written by a newer "
-            "release; refusing to start the device, and leaving its stored state untouched"
+            "release; refusing to start, and leaving its stored state untouched"
         )
 
 
