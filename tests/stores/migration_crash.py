@@ -1,6 +1,7 @@
 """The bridge that tests/stores/test_versions_crash.py kills in the middle of a migration.
 
-Run as ``python migration_crash.py json|sqlite|postgres|redis PATH MODE``. It serves an app
+Run as ``python migration_crash.py LOCATION MODE`` (a ``.json`` or ``.db`` path, or a server
+store's URL). It serves an app
 whose device ``meter`` is at ``state_version=3`` (the migrations of test_versions.py):
 
 * ``MODE=during``: the migration from version 1 prints ``migrating 1`` and hangs;
@@ -19,9 +20,9 @@ import time
 from typing import Any
 
 import trio
-from crash_writer import open_store
 
 from triolette import App, DeviceStore
+from triolette.runtime.wiring import store_for_location
 
 MODES = ("during", "after")
 
@@ -31,7 +32,7 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def build(backend: str, path: str, mode: str) -> App:
+def build(location: str, mode: str) -> App:
     def v0_to_v1(state: dict[str, Any]) -> dict[str, Any]:
         return {"kilowatts": state["watts"] / 1000}
 
@@ -45,7 +46,7 @@ def build(backend: str, path: str, mode: str) -> App:
         return {**state, "reads": 0}
 
     # A short lease (server stores): the next start, a standby, takes over soon after the kill.
-    app = App("bridge", store=open_store(backend, path), lease_seconds=1.0)
+    app = App("bridge", store=store_for_location(location), lease_seconds=1.0)
     steps = {0: v0_to_v1, 1: v1_to_v2, 2: v2_to_v3}
 
     @app.telemetry("meter", interval=60, state_version=3, migrate=steps)
@@ -57,8 +58,8 @@ def build(backend: str, path: str, mode: str) -> App:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[2] not in MODES:
-        print("usage: migration_crash.py BACKEND PATH during|after", file=sys.stderr)
+    if len(argv) != 2 or argv[1] not in MODES:
+        print("usage: migration_crash.py LOCATION during|after", file=sys.stderr)
         return 2
     trio.run(build(*argv).serve)
     return 0

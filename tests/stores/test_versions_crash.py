@@ -30,12 +30,12 @@ def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
         yield backend, str(tmp_path / ("state.json" if backend == "json" else "state.db"))
 
 
-def _killed_at(backend: str, path: str, mode: str, tmp_path: Path) -> str:
+def _killed_at(path: str, mode: str, tmp_path: Path) -> str:
     """Start the bridge, wait for its first line, SIGKILL it; return that line."""
     errors = tmp_path / "bridge.err"
     with errors.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(BRIDGE), backend, path, mode],
+            [sys.executable, str(BRIDGE), path, mode],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=err,
@@ -73,7 +73,7 @@ async def test_a_crash_in_or_after_a_migration_keeps_the_old_state_and_version(
     assert before[0] == V0
     assert before[2] == 0
 
-    line = _killed_at(backend, path, mode, tmp_path)
+    line = _killed_at(path, mode, tmp_path)
     if mode == "during":
         assert line == "migrating 1"
     else:

@@ -95,7 +95,6 @@ class PersistenceActor:
         self.stopped = trio.Event()
         self._worker = WorkerThread()
         self._contracts: dict[str, StateContract] = {}
-        self._version_due: set[str] = set()  # migrated keys: written at the next save, even equal
 
     def declare(self, contracts: Mapping[str, StateContract]) -> None:
         """Give the stored-state contract of each device key; call before :meth:`run`.
@@ -316,9 +315,9 @@ class PersistenceActor:
         migrated = migrate_all(self._contracts, texts, versions, versioned)
         for key in missing:
             if not self.is_loaded(key):
+                # A migrated text stands for the stored one: skipping a save equal to it
+                # leaves the old text at the old version, which migrates to it again.
                 self._known[key] = migrated.get(key, texts.get(key))
-                if key in migrated:
-                    self._version_due.add(key)
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""
@@ -358,8 +357,6 @@ class PersistenceActor:
         counters.max_keys_per_batch = max(counters.max_keys_per_batch, len(batch))
         counters.bytes_written += sum(len(texts[key].encode()) for key in batch)
         self._durability.mark_durable({key: seq for key, (_, seq) in batch.items()})
-        if self._version_due:
-            self._version_due.difference_update(batch)
 
     def _take_batch(self) -> dict[str, tuple[str, int]]:
         """Empty the pending table into the batch to write.
@@ -368,9 +365,8 @@ class PersistenceActor:
         durable at once, and its flush waiters are woken.
         """
         batch, skipped = {}, {}
-        due = self._version_due  # a migrated state is written even when equal: new version
         for key, (text, seq) in self._pending.items():
-            if self._known.get(key) != text or (due and key in due):
+            if self._known.get(key) != text:
                 batch[key] = (text, seq)
             else:
                 skipped[key] = seq
