@@ -137,8 +137,10 @@ class EncodedStore:
             current.update(changed)
             doubtful.difference_update(changed)
             self._revisions.update(self._bumped(changed))
-            self._versions = self._versions_after(changed)
-            self._version_due.difference_update(changed)
+            if self._writer_versions:
+                declared = self._writer_versions
+                self._versions.update({key: declared[key] for key in changed if key in declared})
+                self._version_due.difference_update(changed)
 
     def _bumped(self, changed: Mapping[str, str]) -> dict[str, int]:
         """The revisions of ``changed`` once written: one more each."""

@@ -251,8 +251,12 @@ class SqliteStore(LockedFileStore):
 
     def _moved_versions(self, changed: dict[str, str]) -> list[tuple[int, str]]:
         """``(version, key)`` of the rows of ``changed`` whose recorded version changes."""
-        after, before = self._versions_after(changed), self._versions
-        return [(after[k], k) for k in changed if after.get(k, 0) != before.get(k, 0)]
+        declared, stored = self._writer_versions, self._versions
+        if not declared:
+            return []
+        return [
+            (declared[k], k) for k in changed if k in declared and declared[k] != stored.get(k, 0)
+        ]
 
     def _disconnect(self) -> None:
         if self._db is not None:
