@@ -378,3 +378,12 @@ def test_a_declared_version_is_recorded_by_a_save_of_the_same_state(place):
     store.save("meter", V3)  # the text is stored already: written for its version alone
     store.close()
     assert _record(place())[2] == 3
+
+
+async def test_each_migration_is_logged_with_both_versions(caplog):
+    caplog.set_level("INFO", logger="triolette.persistence")
+    await Meter().harness(MemoryStore({"meter": V0})).run()
+    assert (
+        "meter: migrated the stored state from version 0 to 3; it is written with that "
+        "version at the device's next save"
+    ) in caplog.text
