@@ -25,6 +25,7 @@ from triolette.actors import carry_over
 from triolette.actors.device import DeviceActor, DeviceContext
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
+from triolette.actors.migrations import contracts_of
 from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
@@ -264,6 +265,7 @@ class RunningApp:
         if self.lease is not None and not await root.start(self.lease.run, self._stored_keys()):
             return False
         if self.persistence is not None:
+            self.persistence.declare(contracts_of(self.specs))
             await root.start(self.persistence.run, self._stored_keys())
             self._up.append(self.persistence)
             self._carried = carry_over.decode(self.persistence.view(carry_over.KEY))
