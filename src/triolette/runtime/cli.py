@@ -6,6 +6,7 @@
     triolette store show STORE
     triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
+    triolette schema ha-discovery MODULE[:ATTR] [--prefix P] [--output FILE]
     triolette --version
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from triolette.core.errors import SettingsError
+from triolette.core.topics import Topics
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
     EXIT_BAD_SETTINGS,
@@ -38,6 +41,7 @@ from triolette.runtime.launch import (
     StrictParser,
     add_run_flags,
     add_setting_flags,
+    app_settings_layer,
     importing_app,
     launch,
     resolve_settings,
@@ -123,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("source", metavar="SRC", help="the store to copy from")
     copy.add_argument("target", metavar="DST", help="the store to copy into")
     copy.set_defaults(handler=store_copy, parser=copy)
+    _add_schema_commands(commands)
     return parser
 
 
@@ -263,4 +268,41 @@ def _watch(args: argparse.Namespace) -> int:
     print(f"watching {' '.join(args.topics)} on {watch.address} (Ctrl-C stops)", flush=True)
     with watch, contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
+    return EXIT_OK
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def _add_schema_commands(commands: Any) -> None:
+    schema = commands.add_parser("schema", help="write what the bridge announces, offline")
+    actions = schema.add_subparsers(dest="action", required=True, metavar="ACTION")
+    discovery = actions.add_parser(
+        "ha-discovery",
+        help="print the Home Assistant discovery configs as JSON",
+        description="Import MODULE, take its App (the attribute ATTR, default 'app'), and "
+        "print {topic: config} for Home Assistant's MQTT discovery without connecting: the "
+        "configs the app announces when it serves with the settings of this environment "
+        "(TRIOLETTE_TOPIC_PREFIX and the app's own settings, names expanded).",
+    )
+    discovery.add_argument("app", metavar="MODULE[:ATTR]")
+    discovery.add_argument("--prefix", help="the discovery prefix (default: the app's, else "
+                           "homeassistant)")  # fmt: skip
+    discovery.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    discovery.set_defaults(handler=_ha_discovery, parser=discovery)
+
+
+def _ha_discovery(args: argparse.Namespace) -> int:
+    from triolette.runtime.discovery import offline_configs
+
+    app = load_app(args.app)
+    layer = app_settings_layer(app, None)  # rebuilds the app's own settings from here
+    settings = RunSettings.from_sources({}, os.environ, app_settings=layer)
+    if settings.topic_prefix is not None:
+        app.topics = Topics(settings.topic_prefix)
+    text = json.dumps(offline_configs(app, args.prefix), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
     return EXIT_OK
