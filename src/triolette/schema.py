@@ -29,6 +29,19 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from triolette.core.field_meta import (
+    CONSUMER_KEY as CONSUMER_KEY,
+)
+from triolette.core.field_meta import (
+    HA_DISCOVERY_KEY as HA_DISCOVERY_KEY,
+)
+from triolette.core.field_meta import (
+    consumer_metadata as consumer_metadata,
+)
+from triolette.core.field_meta import (
+    ha_discovery_metadata as ha_discovery_metadata,
+)
+
 __all__ = [
     "CONSUMER_KEY",
     "HA_DISCOVERY_KEY",
@@ -40,15 +53,6 @@ __all__ = [
     "percent",
     "temperature",
 ]
-
-CONSUMER_KEY = "x-triolette-consumer"
-"""The key :func:`consumer` (and :func:`temperature`, :func:`percent`) emit."""
-HA_DISCOVERY_KEY = "x-triolette-ha-discovery"
-"""The key :func:`ha_discovery` emits."""
-_COSALETTE_KEYS = {
-    CONSUMER_KEY: "x-cosalette-consumer",
-    HA_DISCOVERY_KEY: "x-cosalette-ha-discovery",
-}
 
 Aggregate = Literal["count", "min", "max", "avg", "sum"]
 _AGGREGATES = ("count", "min", "max", "avg", "sum")
@@ -140,24 +144,6 @@ def merge(*blocks: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"merge: the key {key!r} is given twice")
             merged[key] = value
     return merged
-
-
-def consumer_metadata(field_schema: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The consumer metadata of one field's JSON schema (ours, else cosalette's), or None."""
-    return _read(field_schema, CONSUMER_KEY)
-
-
-def ha_discovery_metadata(field_schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The Home Assistant metadata of one field's JSON schema (ours, else cosalette's)."""
-    return _read(field_schema, HA_DISCOVERY_KEY) or {}
-
-
-def _read(field_schema: Mapping[str, Any], key: str) -> dict[str, Any] | None:
-    for candidate in (key, _COSALETTE_KEYS[key]):
-        value = field_schema.get(candidate)
-        if isinstance(value, Mapping):
-            return dict(value)
-    return None
 
 
 def _checked(meta: dict[str, Any], path: str = "") -> dict[str, Any]:

@@ -30,8 +30,8 @@ import attrs
 
 from triolette.actors.spec import DeviceSpec
 from triolette.core.errors import RegistrationError
+from triolette.core.field_meta import consumer_metadata, ha_discovery_metadata
 from triolette.core.topics import OFFLINE, ONLINE, Topics
-from triolette.schema import consumer_metadata, ha_discovery_metadata
 
 Enrich = Callable[[DeviceSpec | None, str | None, dict[str, Any]], None]
 """``enrich(device, field, config)``: edits one entity's ``config`` in place, last; ``device``
