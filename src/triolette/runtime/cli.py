@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from triolette.core.errors import SettingsError
+from triolette.core.errors import RegistrationError, SettingsError
 from triolette.core.topics import Topics
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
@@ -300,7 +300,12 @@ def _ha_discovery(args: argparse.Namespace) -> int:
     settings = RunSettings.from_sources({}, os.environ, app_settings=layer)
     if settings.topic_prefix is not None:
         app.topics = Topics(settings.topic_prefix)
-    text = json.dumps(offline_configs(app, args.prefix), indent=2, ensure_ascii=False) + "\n"
+    try:
+        configs = offline_configs(app, args.prefix)
+    except RegistrationError as error:  # a bad prefix, a component no control takes
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    text = json.dumps(configs, indent=2, ensure_ascii=False) + "\n"
     if args.output is None:
         sys.stdout.write(text)
     else:
