@@ -93,7 +93,8 @@ def stored_keys(app: App) -> list[str]:
 
 
 def companions(running: RunningApp) -> list[Callable[..., Awaitable[None]]]:
-    """Queue this serve's configs (retained) and return the task clearing removed ones.
+    """Queue this serve's configs (retained) and return the task clearing removed ones
+    (none without discovery, a store, or a removed entity).
 
     Raises RegistrationError (a field's ``component``) before queueing anything.
     """
@@ -108,9 +109,10 @@ def companions(running: RunningApp) -> list[Callable[..., Awaitable[None]]]:
         return []
     announced = set(configs)
     removed = sorted(_recorded(persistence) - announced)
-    if removed:
-        logger.info("clearing %d Home Assistant configs of removed entities", len(removed))
     _record(persistence, announced | set(removed))
+    if not removed:
+        return []
+    logger.info("clearing the Home Assistant configs of %d removed entities", len(removed))
 
     async def clear_removed(
         *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
