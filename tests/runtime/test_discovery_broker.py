@@ -96,6 +96,34 @@ async def test_configs_arrive_retained_and_a_removed_entitys_config_is_cleared(
     assert {living, link} <= set(_record(store)) <= {living, link, cellar}
 
 
+async def test_a_broker_that_lost_its_retained_messages_gets_the_configs_again(
+    mosquitto: Mosquitto, mqtt_observer_factory: ObserverFactory, tmp_path: Path
+) -> None:
+    name = f"b{uuid.uuid4().hex[:8]}"
+    living = f"homeassistant/sensor/{name}/living_celsius/config"
+    app = bridge(name, ["living"], tmp_path / "state.json", mosquitto)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        assert living in await retained_until(mosquitto, mqtt_observer_factory, living)
+        await trio.to_thread.run_sync(mosquitto.restart)  # no persistence: retained ones gone
+        assert living in await retained_until(mosquitto, mqtt_observer_factory, living)
+        app.shutdown()
+    running = app.running
+    assert running is not None
+    assert running.statistics().mqtt.connects >= 2  # type: ignore[union-attr]
+
+
+async def retained_until(
+    broker: Mosquitto, factory: ObserverFactory, topic: str
+) -> dict[str, Message]:
+    """Wait until ``topic`` reaches a subscriber to ``homeassistant/#`` (retained or live),
+    then return what a newer subscriber gets retained."""
+    observer = factory(broker, ["homeassistant/#"], start=False)
+    await trio.to_thread.run_sync(observer.start)
+    await observer.until(lambda ms: any(m.topic == topic for m in ms), timeout=30)
+    return await retained_now(broker, factory)
+
+
 def _record(store: Path) -> list[str]:
     """The announced topics the JSON store file keeps."""
     reopened = JsonFileStore(store)
