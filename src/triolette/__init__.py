@@ -23,9 +23,11 @@ from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
 from triolette.core.errors import KeyInUseError as KeyInUseError
 from triolette.core.errors import LeaseHeldError as LeaseHeldError
 from triolette.core.errors import LeaseLostError as LeaseLostError
+from triolette.core.errors import PayloadValidationError as PayloadValidationError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
+from triolette.core.errors import ReturnValidationError as ReturnValidationError
 from triolette.core.errors import SettingsError as SettingsError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreConflictError as StoreConflictError
@@ -63,6 +65,9 @@ from triolette.runtime.health_checks import HealthCheckable as HealthCheckable
 from triolette.runtime.lifecycle import AppContext as AppContext
 from triolette.runtime.notifier import EntityNotifier as EntityNotifier
 from triolette.runtime.registration import Registration as Registration
+from triolette.runtime.registry_view import build_registry_snapshot as build_registry_snapshot
+from triolette.runtime.registry_view import format_registry_json as format_registry_json
+from triolette.runtime.registry_view import format_registry_table as format_registry_table
 from triolette.runtime.router import Router as Router
 from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
@@ -110,6 +115,7 @@ __all__ = [
     "NullStore",
     "OnChange",
     "PahoTransport",
+    "PayloadValidationError",
     "PersistPolicy",
     "PublishError",
     "PublishStrategy",
@@ -117,6 +123,7 @@ __all__ = [
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "ReturnValidationError",
     "Router",
     "RunSettings",
     "SaveAtMostEvery",
@@ -141,6 +148,9 @@ __all__ = [
     "TriggerPayload",
     "TrioletteError",
     "UnknownDeviceError",
+    "build_registry_snapshot",
+    "format_registry_json",
+    "format_registry_table",
     "setting_ref",
 ]
 

@@ -3,7 +3,9 @@ configs of removed entities cleared at the next start (with a store)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,8 @@ from triolette.runtime.discovery import KEY, offline_configs
 from triolette.testing import AppHarness
 from triolette.testing.broker import MemoryBroker
 
-from .test_discovery_configs import check_config
+from .test_discovery_cli import write_example
+from .test_discovery_configs import check_config, render
 
 PREFIX = "homeassistant"
 LIVING = "homeassistant/sensor/bridge/living_celsius/config"
@@ -185,3 +188,23 @@ async def test_discovery_is_declared_before_the_app_serves(autojump_clock):
     async with harness.serving():
         with pytest.raises(RegistrationError, match="discovery must be registered before"):
             harness.app.discovery()
+
+
+async def test_home_assistants_command_reaches_the_guides_vent_and_its_state_reads_back(
+    autojump_clock, tmp_path: Path
+):
+    spec = importlib.util.spec_from_file_location("greenhouse_guide", write_example(tmp_path))
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    harness = AppHarness.create(app=module.app)
+    configs = offline_configs(harness.app)
+    control = configs["homeassistant/number/greenhouse/vent_opening_cmd/config"]
+    sensor = configs["homeassistant/sensor/greenhouse/vent_opening/config"]
+    async with harness.serving():
+        await harness.command("vent", render(control["command_template"], "40.0"))
+    assert harness.errors("vent") == []
+    state = harness.broker.retained[control["state_topic"]].text
+    assert render(control["value_template"], state) == "40"
+    assert render(sensor["value_template"], state) == "40"

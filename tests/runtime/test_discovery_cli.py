@@ -83,11 +83,22 @@ def test_the_topic_prefix_comes_from_the_environment(tmp_path: Path) -> None:
     assert celsius["availability"][1]["topic"] == "gh/status"
 
 
+def test_settings_from_an_env_file(tmp_path: Path) -> None:
+    write_example(tmp_path)
+    (tmp_path / "bridge.env").write_text("TRIOLETTE_TOPIC_PREFIX=fromfile\n")
+    result = schema_command(tmp_path, "greenhouse:app", "--env-file", "bridge.env")
+    assert result.returncode == 0, result.stderr
+    configs = json.loads(result.stdout)
+    vent = configs["homeassistant/number/greenhouse/vent_opening_cmd/config"]
+    assert vent["command_topic"] == "fromfile/vent/set"
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
         (["nowhere:app"], "no module named 'nowhere'"),
         (["greenhouse:app", "--prefix", "a/b"], "discovery prefix 'a/b'"),
+        (["greenhouse:app", "--env-file", "missing.env"], "missing.env"),
     ],
 )
 def test_bad_input_is_one_line_and_status_3(tmp_path: Path, args: list[str], complaint: str):

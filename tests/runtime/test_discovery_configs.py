@@ -152,7 +152,11 @@ class Climate(BaseModel):
 
 
 class Setpoint(BaseModel):
-    target: int = Field(ge=5, le=30, json_schema_extra=schema.consumer(display_name="Target"))
+    """Every field has a default: a command may set any one of them alone."""
+
+    target: int = Field(
+        default=20, ge=5, le=30, json_schema_extra=schema.consumer(display_name="Target")
+    )
     level: float = Field(default=0.5, gt=0, lt=1, json_schema_extra=schema.consumer(unit="%"))
     mode: Mode | None = Field(default=None, json_schema_extra=schema.consumer(display_name="Mode"))
     power: bool = Field(default=True, json_schema_extra=schema.consumer(device_class="outlet"))
@@ -417,6 +421,34 @@ def test_cosalette_keys_are_read_too():
 
     (_, config) = by_object(offline_configs(app))["probe_celsius"]
     assert (config["name"], config["unit_of_measurement"]) == ("Temp", "°C")
+
+
+def test_no_control_for_a_field_whose_model_requires_others_too(caplog):
+    class Move(BaseModel):
+        x: int = Field(json_schema_extra=schema.consumer())
+        y: int = Field(json_schema_extra=schema.consumer())
+        speed: int = Field(default=1, json_schema_extra=schema.consumer())
+
+    class Single(BaseModel):
+        level: int = Field(json_schema_extra=schema.consumer())  # required, and alone
+
+    app = App("robots")
+
+    @app.command("arm", payload_model=Move)
+    async def arm(payload: str) -> None:
+        return None
+
+    @app.command("dimmer", payload_model=Single)
+    async def dimmer(payload: str) -> None:
+        return None
+
+    assert set(by_object(offline_configs(app))) == {"bridge", "dimmer_level_cmd"}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert (
+        "arm: payload field 'x' gets no Home Assistant control: a command setting it alone "
+        "would lack the required 'y'"
+    ) in warnings
+    assert any("field 'speed'" in w and "'x', 'y'" in w for w in warnings)
 
 
 def test_a_component_no_control_takes_is_refused_naming_device_and_field():

@@ -6,12 +6,14 @@
     triolette store show STORE
     triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
-    triolette schema ha-discovery MODULE[:ATTR] [--prefix P] [--output FILE]
+    triolette registry MODULE[:ATTR] [--json] [--env-file FILE] [--asyncapi [FILE]]
+    triolette schema ha-discovery MODULE[:ATTR] [--prefix P] [--output FILE] [--env-file FILE]
     triolette --version
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
 the same flags and variables. Exit status: 0 clean stop; 1 some device's state was not saved,
-or another error (or a ``store`` command could not read or write); 2 the restart limit stopped
+or another error (or a ``store`` command could not read or write, or ``registry`` its
+``--asyncapi`` file); 2 the restart limit stopped
 the app; 3 bad settings, a bad command line or an app that cannot be loaded (``error:
 <message>`` on stderr, before anything starts), or a store that cannot be opened (locked by
 another process, say), or at start-up a broker that refuses the app for good.
@@ -28,7 +30,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,6 +38,7 @@ from triolette.core.errors import RegistrationError, SettingsError
 from triolette.core.topics import Topics
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
+    ENV_FILE_FLAG,
     EXIT_BAD_SETTINGS,
     RunDuringImportError,
     StrictParser,
@@ -44,8 +47,14 @@ from triolette.runtime.launch import (
     app_settings_layer,
     importing_app,
     launch,
+    read_env_file,
     resolve_settings,
     triolette_version,
+)
+from triolette.runtime.registry_view import (
+    build_registry_snapshot,
+    format_registry_json,
+    format_registry_table,
 )
 from triolette.runtime.settings import RunSettings
 from triolette.runtime.store_commands import EXIT_NOT_SAVED, EXIT_OK, store_copy, store_show
@@ -99,6 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("topics", metavar="TOPIC", nargs="*", default=["#"])
     add_setting_flags(watch, _WATCH_SETTINGS, default_texts={"mqtt_host": "127.0.0.1"})
     watch.set_defaults(handler=_watch, parser=watch)
+
+    registry = commands.add_parser(
+        "registry",
+        help="print every entity of an app: kind, topics, schedule, policies, models",
+        description="Import MODULE, take its App (ATTR, default 'app') and print its "
+        "entities as a table, or as JSON with --json. Nothing runs and nothing connects; "
+        "names from the settings are expanded when the app's settings can be built.",
+    )
+    registry.add_argument("app", metavar="MODULE[:ATTR]", help="as for run")
+    registry.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    registry.add_argument(
+        ENV_FILE_FLAG,
+        dest="env_file",
+        metavar="FILE",
+        default=None,
+        help="build the app's settings (which may give device names) with this env file",
+    )
+    registry.add_argument(
+        "--asyncapi",
+        metavar="FILE",
+        nargs="?",
+        const="-",
+        help="write an AsyncAPI 3.0 document of the topics and payloads to FILE (then print "
+        "the table or JSON as usual), or with no FILE (or -) print only the document",
+    )
+    registry.set_defaults(handler=_registry, parser=registry)
 
     store = commands.add_parser("store", help="show or copy stored device state")
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -248,6 +283,49 @@ def _import_failed(reference: str, name: str, error: Exception) -> NoReturn:
     ) from None
 
 
+# -- registry --------------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from triolette.runtime.asyncapi import asyncapi_document
+
+    with _quiet_import_log():
+        app = load_app(args.app)
+    settings = app.settings
+    if args.env_file is not None:
+        from triolette.runtime.app_settings import load_settings
+
+        read_env_file(Path(args.env_file))  # a missing or unreadable file is one error line
+        if app.settings_class is not None:
+            settings = load_settings(app.settings_class, Path(args.env_file))
+    snapshot = build_registry_snapshot(app, settings=settings)
+    if args.asyncapi is not None:
+        document = json.dumps(asyncapi_document(snapshot), indent=2, ensure_ascii=False)
+        if args.asyncapi == "-":
+            print(document)
+            return EXIT_OK
+        try:
+            Path(args.asyncapi).write_text(document + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.asyncapi}: {error}", file=sys.stderr)
+            return EXIT_NOT_SAVED
+    print(format_registry_json(snapshot) if args.json else format_registry_table(snapshot))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _quiet_import_log() -> Iterator[None]:
+    """Without logging set up, a failed import is the one ``error:`` line, no traceback."""
+    if logging.getLogger().hasHandlers():
+        yield
+        return
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = False
+
+
 # -- watch -----------------------------------------------------------------------------------
 
 
@@ -289,15 +367,27 @@ def _add_schema_commands(commands: Any) -> None:
     discovery.add_argument("--prefix", help="the discovery prefix (default: the app's, else "
                            "homeassistant)")  # fmt: skip
     discovery.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    discovery.add_argument(
+        ENV_FILE_FLAG,
+        dest="env_file",
+        metavar="FILE",
+        default=None,
+        help="read settings (the topic prefix, the app's own) from this env file too",
+    )
     discovery.set_defaults(handler=_ha_discovery, parser=discovery)
 
 
 def _ha_discovery(args: argparse.Namespace) -> int:
     from triolette.runtime.discovery import offline_configs
 
-    app = load_app(args.app)
-    layer = app_settings_layer(app, None)  # rebuilds the app's own settings from here
-    settings = RunSettings.from_sources({}, os.environ, app_settings=layer)
+    with _quiet_import_log():
+        app = load_app(args.app)
+    env_file = None if args.env_file is None else Path(args.env_file)
+    env = dict(os.environ)
+    if env_file is not None:  # as for run: a variable set and not empty beats the file
+        env = {**read_env_file(env_file), **{k: v for k, v in env.items() if v}}
+    layer = app_settings_layer(app, env_file)  # rebuilds the app's own settings from here
+    settings = RunSettings.from_sources({}, env, app_settings=layer)
     if settings.topic_prefix is not None:
         app.topics = Topics(settings.topic_prefix)
     try:
@@ -308,6 +398,10 @@ def _ha_discovery(args: argparse.Namespace) -> int:
     text = json.dumps(configs, indent=2, ensure_ascii=False) + "\n"
     if args.output is None:
         sys.stdout.write(text)
-    else:
+        return EXIT_OK
+    try:
         Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"error: cannot write {args.output}: {error}", file=sys.stderr)
+        return EXIT_NOT_SAVED
     return EXIT_OK

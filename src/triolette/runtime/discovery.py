@@ -80,8 +80,8 @@ def offline_configs(app: App, prefix: str | None = None) -> dict[str, dict[str, 
     ha-discovery``): its registrations expanded with ``app.settings``. Devices that start-up
     hooks register are not known yet. Raises the app's settings error, RegistrationError.
     """
-    if app.settings_error is not None:
-        raise app.settings_error
+    if app.settings is None and app.settings_error is not None:
+        raise app.settings_error  # its settings class could not be built
     if prefix is not None:
         Discovery(prefix)  # the same check as app.discovery(prefix)
     return configs_for(app, expand(app.registry.registrations, app.settings), prefix)

@@ -8,7 +8,8 @@ model field that carries consumer metadata (:mod:`triolette.schema`):
 * a payload model's field is a control sending a JSON object with that field to the device's
   command topic: ``switch`` (bool), ``number`` (integer, number), ``select`` (enum), ``text``
   (string), or the ``component`` its :func:`~triolette.schema.ha_discovery` chooses; a
-  ``read_only`` field is not a control;
+  ``read_only`` field is not a control, nor one whose model requires other fields too (a
+  command of that field alone would be refused);
 * one ``binary_sensor`` of class ``connectivity`` for the bridge itself, reading ``P/status``.
 
 Topics are ``<prefix>/<component>/<node_id>/<object_id>/config``; ``node_id`` is the app name
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -32,6 +34,8 @@ from triolette.actors.spec import DeviceSpec
 from triolette.core.errors import RegistrationError
 from triolette.core.field_meta import consumer_metadata, ha_discovery_metadata
 from triolette.core.topics import OFFLINE, ONLINE, Topics
+
+logger = logging.getLogger("triolette.discovery")
 
 Enrich = Callable[[DeviceSpec | None, str | None, dict[str, Any]], None]
 """``enrich(device, field, config)``: edits one entity's ``config`` in place, last; ``device``
@@ -85,6 +89,8 @@ class _Field:
     schema: dict[str, Any]
     consumer: dict[str, Any]
     ha: dict[str, Any]
+    others_required: tuple[str, ...] = ()
+    """The model's other required fields: a payload of this field alone would miss them."""
 
     @property
     def type(self) -> str:
@@ -143,6 +149,15 @@ def _entities(bridge: Bridge, spec: DeviceSpec) -> Iterable[tuple[str, str, dict
     for field in model_fields(spec.payload_model, "validation"):
         if field.consumer.get("read_only"):
             continue
+        if field.others_required:  # its command would be refused by the payload model
+            logger.warning(
+                "%s: payload field %r gets no Home Assistant control: a command setting it "
+                "alone would lack the required %s",
+                spec.name,
+                field.key,
+                ", ".join(map(repr, field.others_required)),
+            )
+            continue
         component, config = _control(bridge, spec, field, state.get(field.key))
         yield field.key, component, config
 
@@ -153,12 +168,14 @@ def model_fields(model: type | None, mode: str) -> list[_Field]:
         return []
     schema: dict[str, Any] = model.model_json_schema(mode=mode)  # type: ignore[attr-defined]
     definitions = schema.get("$defs", {})
+    required = schema.get("required", [])
     fields = []
     for key, declared in schema.get("properties", {}).items():
         meta = consumer_metadata(declared)
         if meta is not None:
             resolved = _resolved(declared, definitions)
-            fields.append(_Field(key, resolved, meta, ha_discovery_metadata(declared)))
+            others = tuple(name for name in required if name != key)
+            fields.append(_Field(key, resolved, meta, ha_discovery_metadata(declared), others))
     return fields
 
 
