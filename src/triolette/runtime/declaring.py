@@ -8,7 +8,7 @@ in ``self.registry``. Nothing here runs; a serve turns the registrations into de
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 from triolette.actors.spec import Publish
 from triolette.core.breaker import CircuitBreaker
@@ -26,6 +26,9 @@ from triolette.runtime.registry import Registry
 from triolette.runtime.router import Router
 from triolette.runtime.shared_state import SharedState
 from triolette.stores.protocol import Store
+
+if TYPE_CHECKING:
+    from triolette.runtime.discovery import Discovery
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,6 +66,7 @@ class Declaring:
     store: Store | None
     shared: SharedState
     configure_hooks: list[Callable[..., Any]]
+    discovery_options: Discovery | None
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -368,3 +372,24 @@ class Declaring:
     def _check_unlocked(self, what: str) -> None:
         if self.registry.locked_by is not None:
             raise RegistrationError(f"{what} must be registered before the app runs")
+
+    # -- Home Assistant ------------------------------------------------------------------------
+
+    def discovery(
+        self,
+        prefix: str = "homeassistant",
+        *,
+        enrich: Callable[[Any, str | None, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Announce the devices to Home Assistant (MQTT discovery) whenever the app serves.
+
+        One entity per model field with consumer metadata (:mod:`triolette.schema`), retained
+        under ``prefix``; with a store, the configs of entities removed since the last start
+        are cleared. ``enrich(device_spec, field, config)`` edits each config in place, last
+        (``None, None`` for the bridge's own entity). See the Home Assistant guide. A bad
+        ``prefix`` is a RegistrationError.
+        """
+        from triolette.runtime.discovery import Discovery
+
+        self._check_unlocked("discovery")
+        self.discovery_options = Discovery(prefix, enrich)
