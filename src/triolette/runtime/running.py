@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from triolette.actors import carry_over
-from triolette.actors.device import DeviceActor, DeviceContext
+from triolette.actors.device import DeviceActor
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
 from triolette.actors.migrations import contracts_of
@@ -38,15 +38,12 @@ from triolette.core.messages import Message
 from triolette.core.scope import Scope
 from triolette.core.topics import Topics
 from triolette.runtime import discovery
+from triolette.runtime.bookkeeping import Bookkeeping
 from triolette.runtime.device_scope import check_device_needs, device_scope
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.expansion import expand
 from triolette.runtime.health import (
-    AppStatistics,
     DeviceHealth,
-    HeartbeatFacts,
-    heartbeat_body,
-    statistics_line,
 )
 from triolette.runtime.health_checks import HealthChecks
 from triolette.runtime.heap import keep_heap_frozen
@@ -54,10 +51,8 @@ from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
-from triolette.runtime.shared_state import react_at_boundary
 from triolette.runtime.supervisor import Companion, Supervisor
 from triolette.runtime.teardown import close
-from triolette.stores.devicestore import DeviceStore
 
 if TYPE_CHECKING:
     from triolette.runtime.app import App
@@ -78,7 +73,7 @@ class Lifecycle(enum.IntEnum):
     STOPPED = 5
 
 
-class RunningApp:
+class RunningApp(Bookkeeping):
     """The actors of one serve of ``app`` and its single lifecycle :attr:`state`.
 
     With ``cycles``, each telemetry device runs that many cycles and then waits; once all
@@ -421,105 +416,6 @@ class RunningApp:
 
         self.mqtt.route(device, deliver)
         return receive
-
-    # -- what the device actors tell (their Hooks) --------------------------------------------
-
-    @property
-    def cycles_limited(self) -> bool:
-        return self._cycle_limit is not None
-
-    def cycle_done(self, device: str) -> bool:
-        self.health.cycle_done(device)
-        count = self.cycles[device] = self.cycles[device] + 1
-        if self._cycle_event is not None:  # only when someone waits: this runs every cycle
-            self._cycle_event.set()
-            self._cycle_event = None
-        limit = self._cycle_limit
-        if limit is None:
-            return True
-        if count == limit and all(done >= limit for done in self.cycles.values()):
-            self.shutdown()
-        return count < limit
-
-    async def wait_for_cycles(self, cycles: int) -> None:
-        while any(count < cycles for count in self.cycles.values()):
-            if self._cycle_event is None:
-                self._cycle_event = trio.Event()
-            await self._cycle_event.wait()
-
-    def report(self, device: str, error: BaseException) -> None:
-        self.health.failed(device, error)
-        self.reports.report(device, error)
-
-    def rejected(self, device: str, error: BaseException) -> None:
-        self.health.failed(device, error)
-        self.reports.rejected(device, error)
-
-    def recovered(self, device: str) -> None:
-        self.health.recovered(device)
-        self.reports.recovered(device)
-
-    def stream_state(self, device: str, state: str, dropped: int) -> None:
-        self.health.stream_state(device, state, dropped)
-
-    def unsaved(self, device: str, error: BaseException) -> None:
-        self.reports.unsaved_state(device, error)
-
-    def ticks_skipped(self, device: str, count: int) -> None:
-        self.skipped[device] = self.skipped.get(device, 0) + count
-
-    @property
-    def settings(self) -> Any:
-        return self.app.settings
-
-    async def boundary(self, ctx: DeviceContext, store: DeviceStore | None) -> None:
-        """A handler boundary went well: run the reactors (errors propagate to the actor)."""
-        if self.app.shared.reactors:
-            await react_at_boundary(self.app.shared, ctx, store)
-
-    # -- health -------------------------------------------------------------------------------
-
-    def statistics(self) -> AppStatistics:
-        supervisor = self.supervisor
-        return AppStatistics(
-            persistence=self.persistence.statistics() if self.persistence else None,
-            mqtt=self.mqtt.statistics(),
-            cycles=dict(self.cycles),
-            restarts=dict(supervisor.restarts),
-            errors_repeated=self.reports.errors_repeated,
-            crashes=dict(supervisor.crashes),
-            watchdog_firings=self.reports.watchdog_firings,
-            skipped_ticks=dict(self.skipped),
-            failed=dict(supervisor.failed),
-            lease_epoch=self.lease.epoch if self.lease is not None else None,
-            circuits=self.scheduling.circuit_states(),
-            adapters=dict(self.health_checks.states),
-            streams=dict(self.health.streams),
-            streams_dropped=dict(self.health.streams_dropped),
-        )
-
-    def device_health(self) -> dict[str, dict[str, Any]]:
-        """Each device's heartbeat entry: its status, and a telemetry device's streak."""
-        names = [spec.name for spec in self.specs]
-        return self.health.entries(
-            names, failed=self.supervisor.failed, held=self.mqtt.availability.holds
-        )
-
-    def _heartbeat(self) -> bytes:
-        uptime = trio.current_time() - self.started_at
-        facts = HeartbeatFacts(self.statistics(), self.app.version, uptime, self.device_health())
-        return heartbeat_body(facts)
-
-    async def _log_statistics(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Every ``log_statistics_every`` seconds, one INFO line an operator can grep for."""
-        every = self.app.log_statistics_every
-        assert every is not None
-        task_status.started()
-        while True:
-            await trio.sleep(every)
-            logger.info("%s", statistics_line(self.statistics()))
 
 
 async def _nothing_to_flush(key: str) -> None:
