@@ -6,9 +6,11 @@ Assistant names them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
-CELSIUS = {"unit": "°C", "device_class": "temperature"}
+CELSIUS: dict[str, Any] = {"unit": "°C", "device_class": "temperature"}
 
 
 class TemperaturesState(BaseModel):

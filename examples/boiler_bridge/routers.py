@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from examples.boiler_bridge.models import FlowTargetState, PressureState, TemperaturesState
+from examples.boiler_bridge.ports import BoilerPort
+from examples.boiler_bridge.state import Heating
 from triolette import (
     DeviceStore,
     ExponentialBackoff,
@@ -12,10 +15,6 @@ from triolette import (
     TriggerPayload,
     setting_ref,
 )
-
-from examples.boiler_bridge.models import FlowTargetState, PressureState, TemperaturesState
-from examples.boiler_bridge.ports import BoilerPort
-from examples.boiler_bridge.state import Heating
 
 LOW_PRESSURE_BAR = 1.0
 FLOW_TARGET_RANGE = (20.0, 80.0)
@@ -51,7 +50,9 @@ async def temperatures(boiler: BoilerPort, heating: Heating) -> dict[str, object
     state_model=PressureState,
     summary="Water pressure; a message on its set topic reads it at once",
 )
-async def pressure(boiler: BoilerPort, trigger: TriggerPayload, store: DeviceStore) -> dict[str, object]:
+async def pressure(
+    boiler: BoilerPort, trigger: TriggerPayload, store: DeviceStore
+) -> dict[str, object]:
     bar = await boiler.read_pressure()
     low = bar < LOW_PRESSURE_BAR
     if low and not store.get("low", False):

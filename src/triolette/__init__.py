@@ -164,7 +164,8 @@ SETTINGS_HINT = "pip install 'triolette[settings]'"
 
 def __getattr__(name: str) -> Any:
     """Import ``Settings``, ``MqttSettings`` and ``LoggingSettings`` when first asked for
-    (pydantic-settings is an extra), and ``MockMqttClient``, cosalette's spelling, from ``triolette.testing`` on use."""
+    (pydantic-settings is an extra), and ``MockMqttClient``, cosalette's spelling, from
+    ``triolette.testing`` on use."""
     if name == "MockMqttClient":
         from triolette.testing import MockMqttClient
 

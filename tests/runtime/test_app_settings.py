@@ -18,11 +18,10 @@ from pydantic_settings import SettingsConfigDict
 
 import triolette
 from triolette import App, DeviceContext, Settings, SettingsError
-from triolette.runtime import launch
+from triolette.runtime import launch, wiring
 from triolette.runtime.app_settings import MqttSettings
 from triolette.runtime.launch import resolve_settings
 from triolette.runtime.logs import configure_logging
-from triolette.runtime import wiring
 from triolette.runtime.wiring import apply_settings, embedded_broker_for, transport_for
 from triolette.testing import AppHarness, make_settings
 
