@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from examples.boiler_bridge.routers import LOW_PRESSURE_BAR
+from examples.boiler_bridge.state import Heating
 
 from triolette import MemoryStore
 from triolette.testing import AppHarness, FakeClock, MockMqttClient
@@ -132,3 +133,14 @@ async def test_the_intervals_come_from_the_settings(boiler: ScriptedBoiler, fake
         await harness.advance_time(60)
 
     assert boiler.reads == 3  # at 0, 30 and 60
+
+
+async def test_the_temperatures_report_the_shared_heating_demand(
+    harness: AppHarness, boiler: ScriptedBoiler, fake_clock: FakeClock
+):
+    harness.override_state(Heating, Heating(flow_target=62.0))
+
+    async with harness.serving():
+        await harness.advance_time(0)
+
+    harness.assert_state(TEMPERATURES, {"flow_target": 62.0})  # not the boiler's 45
