@@ -54,7 +54,7 @@ class EbusdBoiler:
     async def read_temperatures(self) -> Temperatures:
         return Temperatures(
             flow=await self._read("FlowTemp"),
-            return_=await self._read("ReturnTemp"),
+            return_flow=await self._read("ReturnTemp"),
             outdoor=await self._read("OutdoorstempSensor"),
         )
 
@@ -109,7 +109,7 @@ class SimulatedBoiler:
         self.flow += (self.target - self.flow) * step + random.uniform(-0.2, 0.2)
         return Temperatures(
             flow=round(self.flow, 1),
-            return_=round(self.flow - 8 + random.uniform(-0.2, 0.2), 1),
+            return_flow=round(self.flow - 8 + random.uniform(-0.2, 0.2), 1),
             outdoor=round(7 + random.uniform(-0.3, 0.3), 1),
         )
 

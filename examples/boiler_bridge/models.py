@@ -16,7 +16,7 @@ CELSIUS: dict[str, Any] = {"unit": "°C", "device_class": "temperature"}
 class TemperaturesState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     flow: float = Field(json_schema_extra=CELSIUS)
-    return_: float = Field(alias="return", json_schema_extra=CELSIUS)
+    return_flow: float = Field(json_schema_extra=CELSIUS)
     outdoor: float = Field(json_schema_extra=CELSIUS)
     flow_target: float = Field(json_schema_extra=CELSIUS)
 

@@ -10,7 +10,7 @@ import attrs
 @attrs.frozen
 class Temperatures:
     flow: float
-    return_: float
+    return_flow: float
     outdoor: float
 
 

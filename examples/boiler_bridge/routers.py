@@ -25,7 +25,7 @@ router = Router()
 @router.telemetry(
     "temperatures",
     interval=setting_ref("poll.temperatures"),
-    publish=OnChange(threshold={"flow": 0.5, "return": 0.5, "outdoor": 0.5, "flow_target": 0}),
+    publish=OnChange(threshold={"flow": 0.5, "return_flow": 0.5, "outdoor": 0.5, "flow_target": 0}),
     retry=2,
     retry_on=OSError,
     backoff=ExponentialBackoff(base=1.0, max_delay=4.0),
@@ -36,7 +36,7 @@ async def temperatures(boiler: BoilerPort, heating: Heating) -> dict[str, object
     reading = await boiler.read_temperatures()
     return {
         "flow": reading.flow,
-        "return": reading.return_,
+        "return_flow": reading.return_flow,
         "outdoor": reading.outdoor,
         "flow_target": heating.flow_target,
     }

@@ -31,7 +31,7 @@ class ScriptedBoiler:
             self.failures -= 1
             raise OSError("ebusd: no reply")
         flow = self.flows.pop(0) if len(self.flows) > 1 else self.flows[0]
-        return Temperatures(flow=flow, return_=flow - 8, outdoor=7.0)
+        return Temperatures(flow=flow, return_flow=flow - 8, outdoor=7.0)
 
     async def read_pressure(self) -> float:
         return self.pressures.pop(0) if len(self.pressures) > 1 else self.pressures[0]

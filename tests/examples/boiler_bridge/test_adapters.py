@@ -100,5 +100,5 @@ async def test_the_simulated_boiler_keeps_its_target_and_reads_plausible_values(
     assert await boiler.read_flow_target() == 70
     reading = await boiler.read_temperatures()
     assert 19 <= reading.flow <= 70  # from 20 degrees towards the target
-    assert reading.return_ < reading.flow
+    assert reading.return_flow < reading.flow
     assert 1.0 < await boiler.read_pressure() < 2.0

@@ -6,6 +6,7 @@ import json
 
 from examples.boiler_bridge.routers import LOW_PRESSURE_BAR
 from examples.boiler_bridge.state import Heating
+from pydantic import BaseModel
 
 from triolette import MemoryStore
 from triolette.testing import AppHarness, FakeClock, MockMqttClient
@@ -30,7 +31,7 @@ async def test_temperatures_are_published_when_one_leaves_its_band(
     # 40.3 and 40.4 are within 0.5 of the 40.0 published; 40.7 is not; 41.0 is within 0.5 of it
     assert [state["flow"] for state in published(harness, TEMPERATURES)] == [40.0, 40.7]
     assert boiler.reads == 5
-    harness.assert_state(TEMPERATURES, {"flow": 40.7, "return": 32.7, "flow_target": 45.0})
+    harness.assert_state(TEMPERATURES, {"flow": 40.7, "return_flow": 32.7, "flow_target": 45.0})
 
 
 async def test_a_failed_read_is_retried_and_nothing_is_reported(
@@ -144,3 +145,23 @@ async def test_the_temperatures_report_the_shared_heating_demand(
         await harness.advance_time(0)
 
     harness.assert_state(TEMPERATURES, {"flow_target": 62.0})  # not the boiler's 45
+
+
+async def test_every_published_state_fits_its_state_model(
+    harness: AppHarness, boiler: ScriptedBoiler, fake_clock: FakeClock
+):
+    boiler.script([40.0, 41.0, 42.0])
+    async with harness.serving():
+        await harness.inject_command("flow-target", {"celsius": 50})
+        await harness.inject_command("pressure", "")
+        await harness.advance_time(20)
+
+    models = {r.name: r.state_model for r in harness.app.registry.registrations}
+    assert set(models) == {"temperatures", "pressure", "flow-target"}
+    for name, model in models.items():
+        states = published(harness, f"boiler2mqtt/{name}/state")
+        assert states, name
+        assert model is not None
+        assert issubclass(model, BaseModel)
+        for state in states:
+            model.model_validate(state)  # raises for a state that does not fit
