@@ -23,9 +23,11 @@ from triolette.core.errors import HeartbeatMissedError as HeartbeatMissedError
 from triolette.core.errors import KeyInUseError as KeyInUseError
 from triolette.core.errors import LeaseHeldError as LeaseHeldError
 from triolette.core.errors import LeaseLostError as LeaseLostError
+from triolette.core.errors import PayloadValidationError as PayloadValidationError
 from triolette.core.errors import PublishError as PublishError
 from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
+from triolette.core.errors import ReturnValidationError as ReturnValidationError
 from triolette.core.errors import SettingsError as SettingsError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
 from triolette.core.errors import StoreConflictError as StoreConflictError
@@ -112,6 +114,7 @@ __all__ = [
     "NullStore",
     "OnChange",
     "PahoTransport",
+    "PayloadValidationError",
     "PersistPolicy",
     "PublishError",
     "PublishStrategy",
@@ -119,6 +122,7 @@ __all__ = [
     "RegistrationError",
     "RestartLimit",
     "RestartLimitError",
+    "ReturnValidationError",
     "Router",
     "RunSettings",
     "SaveAtMostEvery",

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 
 import pytest
 import trio
+import trio.testing
 
 from triolette.actors.paho import PahoTransport
 from triolette.core.errors import ConnectError, PublishError
@@ -16,37 +16,38 @@ from triolette.core.topics import MAX_NAME_BYTES, Topics, check_name
 from triolette.testing import Mosquitto
 
 
-async def test_a_qos0_message_finished_by_a_later_eager_write_is_confirmed(
+async def test_messages_published_in_one_round_leave_together_and_confirm_once_written(
     mosquitto: Mosquitto,
 ) -> None:
+    """No write per publish: the writer sends what a round published, at its end, in order."""
     small_send_buffer = (socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     transport = PahoTransport(mosquitto.host, mosquitto.port, socket_options=[small_send_buffer])
     await transport.connect(Message("review/will", b"x"), lambda message: None)
     results: dict[str, PublishError | None] = {}
+    all_confirmed = trio.Event()
 
     def recorder(name: str) -> Callable[[PublishError | None], None]:
         def confirmed(error: PublishError | None) -> None:
             results.setdefault(name, error)
+            if len(results) == 52:
+                all_confirmed.set()
 
         return confirmed
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(transport.serve)
-        await transport.publish(
-            Message("review/big", b"x" * 2_000_000, qos=0),
-            recorder("big"),
-        )
-        assert "big" not in results  # only partly written: the socket refused the rest
-        for n in range(400):  # no checkpoint in this loop: the writer task never runs
-            time.sleep(0.01)  # noqa: ASYNC251 -- on purpose: the broker drains, trio does not run
-            await transport.publish(
-                Message("review/small", b"y", qos=0),
-                recorder(f"small{n}"),
-            )
-            if f"small{n}" in results:
-                break
-        assert results.get(f"small{n}", "missing") is None  # an eager write finished them all
-        assert results.get("big", "missing") is None, "confirmed by the write that finished it"
+        await trio.testing.wait_all_tasks_blocked()
+        await transport.publish(Message("review/big", b"x" * 2_000_000, qos=0), recorder("big"))
+        for n in range(50):  # no checkpoint: all of them wait for the writer
+            await transport.publish(Message("review/small", b"y", qos=0), recorder(f"small{n}"))
+        await transport.publish(Message("review/q1", b"z", qos=1), recorder("q1"))
+        assert results == {}  # nothing written yet, so nothing confirmed
+        assert transport._client.want_write()
+        with trio.fail_after(10):
+            await all_confirmed.wait()
+        assert list(results) == ["big", *(f"small{n}" for n in range(50)), "q1"]
+        assert set(results.values()) == {None}
+        assert not transport._client.want_write()
         await transport.disconnect()
         nursery.cancel_scope.cancel()
 

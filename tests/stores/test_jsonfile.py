@@ -584,3 +584,66 @@ def test_unicode_round_trip_and_one_device_per_line(tmp_path):
         assert reopened.load(key) == state
     assert reopened.quarantined == []
     reopened.close()
+
+
+class _FakeTime:
+    """A clock that only ``sleep`` moves, recording each pause."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> _FakeTime:
+    fake = _FakeTime()
+    monkeypatch.setattr("triolette.stores.jsonfile.time", fake)
+    return fake
+
+
+def test_a_rewrite_is_followed_by_a_pause_that_grows_with_the_file(tmp_path, fake_time):
+    store = JsonFileStore(tmp_path / "state.json", rewrite_rate=1000)
+    store.save("a", {"v": "x" * 500})
+    first = (tmp_path / "state.json").stat().st_size
+    assert fake_time.pauses == []  # the first rewrite starts at once
+    store.save("a", {"v": "y" * 500})
+    assert fake_time.pauses == [pytest.approx(first / 1000)]
+    fake_time.now += 10  # the pause has passed by itself
+    store.save("a", {"v": "z" * 500})
+    assert len(fake_time.pauses) == 1
+    assert store.rewrites == 3
+    assert store.bytes_rewritten == first * 3
+    assert json.loads((tmp_path / "state.json").read_text()) == {
+        "a": {"v": "z" * 500},
+        "triolette/revisions": {"a": 3},
+    }
+
+
+def test_the_pause_is_bounded_however_large_the_file(tmp_path, fake_time):
+    from triolette.stores.jsonfile import MAX_PAUSE
+
+    store = JsonFileStore(tmp_path / "state.json", rewrite_rate=1)
+    store.save("a", {"v": 1})
+    store.save("a", {"v": 2})
+    assert fake_time.pauses == [MAX_PAUSE]
+
+
+def test_without_a_rewrite_rate_each_batch_is_written_at_once(tmp_path, fake_time):
+    store = JsonFileStore(tmp_path / "state.json", rewrite_rate=None)
+    for n in range(3):
+        store.save("a", {"v": n})
+    assert fake_time.pauses == []
+    assert store.rewrites == 3
+
+
+@pytest.mark.parametrize("rate", [0, -1.0, float("nan")])
+def test_a_rewrite_rate_that_is_not_positive_is_refused(tmp_path, rate):
+    with pytest.raises(ValueError, match="rewrite_rate must be a positive number"):
+        JsonFileStore(tmp_path / "state.json", rewrite_rate=rate)

@@ -24,6 +24,7 @@ from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
 from .clock import TrioClock
+from .contracts import shaped_state, state_model_of
 from .durable_publish import DurablePublisher
 from .metronome import Metronome
 from .mqtt import MqttActor
@@ -116,9 +117,12 @@ class DeviceContext:
         """The adapter instance registered for ``port``; a LookupError naming it otherwise."""
         return self.scope.get(port, asked_by=f"{self.name}: ctx.adapter()")
 
-    async def publish_state(self, state: Mapping[str, Any]) -> bool:
+    async def publish_state(self, state: Mapping[str, Any] | Any) -> bool:
         """Publish ``state`` as this device's retained JSON state; return whether confirmed.
 
+        ``state`` is a dict or a model instance (dumped as JSON, ``None`` fields left out).
+        With ``state_model=`` it is validated first: a mismatch raises
+        :class:`~triolette.ReturnValidationError` (naming the fields) and nothing is published.
         Raises :class:`~triolette.StateNotJSONError` (naming the path) for a state that is not
         strict JSON. In a ``@app.device`` handler with ``persist=``, the policy is asked after.
         """
@@ -206,6 +210,8 @@ class DeviceActor:
         self.durable: DurablePublisher | None = None  # publish="durable": states wait for it
         if spec.publish == "durable":
             self._policy = SaveOnChange()  # each state's cycle must be saved to be published
+        self.state_model = state_model_of(spec)
+        """What shapes the published state (``None``: dicts are published as they are)."""
         self._unsettled: trio.Event | None = None  # the cycle whose state is unconfirmed
         self._reaction_failed: trio.Event | None = None  # that cycle's reactor failed
 
@@ -258,7 +264,9 @@ class DeviceActor:
         """
         await self.hooks.boundary(ctx, self.store)
 
-    async def publish_state(self, state: Mapping[str, Any]) -> bool:
+    async def publish_state(self, state: Mapping[str, Any] | Any) -> bool:
+        if self.state_model is not None or not isinstance(state, Mapping):
+            state = shaped_state(self.spec.name, self.state_model, state)
         if not isinstance(state, Mapping):
             raise TypeError(f"{self.spec.name}: a state must be a dict, got {state!r}")
         payload = encode_state(self.spec.name, state)
@@ -272,15 +280,18 @@ class DeviceActor:
         payload = encode_state(self.spec.name, state)
         return Message(self.mqtt.topics.state(self.spec.name), payload, retain=True)
 
-    def publish_state_soon(self, state: Mapping[str, Any]) -> None:
+    def publish_state_soon(self, state: Mapping[str, Any] | Any, *, shaped: bool = False) -> None:
         """Queue ``state`` without waiting for the broker; ask the policy once it is settled.
 
         The policy is asked with ``published=True`` when the broker confirms, with false when
         the publish failed, the broker is away or counts as hung, or the next cycle begins
         first (see :meth:`settle_cycle`). A cycle that gets here went well: once the policy
         is asked without error, it counts as recovered (:meth:`went_well`). Raises what
-        :meth:`publish_state` raises for a bad state.
+        :meth:`publish_state` raises for a bad state; ``shaped`` says the state was already
+        checked against the model (:func:`~triolette.actors.contracts.shaped_state`).
         """
+        if not shaped and (self.state_model is not None or not isinstance(state, Mapping)):
+            state = shaped_state(self.spec.name, self.state_model, state)
         message = self.state_message(state)
         cycle = self._unsettled = trio.Event()
 

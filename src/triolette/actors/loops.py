@@ -12,23 +12,37 @@ still asked, so a broker outage or a flaky sensor never stops persistence. A com
 that raises ``ValueError``, ``KeyError`` or ``TypeError`` refused bad input from the network
 (a malformed payload): that is reported as a rejection, one warning line. A device handler's
 exception ends the actor; the supervisor restarts it.
+
+A telemetry or command state with a model (``state_model=``, or the return annotation's) is
+validated and dumped first (:mod:`triolette.actors.contracts`). A state that does not match
+is a :class:`ReturnValidationError`, reported; that cycle publishes nothing, the policy is not
+asked, and the store is put back as it was before the cycle, so nothing of it is ever saved.
+A command with ``payload_model=`` whose payload does not match is rejected (one warning line,
+an ``invalid_payload`` report) and its handler is not called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
 import trio
 
 from triolette.core.breaker import Circuit
-from triolette.core.errors import HandlerTimeoutError, HeartbeatMissedError, TrioletteError
+from triolette.core.errors import (
+    HandlerTimeoutError,
+    HeartbeatMissedError,
+    PayloadValidationError,
+    ReturnValidationError,
+    TrioletteError,
+)
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.strategies import PublishGate
 
+from .contracts import parse_payload, shaped_state
 from .device import DeviceActor, DeviceContext
 from .groups import GroupTurns
 from .spec import DeviceSpec
@@ -58,8 +72,16 @@ class _CycleActor(DeviceActor):
         now = trio.current_time() if self.gate is not None else 0.0  # the cycle's start
         queued = False
         ok = True
+        kept = None if self.state_model is None else self._keep_store()
         try:
             result = await self._call(ctx, message)
+            if result is not None and (
+                self.state_model is not None or not isinstance(result, Mapping)
+            ):
+                result = shaped_state(self.spec.name, self.state_model, result)
+        except ReturnValidationError as error:
+            self._discard_cycle(kept, error, message)
+            return
         except Exception as error:
             self._failed(error, message)
             ok = False
@@ -73,7 +95,7 @@ class _CycleActor(DeviceActor):
                         await self.react(ctx)
                     return
                 if result is not None and (self.gate is None or self.gate.wants(result, now)):
-                    self.publish_state_soon(result)  # a suppressed state: not a publish
+                    self.publish_state_soon(result, shaped=True)  # a suppressed one: not a publish
                     queued = True
                     if self.gate is not None:
                         self.gate.published(result, now)
@@ -87,6 +109,24 @@ class _CycleActor(DeviceActor):
 
     def _failed(self, error: Exception, message: Message | None) -> None:
         self.report(error)
+
+    def _keep_store(self) -> dict[str, Any] | None:
+        """A copy of the store before the cycle (a device whose state has a model)."""
+        return None if self.store is None else self.store.to_dict()
+
+    def _discard_cycle(
+        self, kept: dict[str, Any] | None, error: ReturnValidationError, message: Message | None
+    ) -> None:
+        """The state did not match its model: report it, publish nothing, save nothing.
+
+        The policy is not asked, and the store is put back as it was before the cycle, so
+        its changes in this cycle are never saved (by a later cycle's save or the shutdown's).
+        """
+        self._failed(error, message)
+        store = self.store
+        if kept is not None and store is not None:
+            store.clear()
+            store.update(kept)
 
     async def _call(self, ctx: DeviceContext, message: Message | None) -> Any:
         """Call the handler, again after a ``retry_on`` error while ``spec.retry`` allows.
@@ -179,8 +219,10 @@ class TelemetryActor(_CycleActor):
             await self.durable.wait_idle()
 
     async def _cycles(self, ctx: DeviceContext) -> None:
-        ticks: Ticks | None = self.ticks or self.metronome
-        assert ticks is not None
+        ticks: Ticks | None = self.ticks
+        if ticks is None:  # the metronome of its interval, in this device's phase
+            assert self.metronome is not None
+            ticks = self.metronome.lane()
         current = ticks.fired
         payload = SCHEDULED
         while True:
@@ -230,9 +272,18 @@ class CommandActor(_CycleActor):
         async for message in self.inbox:
             await self.handle(ctx, message)
 
+    async def _call(self, ctx: DeviceContext, message: Message | None) -> Any:
+        """With ``payload_model=``, the payload is validated first: a bad one is a
+        :class:`PayloadValidationError` and the handler is not called."""
+        model = self.spec.payload_model
+        if model is not None and message is not None:
+            parse_payload(self.spec.name, model, message.text)
+        return await super()._call(ctx, message)
+
     def _failed(self, error: Exception, message: Message | None) -> None:
-        bad_input = isinstance(error, ValueError | KeyError | TypeError) and not isinstance(
-            error, TrioletteError
+        bad_input = isinstance(error, PayloadValidationError) or (
+            isinstance(error, ValueError | KeyError | TypeError)
+            and not isinstance(error, TrioletteError)
         )
         if bad_input:
             self._erred = True

@@ -18,16 +18,19 @@ TLS/plain port mismatch from an outage.
 from __future__ import annotations
 
 import logging
+import math
 import select
 import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import trio
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from triolette.actors.transport import Confirmed
@@ -41,6 +44,10 @@ _SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 # authorisation, ban, authentication method (MQTT 5 codes; paho maps 3.1.1's onto them).
 _PERMANENT_REFUSALS = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 _READS_PER_WAKEUP = 64
+EAGER_GAP = 0.0005
+"""Seconds after an eager write during which further publishes wait for the writer task."""
+_PUBACK_OK = ReasonCode(PacketTypes.PUBACK)  # shared: the callback only reads them
+_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 class PahoTransport:
@@ -90,9 +97,10 @@ class PahoTransport:
         self._lost.set()
         self._write_wanted = trio.Event()
         self._writing_eagerly = False
+        self._written_at = -math.inf  # when publish() last wrote eagerly
 
-    def _new_client(self, password: str | None) -> paho.Client:
-        client = paho.Client(
+    def _new_client(self, password: str | None) -> _BufferedClient:
+        client = _BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id or "",
             protocol=paho.MQTTv311,
@@ -264,8 +272,16 @@ class PahoTransport:
             self._pending[info.mid] = (message.topic, confirmed)
         if not qos:
             self._unwritten.append((info, message.topic, confirmed))
-        client.loop_write()  # eagerly; the writer task takes over what the socket refused
         self._writing_eagerly = False
+        # Written now when this message filled the QoS 1 window (no more can come until
+        # the broker acknowledges) or none was written for EAGER_GAP; otherwise the writer
+        # sends it at the end of this scheduling round, with the others published meanwhile.
+        now = trio.current_time()
+        if not (qos and self._window.value == 0) and now - self._written_at < EAGER_GAP:
+            self._write_wanted.set()
+            return
+        self._written_at = now
+        client.loop_write()
         if self._lost.is_set():  # the write found the connection gone (and failed what waited)
             if not qos and self._unwritten and self._unwritten[-1][0] is info:
                 self._unwritten.pop()
@@ -327,27 +343,25 @@ class PahoTransport:
                 if client.loop_read() != _SUCCESS or client.socket() is not sock:
                     self._close_socket()
                     return
-                if not _has_data(sock):
+                if not client.buffered and not _has_data(sock):
                     break
 
     async def _write(self, sock: Any) -> None:
         client = self._client
         while True:
             if not client.want_write():
-                self._confirm_written()  # a publish's own write may have finished them
+                self._confirm_written()
                 await self._write_wanted.wait()
                 self._write_wanted = trio.Event()
                 continue
             if self._gone(sock):
                 return
-            try:
-                await trio.lowlevel.wait_writable(sock)
-            except trio.ClosedResourceError:
-                return
             if client.loop_write() != _SUCCESS or client.socket() is not sock:
                 self._close_socket()
                 return
             self._confirm_written()
+            if client.want_write() and not await _writable(sock):  # the socket took a part
+                return
 
     async def _housekeep(self) -> None:
         while True:
@@ -364,6 +378,8 @@ class PahoTransport:
         return True
 
     def _confirm_written(self) -> None:
+        if self._client.unsent:  # paho counts a message in the send buffer as written
+            return
         unwritten = self._unwritten
         while unwritten and unwritten[0][0].is_published():
             unwritten.popleft()[2](None)
@@ -422,6 +438,98 @@ class PahoTransport:
             self._write_wanted.set()
 
 
+class _BufferedClient(paho.Client):
+    """A paho client that reads and writes the socket in large chunks.
+
+    paho reads a packet a few bytes at a time (the type, each length byte, the rest): three
+    system calls for each 4-byte PUBACK. Here one ``recv`` takes whatever is waiting and
+    paho's small reads are served from that buffer. paho also sends each packet with its own
+    call; here :meth:`loop_write` gathers every queued packet and sends them with one. Both
+    buffers belong to one connection: closing its socket empties them (after one last
+    attempt to send, so a DISCONNECT still leaves).
+
+    A v3.1.1 PUBACK (two bytes, the message id) is decoded here: paho builds a reason code
+    and a properties object for each, which MQTT 3.1.1 does not have.
+    """
+
+    _CHUNK = 65536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._received = bytearray()
+        self._unsent = bytearray()
+
+    @property
+    def buffered(self) -> bool:
+        """Whether bytes already read from the socket wait for paho."""
+        return bool(self._received)
+
+    @property
+    def unsent(self) -> int:
+        """How many bytes paho wrote that the socket has not taken yet."""
+        return len(self._unsent)
+
+    def want_write(self) -> bool:
+        return bool(self._unsent) or super().want_write()
+
+    def loop_write(self) -> MQTTErrorCode:
+        rc = super().loop_write()  # every queued packet into self._unsent
+        if rc == _SUCCESS and self._unsent and not self._flush():
+            self._sock_close()
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        return rc
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        if self._sock is None:
+            raise ConnectionError("self._sock is None")
+        self._unsent += buf
+        return len(buf)
+
+    def _flush(self) -> bool:
+        """Send what the socket takes now; false when the connection failed."""
+        try:
+            sent = self._sock.send(self._unsent)  # type: ignore[union-attr]
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return True
+        except (OSError, AttributeError):
+            return False
+        del self._unsent[:sent]
+        return True
+
+    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
+        packet = self._in_packet["packet"]
+        if cmd != "PUBACK" or self._protocol != paho.MQTTv311 or len(packet) != 2:
+            return super()._handle_pubackcomp(cmd)
+        mid = packet[0] << 8 | packet[1]
+        with self._out_message_mutex:
+            if mid in self._out_messages:
+                return self._do_on_publish(mid, _PUBACK_OK, _NO_PROPERTIES)
+        return _SUCCESS
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        received = self._received
+        if not received:
+            data = super()._sock_recv(self._CHUNK)  # BlockingIOError: nothing waiting
+            if len(data) <= bufsize:
+                return data  # also the empty read of a closed connection
+            received += data
+        chunk = bytes(received[:bufsize])
+        del received[:bufsize]
+        return chunk
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._received.clear()  # an old connection's bytes are not the new one's
+        self._unsent.clear()
+        return super().reconnect()
+
+    def _sock_close(self) -> None:
+        if self._unsent and self._sock is not None:
+            self._flush()
+        self._received.clear()
+        self._unsent.clear()
+        super()._sock_close()
+
+
 class _ClosingSSLSocket(ssl.SSLSocket):
     """An SSL socket that closes itself when its handshake fails (retries leak none)."""
 
@@ -461,6 +569,15 @@ def _answered_as_tls(sock: Any) -> str | None:
     if first and first[0] in _TLS_RECORDS:
         return _TLS_PORT.format("answered in TLS")
     return None
+
+
+async def _writable(sock: Any) -> bool:
+    """Wait until ``sock`` takes more bytes; false if it was closed meanwhile."""
+    try:
+        await trio.lowlevel.wait_writable(sock)
+    except trio.ClosedResourceError:
+        return False
+    return True
 
 
 def _has_data(sock: Any) -> bool:

@@ -64,6 +64,9 @@ class DeviceSpec:
     """The model (a pydantic ``BaseModel``) its published state follows, if declared."""
     payload_model: type | None = None
     """The model its commands' payloads follow, if declared."""
+    returns_model: type | None = None
+    """The model the handler's return annotation names: it shapes the state when no
+    ``state_model`` is declared."""
     state_version: int = 0
     """The version of the stored state's layout this code writes."""
     migrations: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] = attrs.field(factory=dict)

@@ -22,7 +22,9 @@
     ├── HeartbeatMissedError   (also TimeoutError) a device handler stopped calling heartbeat()
     ├── UnknownDeviceError     (also LookupError)  no device of that name takes the request
     ├── FlushIncompleteError                       shutdown ended with snapshots not durable
-    └── StreamFullError                            a stream's buffer was full (backpressure="raise")
+    ├── StreamFullError                            a stream's buffer was full (backpressure="raise")
+    ├── ReturnValidationError  (also ValueError)   a state did not match its model
+    └── PayloadValidationError (also ValueError)   a command's payload did not match its model
 
 Each error names its offender (device, path, holder) in its message and carries it as attributes.
 """
@@ -282,3 +284,33 @@ class StreamFullError(TrioletteError):
         self.stream = stream
         self.maxsize = maxsize
         super().__init__(f"{stream}: the stream's buffer is full ({maxsize} items)")
+
+
+class ReturnValidationError(TrioletteError, ValueError):
+    """A device's state did not match its model (``state_model=`` or the handler's return
+    annotation); nothing of it was published or saved.
+
+    ``str(error)`` names the device, the model and each field path with pydantic's error code,
+    never the values: ``sensor: the state does not match Reading: [celsius]: type=float_parsing``.
+    """
+
+    def __init__(self, device: str, model: str, errors: tuple[str, ...]) -> None:
+        self.device = device
+        self.model = model
+        self.errors = errors
+        super().__init__(f"{device}: the state does not match {model}: {'; '.join(errors)}")
+
+
+class PayloadValidationError(TrioletteError, ValueError):
+    """A command's payload was not JSON, or did not match its model; the handler was not called.
+
+    ``str(error)`` names the device, the model and each field path with pydantic's error code,
+    never the input: ``valve: the payload does not match Setpoint: [target]: type=missing``
+    (``(root): type=json_invalid`` when it is not JSON).
+    """
+
+    def __init__(self, device: str, model: str, errors: tuple[str, ...]) -> None:
+        self.device = device
+        self.model = model
+        self.errors = errors
+        super().__init__(f"{device}: the payload does not match {model}: {'; '.join(errors)}")

@@ -2,10 +2,13 @@
 
 A handler asks for what it needs by annotating its parameters: ``DeviceContext``, ``DeviceStore``
 (any parameter name) and ``logging.Logger`` are bound at registration; a command handler may
-also take ``topic: str`` and ``payload: str`` by name. Any other class (an adapter's port, the
-settings, shared state, an ``init=`` result) is a *need*, looked up in the device's
-:class:`~triolette.core.scope.Scope` when the app runs: :func:`check_needs` refuses a serve whose
-scope cannot meet a need before any device starts. ``X | None`` is injected as ``X``.
+also take ``topic: str`` and ``payload: str`` by name, or ``payload: Model`` (a pydantic model,
+dataclass or ``TypedDict``): the JSON payload parsed and validated into it, a bad one a
+:class:`~triolette.PayloadValidationError` raised before the handler is called. Any other
+class (an adapter's port, the settings, shared state, an ``init=`` result) is a *need*, looked
+up in the device's :class:`~triolette.core.scope.Scope` when the app runs: :func:`check_needs`
+refuses a serve whose scope cannot meet a need before any device starts.
+``X | None`` is injected as ``X``.
 
 An unannotated parameter, or one annotated with a built-in type (``int``, ``dict``...) that
 nothing could provide, is a :class:`~triolette.RegistrationError` naming the handler and the
@@ -24,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from triolette.actors.contracts import is_model, parse_payload
 from triolette.actors.device import DeviceContext
 from triolette.actors.spec import Handler
 from triolette.core.errors import RegistrationError
@@ -121,9 +125,10 @@ def bind(
             if parameter.default is not inspect.Parameter.empty:
                 skipped = True
                 continue
-            hint = "; a command handler may also take topic: str and payload: str" * (
-                kind is DeviceKind.COMMAND
-            )
+            hint = (
+                "; a command handler may also take topic: str, and payload: str (the raw "
+                "text) or payload: Model (a pydantic model, dataclass or TypedDict)"
+            ) * (kind is DeviceKind.COMMAND)
             raise RegistrationError(
                 f"{where}: cannot inject parameter {parameter.name!r} "
                 f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{hint}"
@@ -212,11 +217,23 @@ def _provider(
     by_name = kind is DeviceKind.COMMAND and parameter.name in _COMMAND_BY_NAME
     if by_name and annotation in (str, inspect.Parameter.empty):
         return _COMMAND_BY_NAME[parameter.name]
+    if by_name and parameter.name == "payload" and is_model(annotation):
+        return _parsed_payload(annotation)
     try:
         target = _unwrapped(annotation)
         return _BY_TYPE.get(target) or extra.get(target)
     except TypeError:  # an unhashable annotation
         return None
+
+
+def _parsed_payload(model: type) -> Provider:
+    """The command's JSON payload validated into ``model``; a bad one raises
+    :class:`~triolette.PayloadValidationError` before the handler is called."""
+
+    def parsed(ctx: DeviceContext, store: DeviceStore | None, message: Message | None) -> Any:
+        return parse_payload(ctx.name, model, message.text if message else "")
+
+    return parsed
 
 
 def _unwrapped(annotation: Any) -> Any:

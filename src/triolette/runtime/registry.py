@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import attrs
 
+from triolette.actors.contracts import return_model
 from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
 from triolette.actors.stream_buffer import Stream
 from triolette.actors.triggers import TriggerPayload, payload_of
@@ -38,6 +39,8 @@ from triolette.runtime.registration import Enabled, NameSpec, Registration
 from triolette.runtime.schedule_options import schedule_options
 
 F = TypeVar("F", bound=Callable[..., Any])
+_RETURNING = (DeviceKind.TELEMETRY, DeviceKind.COMMAND)
+"""The kinds whose handler returns its state: a return annotation naming a model shapes it."""
 
 
 class Registry:
@@ -263,6 +266,7 @@ class Registry:
             is_root=declared["is_root"],
             init=None if init_bound is None else init_runner(init_bound.call),
             init_returns=None if init is None else _returns(init),
+            returns_model=return_model(function) if kind in _RETURNING else None,
             generator=generator,
             **options,
         )

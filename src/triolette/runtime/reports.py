@@ -8,7 +8,8 @@ one WARNING line, its traceback at DEBUG; the same rejection again within
 (or at the end of the serve).
 
 Each report published carries a label, ``error_type``: ``"error"``, a framework label
-(:data:`FRAMEWORK_LABELS`, ``"invalid_payload"`` for a rejected command) or the one the app
+(:data:`FRAMEWORK_LABELS`, ``"invalid_payload"`` for a rejected command,
+``"invalid_state"`` for a state that did not match its model) or the one the app
 maps the exception's exact class to (``App(error_type_map=...)``, which wins). Its correlation
 ``id`` is also in the log line. An error that keeps repeating is published again as a reminder
 every ``remind_every`` seconds, with ``details`` ``{"count", "first_seen"}``.
@@ -29,7 +30,9 @@ from triolette.actors.mqtt import MqttActor
 from triolette.core.errors import (
     HandlerTimeoutError,
     HeartbeatMissedError,
+    PayloadValidationError,
     RegistrationError,
+    ReturnValidationError,
     StreamFullError,
 )
 from triolette.core.repeats import RepeatFilter
@@ -46,6 +49,8 @@ FRAMEWORK_LABELS: dict[type[BaseException], str] = {
     HeartbeatMissedError: "heartbeat_missed",
     json.JSONDecodeError: "invalid_json",
     StreamFullError: "stream_overflow",
+    PayloadValidationError: "invalid_payload",
+    ReturnValidationError: "invalid_state",
 }
 """The ``error_type`` of triolette's own errors (exact class)."""
 REJECTED = "invalid_payload"

@@ -12,6 +12,7 @@ state) arrive here, never on the :class:`~triolette.App`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -46,6 +47,7 @@ from triolette.runtime.health import (
     statistics_line,
 )
 from triolette.runtime.health_checks import HealthChecks
+from triolette.runtime.heap import keep_heap_frozen
 from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
@@ -147,7 +149,8 @@ class RunningApp:
             for s in specs
             if s.accepts_commands
         }
-        self._metronomes = {s.interval: Metronome(s.interval) for s in specs if s.interval}
+        followers = collections.Counter(s.interval for s in specs if s.interval)
+        self._metronomes = {i: Metronome(i, followers=n) for i, n in followers.items()}
         self.scheduling = Scheduling(specs, self.mqtt)
         app = self.app
         self.supervisor = Supervisor(
@@ -284,6 +287,7 @@ class RunningApp:
 
     async def _run_devices(self) -> None:
         companions = [metronome.run for metronome in self._metronomes.values()]
+        companions.append(keep_heap_frozen)  # the collector's full walks held the loop
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 
 from triolette.core.errors import StoreWriteError
 from triolette.core.jsonstate import decode_document, encode_state
@@ -14,6 +16,10 @@ from triolette.stores._filestore import LockedFileStore, OnDamage
 REVISIONS_KEY = "triolette/revisions"
 """The file's entry ``{device: revision}``. No device can be named so (a ``/`` is not allowed
 in a device name); a cosalette reader takes it for a device nobody asks for, and ignores it."""
+REWRITE_RATE = 10_000_000
+"""Default bytes per second a JsonFileStore rewrites its file at most, on average."""
+MAX_PAUSE = 2.0
+"""The longest pause in seconds between two rewrites, however large the file."""
 
 
 class JsonFileStore(LockedFileStore):
@@ -36,13 +42,35 @@ class JsonFileStore(LockedFileStore):
     Each device's revision (one more on each write, see :meth:`load_records`) is kept in the
     entry :data:`REVISIONS_KEY` at the end of the object; a file without it (cosalette's, or
     one written by an older triolette) loads with no revision recorded (0).
+
+    Every batch rewrites the whole file, however small the change, so batches are paced by
+    its size: a rewrite of ``n`` bytes is followed by at least ``n / rewrite_rate`` seconds
+    (at most :data:`MAX_PAUSE`) before the next one starts, and the saves of that pause go
+    into the next batch together. ``rewrite_rate=None`` writes each batch at once. The pause
+    runs on the persistence actor's worker thread and cannot be cancelled.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, on_damage: OnDamage = "start-empty"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_damage: OnDamage = "start-empty",
+        rewrite_rate: float | None = REWRITE_RATE,
     ) -> None:
+        if rewrite_rate is not None and not rewrite_rate > 0:
+            raise ValueError(
+                f"rewrite_rate must be a positive number of bytes/s or None, not {rewrite_rate!r}"
+            )
         super().__init__(path, on_damage=on_damage)
         self.last_good = self.path.with_name(f"{self.path.name}.last-good")
+        self.rewrite_rate = rewrite_rate
+        self.rewrites = 0
+        """How many times the file was rewritten since this object was made."""
+        self.bytes_rewritten = 0
+        """The bytes those rewrites wrote."""
+        self.rewrite_seconds = 0.0
+        """The time those rewrites took (pauses not included)."""
+        self._next_rewrite = -math.inf  # time.monotonic() before which no rewrite starts
 
     def _open_locked(self) -> dict[str, str]:
         sweep_temps(self.path)
@@ -87,15 +115,26 @@ class JsonFileStore(LockedFileStore):
         if REVISIONS_KEY in changed:
             reserved = ValueError(f"{REVISIONS_KEY!r} is the file's record of revisions")
             raise StoreWriteError(self.path, [REVISIONS_KEY], reserved)
+        pause = self._next_rewrite - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.monotonic()
+        revisions = {**self._revisions, **self._bumped(changed)}
+        data = _render({**current, **changed}, revisions)
         try:
-            revisions = {**self._revisions, **self._bumped(changed)}
-            replace_durably(
-                self.path,
-                _render({**current, **changed}, revisions),
-                keep_previous=self.last_good,
-            )
+            replace_durably(self.path, data, keep_previous=self.last_good)
         except OSError as exc:
             raise StoreWriteError(self.path, list(changed), exc) from exc
+        finally:
+            self._pace(len(data))
+            self.rewrite_seconds += time.monotonic() - started
+        self.rewrites += 1
+        self.bytes_rewritten += len(data)
+
+    def _pace(self, size: int) -> None:
+        """Set when the next rewrite may start, after one of ``size`` bytes ended now."""
+        if self.rewrite_rate is not None:
+            self._next_rewrite = time.monotonic() + min(MAX_PAUSE, size / self.rewrite_rate)
 
 
 def _parse(raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
