@@ -32,3 +32,10 @@ class FlowTargetState(BaseModel):
     model_config = ConfigDict(extra="forbid")
     celsius: float = Field(json_schema_extra=CELSIUS)
     changes: int
+
+
+class FlowTargetRequest(BaseModel):
+    """What the flow-target command takes: ``{"celsius": 55}``, within the boiler's range."""
+
+    model_config = ConfigDict(extra="forbid")
+    celsius: float = Field(ge=20, le=80, json_schema_extra=CELSIUS)

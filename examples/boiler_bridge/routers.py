@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
-from examples.boiler_bridge.models import FlowTargetState, PressureState, TemperaturesState
+from examples.boiler_bridge.models import (
+    FlowTargetRequest,
+    FlowTargetState,
+    PressureState,
+    TemperaturesState,
+)
 from examples.boiler_bridge.ports import BoilerPort
 from examples.boiler_bridge.state import Heating
 from triolette import (
@@ -17,7 +20,6 @@ from triolette import (
 )
 
 LOW_PRESSURE_BAR = 1.0
-FLOW_TARGET_RANGE = (20.0, 80.0)
 
 router = Router()
 
@@ -68,18 +70,11 @@ async def pressure(
     summary='Set the flow temperature: {"celsius": 55}',
 )
 async def flow_target(
-    payload: str, boiler: BoilerPort, heating: Heating, store: DeviceStore
+    payload: FlowTargetRequest, boiler: BoilerPort, heating: Heating, store: DeviceStore
 ) -> dict[str, object]:
-    """A payload that is not ``{"celsius": <number in range>}`` is refused (a ValueError)."""
-    request = json.loads(payload)
-    if not isinstance(request, dict) or not isinstance(request.get("celsius"), int | float):
-        raise ValueError(f'expected {{"celsius": <number>}}, got {payload!r}')
-    celsius = float(request["celsius"])
-    low, high = FLOW_TARGET_RANGE
-    if not low <= celsius <= high:
-        raise ValueError(f"celsius must be within {low:g}..{high:g}, got {celsius:g}")
-    await boiler.set_flow_target(celsius)
-    heating.flow_target = celsius
-    store["celsius"] = celsius
+    """A payload that is not ``{"celsius": <20..80>}`` is refused before this runs."""
+    await boiler.set_flow_target(payload.celsius)
+    heating.flow_target = payload.celsius
+    store["celsius"] = payload.celsius
     store["changes"] = store.get("changes", 0) + 1
-    return {"celsius": celsius, "changes": store["changes"]}
+    return {"celsius": payload.celsius, "changes": store["changes"]}

@@ -87,6 +87,13 @@ async def test_a_bad_flow_target_is_refused_and_changes_nothing(
 
     assert boiler.target == 45.0
     assert harness.mqtt.get_messages_for("boiler2mqtt/flow-target/state") == []
+    errors = published(harness, "boiler2mqtt/flow-target/error")
+    assert [error["error_type"] for error in errors] == ["invalid_payload"] * 3
+    assert [str(error["message"]).split(": ", 2)[2] for error in errors] == [
+        "[celsius]: type=less_than_equal",
+        "[celsius]: type=missing; [fahrenheit]: type=extra_forbidden",
+        "(root): type=json_invalid",
+    ]
 
 
 async def test_the_changes_count_on_across_runs_in_the_store(
