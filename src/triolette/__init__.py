@@ -65,6 +65,9 @@ from triolette.runtime.health_checks import HealthCheckable as HealthCheckable
 from triolette.runtime.lifecycle import AppContext as AppContext
 from triolette.runtime.notifier import EntityNotifier as EntityNotifier
 from triolette.runtime.registration import Registration as Registration
+from triolette.runtime.registry_view import build_registry_snapshot as build_registry_snapshot
+from triolette.runtime.registry_view import format_registry_json as format_registry_json
+from triolette.runtime.registry_view import format_registry_table as format_registry_table
 from triolette.runtime.router import Router as Router
 from triolette.runtime.settings import RunSettings as RunSettings
 from triolette.runtime.supervisor import RestartLimit as RestartLimit
@@ -147,6 +150,9 @@ __all__ = [
     "TriggerPayload",
     "TrioletteError",
     "UnknownDeviceError",
+    "build_registry_snapshot",
+    "format_registry_json",
+    "format_registry_table",
     "setting_ref",
 ]
 

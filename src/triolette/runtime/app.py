@@ -309,6 +309,16 @@ class App(Declaring, Introspection):
             failed={},
         )
 
+    def asyncapi(self, **options: Any) -> dict[str, Any]:
+        """The AsyncAPI 3.0 document of this app's topics and payloads, as JSON-safe data.
+
+        ``options``: those of :func:`~triolette.build_registry_snapshot` (``settings=``).
+        """
+        from triolette.runtime.asyncapi import asyncapi_document
+        from triolette.runtime.registry_view import build_registry_snapshot
+
+        return asyncapi_document(build_registry_snapshot(self, **options))
+
     # -- waiting for the app (tests, tools) ------------------------------------------------------
 
     async def current_run(self) -> RunningApp:

@@ -6,11 +6,13 @@
     triolette store show STORE
     triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
+    triolette registry MODULE[:ATTR] [--json] [--env-file FILE] [--asyncapi [FILE]]
     triolette --version
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
 the same flags and variables. Exit status: 0 clean stop; 1 some device's state was not saved,
-or another error (or a ``store`` command could not read or write); 2 the restart limit stopped
+or another error (or a ``store`` command could not read or write, or ``registry`` its
+``--asyncapi`` file); 2 the restart limit stopped
 the app; 3 bad settings, a bad command line or an app that cannot be loaded (``error:
 <message>`` on stderr, before anything starts), or a store that cannot be opened (locked by
 another process, say), or at start-up a broker that refuses the app for good.
@@ -22,17 +24,19 @@ import argparse
 import contextlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from triolette.core.errors import SettingsError
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
+    ENV_FILE_FLAG,
     EXIT_BAD_SETTINGS,
     RunDuringImportError,
     StrictParser,
@@ -40,8 +44,14 @@ from triolette.runtime.launch import (
     add_setting_flags,
     importing_app,
     launch,
+    read_env_file,
     resolve_settings,
     triolette_version,
+)
+from triolette.runtime.registry_view import (
+    build_registry_snapshot,
+    format_registry_json,
+    format_registry_table,
 )
 from triolette.runtime.settings import RunSettings
 from triolette.runtime.store_commands import EXIT_NOT_SAVED, EXIT_OK, store_copy, store_show
@@ -95,6 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("topics", metavar="TOPIC", nargs="*", default=["#"])
     add_setting_flags(watch, _WATCH_SETTINGS, default_texts={"mqtt_host": "127.0.0.1"})
     watch.set_defaults(handler=_watch, parser=watch)
+
+    registry = commands.add_parser(
+        "registry",
+        help="print every entity of an app: kind, topics, schedule, policies, models",
+        description="Import MODULE, take its App (ATTR, default 'app') and print its "
+        "entities as a table, or as JSON with --json. Nothing runs and nothing connects; "
+        "names from the settings are expanded when the app's settings can be built.",
+    )
+    registry.add_argument("app", metavar="MODULE[:ATTR]", help="as for run")
+    registry.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    registry.add_argument(
+        ENV_FILE_FLAG,
+        dest="env_file",
+        metavar="FILE",
+        default=None,
+        help="build the app's settings (which may give device names) with this env file",
+    )
+    registry.add_argument(
+        "--asyncapi",
+        metavar="FILE",
+        nargs="?",
+        const="-",
+        help="write an AsyncAPI 3.0 document of the topics and payloads to FILE (then print "
+        "the table or JSON as usual), or with no FILE (or -) print only the document",
+    )
+    registry.set_defaults(handler=_registry, parser=registry)
 
     store = commands.add_parser("store", help="show or copy stored device state")
     actions = store.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -241,6 +277,49 @@ def _import_failed(reference: str, name: str, error: Exception) -> NoReturn:
     raise SettingsError(
         reference, f"importing {name} failed: {type(error).__name__}: {error}"
     ) from None
+
+
+# -- registry --------------------------------------------------------------------------------
+
+
+def _registry(args: argparse.Namespace) -> int:
+    from triolette.runtime.asyncapi import asyncapi_document
+
+    with _quiet_import_log():
+        app = load_app(args.app)
+    settings = app.settings
+    if args.env_file is not None:
+        from triolette.runtime.app_settings import load_settings
+
+        read_env_file(Path(args.env_file))  # a missing or unreadable file is one error line
+        if app.settings_class is not None:
+            settings = load_settings(app.settings_class, Path(args.env_file))
+    snapshot = build_registry_snapshot(app, settings=settings)
+    if args.asyncapi is not None:
+        document = json.dumps(asyncapi_document(snapshot), indent=2, ensure_ascii=False)
+        if args.asyncapi == "-":
+            print(document)
+            return EXIT_OK
+        try:
+            Path(args.asyncapi).write_text(document + "\n", encoding="utf-8")
+        except OSError as error:
+            print(f"error: cannot write {args.asyncapi}: {error}", file=sys.stderr)
+            return EXIT_NOT_SAVED
+    print(format_registry_json(snapshot) if args.json else format_registry_table(snapshot))
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _quiet_import_log() -> Iterator[None]:
+    """Without logging set up, a failed import is the one ``error:`` line, no traceback."""
+    if logging.getLogger().hasHandlers():
+        yield
+        return
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = False
 
 
 # -- watch -----------------------------------------------------------------------------------
