@@ -67,6 +67,7 @@ async def pressure(
 @router.command(
     "flow-target",
     state_model=FlowTargetState,
+    payload_model=FlowTargetRequest,  # also in the registry and the AsyncAPI document
     summary='Set the flow temperature: {"celsius": 55}',
 )
 async def flow_target(
