@@ -29,7 +29,9 @@ from triolette.core.errors import RegistrationError as RegistrationError
 from triolette.core.errors import RestartLimitError as RestartLimitError
 from triolette.core.errors import ReturnValidationError as ReturnValidationError
 from triolette.core.errors import SettingsError as SettingsError
+from triolette.core.errors import StateMigrationError as StateMigrationError
 from triolette.core.errors import StateNotJSONError as StateNotJSONError
+from triolette.core.errors import StateVersionError as StateVersionError
 from triolette.core.errors import StoreConflictError as StoreConflictError
 from triolette.core.errors import StoreFencedError as StoreFencedError
 from triolette.core.errors import StoreLockedError as StoreLockedError
@@ -135,7 +137,9 @@ __all__ = [
     "Settings",
     "SettingsError",
     "SqliteStore",
+    "StateMigrationError",
     "StateNotJSONError",
+    "StateVersionError",
     "Store",
     "StoreConflictError",
     "StoreFencedError",

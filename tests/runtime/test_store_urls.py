@@ -101,8 +101,8 @@ def test_store_show_prints_states_and_each_revision_and_write_time(places, capsy
     shown = capsys.readouterr()
     assert json.loads(shown.out) == {**STATES, "counter": {"count": 4}}
     lines = shown.err.splitlines()
-    assert lines[0].startswith("# counter: revision 2, written 20")
-    assert lines[1].startswith("# lamp: revision 1, written 20")
+    assert lines[0].startswith("# counter: revision 2, version 0, written 20")
+    assert lines[1].startswith("# lamp: revision 1, version 0, written 20")
     assert "hunter2" not in shown.out + shown.err
 
 

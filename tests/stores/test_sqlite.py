@@ -157,7 +157,7 @@ def test_after_a_save_a_plain_reader_sees_json_in_the_data_column(tmp_path):
     with _reader(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(store)")]
         rows = db.execute("SELECT key, data FROM store").fetchall()
-    assert columns == ["key", "data", "revision"]
+    assert columns == ["key", "data", "revision", "version"]
     assert {key: json.loads(data) for key, data in rows} == STATES
     store.close()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
+from triolette.core.errors import StoreOpenError
 from triolette.core.jsonstate import decode_state, encode_state
 from triolette.stores.protocol import BatchStore, EncodedBatchStore, Store
 
@@ -103,6 +104,35 @@ class BackendCalls:
         if failures:
             written = [key for key in states if key not in failures]
             raise PartlyWritten(written, next(iter(failures.values())))
+
+    def declare_versions(self, versions: Mapping[str, int]) -> None:
+        """Tell the backend which state version each later write of these keys records.
+
+        Raises :class:`~triolette.StoreOpenError` when a version is not 0 and the backend
+        cannot record versions (it has no ``declare_versions``/``load_versions``): it would
+        hand back every state as version 0, and the migrations would run again each start.
+        """
+        declare: Any = getattr(self.backend, "declare_versions", None)
+        if declare is not None and hasattr(self.backend, "load_versions"):
+            declare(versions)
+            return
+        versioned = sorted(key for key, version in versions.items() if version)
+        if versioned:
+            raise StoreOpenError(
+                repr(self.backend),
+                f"it cannot record state versions (no declare_versions and load_versions), "
+                f"and {versioned[0]!r} declares state_version={versions[versioned[0]]}",
+            )
+
+    def read_versioned(
+        self, keys: list[str], versioned: list[str]
+    ) -> tuple[Mapping[str, str | None], dict[str, int]]:
+        """:meth:`read` of ``keys``, and the stored version of each of ``versioned``."""
+        texts = self.read(keys)
+        load: Any = getattr(self.backend, "load_versions", None)
+        if not versioned or load is None:
+            return texts, {}
+        return texts, dict(load(versioned))
 
     def close(self) -> None:
         close: Any = getattr(self.backend, "close", None)

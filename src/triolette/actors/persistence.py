@@ -25,13 +25,14 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import attrs
 import trio
 
 from triolette.actors.backend_calls import BackendCalls, PartlyWritten
 from triolette.actors.durability import Durability
+from triolette.actors.migrations import StateContract, migrate_all
 from triolette.actors.outage_log import OutageLog
 from triolette.actors.persistence_statistics import Counters
 from triolette.actors.persistence_statistics import (  # the runtime imports it from here
@@ -93,6 +94,17 @@ class PersistenceActor:
         self._scope = trio.CancelScope(shield=True)
         self.stopped = trio.Event()
         self._worker = WorkerThread()
+        self._contracts: dict[str, StateContract] = {}
+
+    def declare(self, contracts: Mapping[str, StateContract]) -> None:
+        """Give the stored-state contract of each device key; call before :meth:`run`.
+
+        At load, each of these keys' stored state is brought to its contract's version (see
+        :mod:`.migrations`) before any device store sees it; the migrated state stays in
+        memory until the device's next save, which records the new version. A key without a
+        contract is loaded as it is stored.
+        """
+        self._contracts.update(contracts)
 
     @property
     def backend_idle(self) -> threading.Event:
@@ -165,12 +177,19 @@ class PersistenceActor:
 
         At the end the pending table is written (retrying errors) and the backend closed.
         Cancellation from outside is shielded; only :meth:`abandon` stops it early.
-        A backend error while loading ``keys`` propagates before ``started``.
+        A backend error while loading ``keys`` propagates before ``started``, as does a
+        stored state that cannot be brought to its declared version
+        (:class:`~triolette.StateVersionError`; nothing is written then).
         """
         started = False
         try:
             with self._scope:
-                await self._read(tuple(keys))
+                try:
+                    await self._load_first(tuple(keys))
+                except Exception:  # the app does not start: release the store's files
+                    with contextlib.suppress(Exception):
+                        await self._worker.run(self._calls.close)
+                    raise
                 task_status.started()
                 started = True
                 async with self._receive:
@@ -187,6 +206,12 @@ class PersistenceActor:
         finally:
             self.stopped.set()
             self._durability.close()
+
+    async def _load_first(self, keys: tuple[str, ...]) -> None:
+        if self._contracts:
+            versions = {key: c.version for key, c in self._contracts.items()}
+            await self._worker.run(self._calls.declare_versions, versions)
+        await self._read(keys)
 
     async def wait_stopped(self, seconds: float) -> bool:
         """Wait up to ``seconds`` for the actor to end; return whether it ended on its own.
@@ -284,10 +309,15 @@ class PersistenceActor:
         missing = [key for key in dict.fromkeys(keys) if not self.is_loaded(key)]
         if not missing:
             return
-        texts = await self._worker.run(self._calls.read, missing)
+        versioned = [key for key in missing if key in self._contracts]
+        texts, versions = await self._worker.run(self._calls.read_versioned, missing, versioned)
+        # Raises StateVersionError before any key is taken.
+        migrated = migrate_all(self._contracts, texts, versions, versioned)
         for key in missing:
             if not self.is_loaded(key):
-                self._known[key] = texts.get(key)
+                # A migrated text stands for the stored one: skipping a save equal to it
+                # leaves the old text at the old version, which migrates to it again.
+                self._known[key] = migrated.get(key, texts.get(key))
 
     async def _commit(self) -> bool:
         """Write the whole pending table once; return whether it is now durable."""

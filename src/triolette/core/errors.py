@@ -10,6 +10,8 @@
     │   └── LeaseHeldError                         another bridge holds a device's lease
     ├── StoreWriteError        (also OSError)      a backend could not make a write durable
     ├── StoreConflictError                         a save was based on a stale revision
+    ├── StateVersionError                          a stored state is newer than the code knows
+    │   └── StateMigrationError                    a stored state could not be migrated
     ├── LeaseLostError                             this bridge lost its lease on its devices
     │   └── StoreFencedError                       the store refused a write of an old lease
     ├── KeyInUseError          (also RuntimeError) a device key already has a running owner
@@ -218,6 +220,48 @@ class StoreConflictError(TrioletteError):
         super().__init__(
             f"{device}: the store {path} holds revision {found}, but this save was based on "
             f"revision {expected}: another writer changed it; nothing was overwritten"
+        )
+
+
+class StateVersionError(TrioletteError):
+    """The stored state of ``device`` has version ``stored``, newer than ``code_version``,
+    the newest this code knows: it was written by a newer release. The device is refused and
+    its stored state is left as it is (a downgrade must not destroy data)."""
+
+    def __init__(self, device: str, stored: int, code_version: int, detail: str = "") -> None:
+        self.device = device
+        self.stored = stored
+        self.code_version = code_version
+        super().__init__(
+            detail
+            or f"{device}: the stored state has version {stored}, but this code knows versions "
+            f"up to {code_version} (state_version={code_version}): it was written by a newer "
+            "release; refusing to start, and leaving its stored state untouched"
+        )
+
+
+class StateMigrationError(StateVersionError):
+    """Migrating the stored state of ``device`` from version ``step`` to ``step + 1`` failed
+    (the migration raised, returned something else than a dict, or is missing), or the
+    migrated state does not fit the device's state model (``step`` is then ``code_version``).
+    ``problem`` says what went wrong; the stored state is left as it is."""
+
+    def __init__(
+        self, device: str, stored: int, code_version: int, step: int, problem: str
+    ) -> None:
+        self.step = step
+        self.problem = problem
+        where = (
+            "the migrated state does not fit its state model"
+            if step == code_version
+            else f"migrating its stored state from version {step} to {step + 1} failed"
+        )
+        super().__init__(
+            device,
+            stored,
+            code_version,
+            f"{device}: {where}: {problem} (stored version {stored}, code version "
+            f"{code_version}); the device does not start and its stored state is untouched",
         )
 
 

@@ -9,6 +9,8 @@ for ``Settings`` gets the app's ``MySettings``). No trio here.
 
 from __future__ import annotations
 
+import types
+import typing
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +30,7 @@ class Scope:
         """Offer ``instance`` to handlers that ask for ``key``; a second one is refused."""
         if key in self._by_type:
             raise RegistrationError(
-                f"{what or _shown(key)}: something is already provided as {_shown(key)}"
+                f"{what or shown(key)}: something is already provided as {shown(key)}"
             )
         self._by_type[key] = instance
 
@@ -55,7 +57,7 @@ class Scope:
         found = self.find(annotation)
         if found is _MISSING:
             raise LookupError(
-                f"{asked_by} asks for {_shown(annotation)}, which nothing provides "
+                f"{asked_by} asks for {shown(annotation)}, which nothing provides "
                 f"(provided: {', '.join(self.names()) or 'nothing'})"
             )
         return found
@@ -65,7 +67,7 @@ class Scope:
 
     def names(self) -> list[str]:
         """The provided types, nearest scope first, for error messages."""
-        return [_shown(key) for key in self._keys()]
+        return [shown(key) for key in self._keys()]
 
     def _keys(self) -> Iterator[Any]:
         scope: Scope | None = self
@@ -88,7 +90,7 @@ class Scope:
         ]
         if len(matches) > 1:
             raise RegistrationError(
-                f"{_shown(annotation)} is ambiguous: {len(matches)} provided instances are of "
+                f"{shown(annotation)} is ambiguous: {len(matches)} provided instances are of "
                 "that type; ask for the exact type"
             )
         return matches[0] if matches else _MISSING
@@ -98,5 +100,15 @@ MISSING = _MISSING
 """What :meth:`Scope.find` returns when nothing is provided for a type."""
 
 
-def _shown(annotation: Any) -> str:
+def shown(annotation: Any) -> str:
+    """How an annotation is named in messages: its class name, else its ``repr``."""
     return getattr(annotation, "__qualname__", None) or repr(annotation)
+
+
+def unwrapped(annotation: Any) -> Any:
+    """``X`` for ``X | None`` (what is provided for it); the annotation itself otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(others) == 1:
+            return others[0]
+    return annotation

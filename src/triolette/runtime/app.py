@@ -149,6 +149,8 @@ class App(Declaring, Introspection):
         """The ``@app.state`` factories and ``@app.react`` reactors."""
         self.configure_hooks: list[Callable[..., Any]] = []
         """The ``@app.on_configure`` hooks, run once at the start of each serve."""
+        self.discovery_options = None
+        """Home Assistant discovery's options, once :meth:`discovery` turned it on."""
         for port, implementation in (adapters or {}).items():
             if isinstance(implementation, tuple):
                 self.adapter(port, *implementation)

@@ -7,6 +7,7 @@
     triolette store copy SRC DST             STORE: a path, json:PATH, sqlite:PATH or a URL
     triolette watch [TOPIC ...] [flags]      print what a broker carries
     triolette registry MODULE[:ATTR] [--json] [--env-file FILE] [--asyncapi [FILE]]
+    triolette schema ha-discovery MODULE[:ATTR] [--prefix P] [--output FILE] [--env-file FILE]
     triolette --version
 
 ``run`` goes through :func:`triolette.runtime.launch.launch`, like ``app.run()``: both read
@@ -33,7 +34,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from triolette.core.errors import SettingsError
+from triolette.core.errors import RegistrationError, SettingsError
+from triolette.core.topics import Topics
 from triolette.runtime.app import App
 from triolette.runtime.launch import (
     ENV_FILE_FLAG,
@@ -42,6 +44,7 @@ from triolette.runtime.launch import (
     StrictParser,
     add_run_flags,
     add_setting_flags,
+    app_settings_layer,
     importing_app,
     launch,
     read_env_file,
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("source", metavar="SRC", help="the store to copy from")
     copy.add_argument("target", metavar="DST", help="the store to copy into")
     copy.set_defaults(handler=store_copy, parser=copy)
+    _add_schema_commands(commands)
     return parser
 
 
@@ -342,4 +346,62 @@ def _watch(args: argparse.Namespace) -> int:
     print(f"watching {' '.join(args.topics)} on {watch.address} (Ctrl-C stops)", flush=True)
     with watch, contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
+    return EXIT_OK
+
+
+# -- schema ----------------------------------------------------------------------------------
+
+
+def _add_schema_commands(commands: Any) -> None:
+    schema = commands.add_parser("schema", help="write what the bridge announces, offline")
+    actions = schema.add_subparsers(dest="action", required=True, metavar="ACTION")
+    discovery = actions.add_parser(
+        "ha-discovery",
+        help="print the Home Assistant discovery configs as JSON",
+        description="Import MODULE, take its App (the attribute ATTR, default 'app'), and "
+        "print {topic: config} for Home Assistant's MQTT discovery without connecting: the "
+        "configs the app announces when it serves with the settings of this environment "
+        "(TRIOLETTE_TOPIC_PREFIX and the app's own settings, names expanded).",
+    )
+    discovery.add_argument("app", metavar="MODULE[:ATTR]")
+    discovery.add_argument("--prefix", help="the discovery prefix (default: the app's, else "
+                           "homeassistant)")  # fmt: skip
+    discovery.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    discovery.add_argument(
+        ENV_FILE_FLAG,
+        dest="env_file",
+        metavar="FILE",
+        default=None,
+        help="read settings (the topic prefix, the app's own) from this env file too",
+    )
+    discovery.set_defaults(handler=_ha_discovery, parser=discovery)
+
+
+def _ha_discovery(args: argparse.Namespace) -> int:
+    from triolette.runtime.discovery import offline_configs
+
+    with _quiet_import_log():
+        app = load_app(args.app)
+    env_file = None if args.env_file is None else Path(args.env_file)
+    env = dict(os.environ)
+    if env_file is not None:  # as for run: a variable set and not empty beats the file
+        env = {**read_env_file(env_file), **{k: v for k, v in env.items() if v}}
+    layer = app_settings_layer(app, env_file)  # rebuilds the app's own settings from here
+    settings = RunSettings.from_sources({}, env, app_settings=layer)
+    if settings.topic_prefix is not None:
+        app.topics = Topics(settings.topic_prefix)
+    try:
+        configs = offline_configs(app, args.prefix)
+    except RegistrationError as error:  # a bad prefix, a component no control takes
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    text = json.dumps(configs, indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"error: cannot write {args.output}: {error}", file=sys.stderr)
+        return EXIT_NOT_SAVED
     return EXIT_OK

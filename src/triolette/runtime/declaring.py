@@ -8,7 +8,7 @@ in ``self.registry``. Nothing here runs; a serve turns the registrations into de
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
 
 from triolette.actors.spec import Publish
 from triolette.core.breaker import CircuitBreaker
@@ -27,7 +27,35 @@ from triolette.runtime.router import Router
 from triolette.runtime.shared_state import SharedState
 from triolette.stores.protocol import Store
 
+if TYPE_CHECKING:
+    from triolette.runtime.discovery import Discovery
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Common(TypedDict, total=False):
+    """The options every device decorator (and ``add_*`` method) takes, each optional.
+
+    ``init``: a synchronous factory run before each start of the handler, injected like it;
+    handlers take its result by its class. ``enabled``: ``False`` registers nothing; a
+    callable decides when a serve starts, given the settings. ``summary``, ``behavior``,
+    ``effects``, ``tags``: text kept for introspection and the registry. Typed contracts:
+    ``state_model`` (the published state's model), ``payload_model`` (a command payload's),
+    ``discoverable`` (announced to Home Assistant), ``state_version`` and ``migrate`` (the
+    stored state's layout version, one migration from each older version to the next).
+    """
+
+    init: Callable[..., Any] | None
+    enabled: Enabled
+    summary: str | None
+    behavior: Sequence[str]
+    effects: Sequence[str]
+    tags: Sequence[str]
+    state_model: type | None
+    payload_model: type | None
+    discoverable: bool
+    state_version: int
+    migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None
 
 
 class Declaring:
@@ -38,6 +66,7 @@ class Declaring:
     store: Store | None
     shared: SharedState
     configure_hooks: list[Callable[..., Any]]
+    discovery_options: Discovery | None
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -59,17 +88,7 @@ class Declaring:
         circuit_breaker: CircuitBreaker | None = None,
         triggerable: bool | Literal["mqtt", "local", "both"] = False,
         min_interval: float | None = None,
-        init: Callable[..., Any] | None = None,
-        enabled: Enabled = True,
-        summary: str | None = None,
-        behavior: Sequence[str] = (),
-        effects: Sequence[str] = (),
-        tags: Sequence[str] = (),
-        state_model: type | None = None,
-        payload_model: type | None = None,
-        discoverable: bool = True,
-        state_version: int = 0,
-        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        **common: Unpack[Common],
     ) -> Callable[[F], F]:
         """Declare a polled device: the handler runs every ``interval`` seconds.
 
@@ -102,17 +121,10 @@ class Declaring:
         ``triggerable`` (``True``/``"mqtt"``, ``"local"``, ``"both"``) also runs a cycle on a
         message on ``{prefix}/{name}/set`` or on :meth:`trigger`, at most once per
         ``min_interval`` seconds. Telemetry of one ``group`` never runs at the same time.
-        Every decorator also takes: ``name`` (``None``: a root entity, named after the
+        Every decorator also takes ``name`` (``None``: a root entity, named after the
         function, whose topics have no device level; a callable: given the settings when a
         serve starts, it returns a list of names, or a dict of name to that device's
-        configuration); ``init``, a synchronous factory run before each start of the handler
-        (with injection), whose result handlers may take by its type; ``enabled`` (``False``:
-        not registered at all; a callable: decided by the settings when a serve starts); and
-        metadata kept for introspection: ``summary``, ``behavior``, ``effects``, ``tags``.
-        Typed contracts: ``state_model`` (the model of the published state),
-        ``payload_model`` (of a command's payload), ``discoverable`` (announced to Home
-        Assistant), ``state_version`` and ``migrate`` (the stored state's layout version, and
-        one migration from each older version to the next).
+        configuration) and the options of :class:`Common`.
         """
         return self._declare(
             DeviceKind.TELEMETRY,
@@ -131,17 +143,7 @@ class Declaring:
             circuit_breaker=circuit_breaker,
             triggerable=triggerable,
             min_interval=min_interval,
-            init=init,
-            enabled=enabled,
-            summary=summary,
-            behavior=behavior,
-            effects=effects,
-            tags=tags,
-            state_model=state_model,
-            payload_model=payload_model,
-            discoverable=discoverable,
-            state_version=state_version,
-            migrate=migrate,
+            **common,
         )
 
     def device(
@@ -152,17 +154,7 @@ class Declaring:
         restart: Restart = "transient",
         heartbeat: float | None = None,
         asyncio: bool = False,
-        init: Callable[..., Any] | None = None,
-        enabled: Enabled = True,
-        summary: str | None = None,
-        behavior: Sequence[str] = (),
-        effects: Sequence[str] = (),
-        tags: Sequence[str] = (),
-        state_model: type | None = None,
-        payload_model: type | None = None,
-        discoverable: bool = True,
-        state_version: int = 0,
-        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        **common: Unpack[Common],
     ) -> Callable[[F], F]:
         """Declare a device that runs its own loop; restarted with backoff if it crashes.
 
@@ -185,17 +177,7 @@ class Declaring:
             restart=restart,
             heartbeat=heartbeat,
             asyncio=asyncio,
-            init=init,
-            enabled=enabled,
-            summary=summary,
-            behavior=behavior,
-            effects=effects,
-            tags=tags,
-            state_model=state_model,
-            payload_model=payload_model,
-            discoverable=discoverable,
-            state_version=state_version,
-            migrate=migrate,
+            **common,
         )
 
     def command(
@@ -209,17 +191,7 @@ class Declaring:
         retry: int = 0,
         retry_on: type[Exception] | tuple[type[Exception], ...] | None = None,
         backoff: RetryBackoff | None = None,
-        init: Callable[..., Any] | None = None,
-        enabled: Enabled = True,
-        summary: str | None = None,
-        behavior: Sequence[str] = (),
-        effects: Sequence[str] = (),
-        tags: Sequence[str] = (),
-        state_model: type | None = None,
-        payload_model: type | None = None,
-        discoverable: bool = True,
-        state_version: int = 0,
-        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
+        **common: Unpack[Common],
     ) -> Callable[[F], F]:
         """Declare a device driven by messages on ``{prefix}/{name}/set``.
 
@@ -243,17 +215,7 @@ class Declaring:
             retry=retry,
             retry_on=retry_on,
             backoff=backoff,
-            init=init,
-            enabled=enabled,
-            summary=summary,
-            behavior=behavior,
-            effects=effects,
-            tags=tags,
-            state_model=state_model,
-            payload_model=payload_model,
-            discoverable=discoverable,
-            state_version=state_version,
-            migrate=migrate,
+            **common,
         )
 
     def add_telemetry(
@@ -410,3 +372,24 @@ class Declaring:
     def _check_unlocked(self, what: str) -> None:
         if self.registry.locked_by is not None:
             raise RegistrationError(f"{what} must be registered before the app runs")
+
+    # -- Home Assistant ------------------------------------------------------------------------
+
+    def discovery(
+        self,
+        prefix: str = "homeassistant",
+        *,
+        enrich: Callable[[Any, str | None, dict[str, Any]], None] | None = None,
+    ) -> None:
+        """Announce the devices to Home Assistant (MQTT discovery) whenever the app serves.
+
+        One entity per model field with consumer metadata (:mod:`triolette.schema`), retained
+        under ``prefix``; with a store, the configs of entities removed since the last start
+        are cleared. ``enrich(device_spec, field, config)`` edits each config in place, last
+        (``None, None`` for the bridge's own entity). See the Home Assistant guide. A bad
+        ``prefix`` is a RegistrationError.
+        """
+        from triolette.runtime.discovery import Discovery
+
+        self._check_unlocked("discovery")
+        self.discovery_options = Discovery(prefix, enrich)

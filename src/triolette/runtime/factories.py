@@ -11,13 +11,12 @@ parameter.
 from __future__ import annotations
 
 import inspect
-import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from triolette.core.errors import RegistrationError
-from triolette.core.scope import MISSING, Scope
+from triolette.core.scope import MISSING, Scope, shown, unwrapped
 
 
 def parameters(function: Callable[..., Any], what: str) -> list[tuple[str, Any, Any]]:
@@ -67,7 +66,7 @@ def call_with(
         if given is not None and name in given:
             arguments[name] = given[name]
             continue
-        wanted = _unwrapped(annotation)
+        wanted = unwrapped(annotation)
         found = MISSING if annotation is inspect.Parameter.empty else scope.find(wanted)
         if found is not MISSING:
             arguments[name] = found
@@ -76,20 +75,7 @@ def call_with(
         elif default is inspect.Parameter.empty:
             provided = ", ".join(scope.names()) or "nothing"
             raise RegistrationError(
-                f"{what}: parameter {name!r} asks for {_shown(annotation)}, which nothing "
+                f"{what}: parameter {name!r} asks for {shown(annotation)}, which nothing "
                 f"provides yet (provided: {provided})"
             )
     return function(**arguments)
-
-
-def _unwrapped(annotation: Any) -> Any:
-    """``X`` for ``X | None``; the annotation itself otherwise."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if len(others) == 1:
-            return others[0]
-    return annotation
-
-
-def _shown(annotation: Any) -> str:
-    return getattr(annotation, "__qualname__", None) or repr(annotation)

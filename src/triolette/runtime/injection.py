@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import types
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
@@ -33,7 +32,7 @@ from triolette.actors.spec import Handler
 from triolette.core.errors import RegistrationError
 from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
-from triolette.core.scope import MISSING, Scope
+from triolette.core.scope import MISSING, Scope, shown, unwrapped
 from triolette.stores.devicestore import DeviceStore
 
 Provider = Callable[[DeviceContext, DeviceStore | None, Message | None], Any]
@@ -113,12 +112,12 @@ def bind(
     for parameter in inspect.signature(function).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         provider = _provider(parameter, annotation, kind, extra or {})
-        withheld_here = _unwrapped(annotation) in withheld
+        withheld_here = unwrapped(annotation) in withheld
         if provider is None and not withheld_here and _deferrable(parameter, annotation, ports):
             has_default = parameter.default is not inspect.Parameter.empty
-            optional = has_default or _unwrapped(annotation) is not annotation
+            optional = has_default or unwrapped(annotation) is not annotation
             default = parameter.default if has_default else None
-            need = Need(where, parameter.name, _unwrapped(annotation), optional, default)
+            need = Need(where, parameter.name, unwrapped(annotation), optional, default)
             needs.append(need)
             provider = _from_scope(need)
         if provider is None:
@@ -131,7 +130,7 @@ def bind(
             ) * (kind is DeviceKind.COMMAND)
             raise RegistrationError(
                 f"{where}: cannot inject parameter {parameter.name!r} "
-                f"(annotated {_shown(parameter.annotation)}); annotate it as {_WHAT}{hint}"
+                f"(annotated {_annotated(parameter)}); annotate it as {_WHAT}{hint}"
             )
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY or (
             skipped and parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -172,7 +171,7 @@ def check_needs(needs: Iterable[Need], scope: Scope) -> None:
         if not need.optional and not scope.provides(need.annotation):
             provided = ", ".join(scope.names()) or "nothing"
             raise RegistrationError(
-                f"{need.asked_by} asks for {_shown(need.annotation)}, which nothing provides "
+                f"{need.asked_by} asks for {shown(need.annotation)}, which nothing provides "
                 f"(provided: {provided}); register an adapter for it, or annotate it as {_WHAT}"
             )
 
@@ -220,7 +219,7 @@ def _provider(
     if by_name and parameter.name == "payload" and is_model(annotation):
         return _parsed_payload(annotation)
     try:
-        target = _unwrapped(annotation)
+        target = unwrapped(annotation)
         return _BY_TYPE.get(target) or extra.get(target)
     except TypeError:  # an unhashable annotation
         return None
@@ -236,15 +235,6 @@ def _parsed_payload(model: type) -> Provider:
     return parsed
 
 
-def _unwrapped(annotation: Any) -> Any:
-    """``X`` for ``X | None`` (injected as X); the annotation itself otherwise."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        others = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-        if len(others) == 1:
-            return others[0]
-    return annotation
-
-
 def _deferrable(parameter: inspect.Parameter, annotation: Any, ports: Collection[Any]) -> bool:
     """Whether the app could provide ``annotation`` when it runs: a class, not a built-in
     (unless an adapter was registered for it)."""
@@ -252,7 +242,7 @@ def _deferrable(parameter: inspect.Parameter, annotation: Any, ports: Collection
         return False
     if annotation is inspect.Parameter.empty:
         return False
-    target = _unwrapped(annotation)
+    target = unwrapped(annotation)
     with contextlib.suppress(TypeError):  # an unhashable annotation
         if target in ports:
             return True
@@ -267,7 +257,6 @@ def _annotations(function: Callable[..., Any], where: str) -> dict[str, Any]:
         raise RegistrationError(f"{where}: cannot resolve an annotation ({error})") from error
 
 
-def _shown(annotation: Any) -> str:
-    if annotation is inspect.Parameter.empty:
-        return "nothing"
-    return getattr(annotation, "__qualname__", None) or repr(annotation)
+def _annotated(parameter: inspect.Parameter) -> str:
+    empty = parameter.annotation is inspect.Parameter.empty
+    return "nothing" if empty else shown(parameter.annotation)

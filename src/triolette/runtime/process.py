@@ -21,6 +21,7 @@ from triolette.core.errors import (
     RegistrationError,
     RestartLimitError,
     SettingsError,
+    StateVersionError,
     StoreOpenError,
 )
 from triolette.runtime.running import Lifecycle, RunningApp
@@ -40,6 +41,7 @@ EXIT_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (StoreOpenError, 3),  # locked by another process, or cannot be opened at all
     (SettingsError, 3),  # the app's settings could not be built
     (RegistrationError, 3),  # found at start: an adapter that does not import, a bad interval
+    (StateVersionError, 3),  # a stored state newer than the code, or one that will not migrate
     (LeaseLostError, 4),  # another bridge took the devices over (or the lease ran out)
 )
 """The exit status of each way serving can fail for good."""
@@ -58,8 +60,10 @@ def run_process(app: App) -> None:
     (another process holds its lock, another bridge holds its devices' lease, a folder where
     the file should be, a foreign database), or what the app builds at start is wrongly
     declared (an adapter's ``"module:Class"`` that does not import, an interval from the
-    settings that is not positive); 4 if the app lost the lease on its devices in a shared
-    store while serving (it stopped them and wrote nothing more).
+    settings that is not positive), or a device's stored state is newer than the code or
+    cannot be migrated to its ``state_version`` (nothing stored is changed); 4 if the app
+    lost the lease on its devices in a shared store while serving (it stopped them and wrote
+    nothing more).
     Returns after a clean stop.
     """
     try:

@@ -25,6 +25,7 @@ from triolette.actors import carry_over
 from triolette.actors.device import DeviceActor, DeviceContext
 from triolette.actors.loops import ACTORS
 from triolette.actors.metronome import Metronome
+from triolette.actors.migrations import contracts_of
 from triolette.actors.mqtt import MqttActor
 from triolette.actors.paho import PahoTransport
 from triolette.actors.persistence import PersistenceActor
@@ -36,6 +37,7 @@ from triolette.core.kinds import DeviceKind
 from triolette.core.messages import Message
 from triolette.core.scope import Scope
 from triolette.core.topics import Topics
+from triolette.runtime import discovery
 from triolette.runtime.device_scope import check_device_needs, device_scope
 from triolette.runtime.embedded import watch_command
 from triolette.runtime.expansion import expand
@@ -53,7 +55,7 @@ from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
 from triolette.runtime.shared_state import react_at_boundary
-from triolette.runtime.supervisor import Supervisor
+from triolette.runtime.supervisor import Companion, Supervisor
 from triolette.runtime.teardown import close
 from triolette.stores.devicestore import DeviceStore
 
@@ -264,6 +266,7 @@ class RunningApp:
         if self.lease is not None and not await root.start(self.lease.run, self._stored_keys()):
             return False
         if self.persistence is not None:
+            self.persistence.declare(contracts_of(self.specs))
             await root.start(self.persistence.run, self._stored_keys())
             self._up.append(self.persistence)
             self._carried = carry_over.decode(self.persistence.view(carry_over.KEY))
@@ -274,7 +277,8 @@ class RunningApp:
 
     def _stored_keys(self) -> list[str]:
         """The keys this app keeps in its store: its devices' and the undelivered messages'."""
-        return [*(spec.name for spec in self.specs if spec.uses_store), carry_over.KEY]
+        keys = [*(spec.name for spec in self.specs if spec.uses_store), carry_over.KEY]
+        return keys + discovery.stored_keys(self.app)
 
     def _lease_lost(self, error: LeaseLostError) -> None:
         """Another bridge may own the devices now: stop them and write nothing more."""
@@ -286,11 +290,12 @@ class RunningApp:
         self.reports.backend_failed(keys, error)
 
     async def _run_devices(self) -> None:
-        companions = [metronome.run for metronome in self._metronomes.values()]
+        companions: list[Companion] = [m.run for m in self._metronomes.values()]
         companions.append(keep_heap_frozen)  # the collector's full walks held the loop
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)
+        companions.extend(discovery.companions(self))  # Home Assistant's configs, if on
         devices = {spec.name: spec for spec in self.specs}
         for spec in wire_streams(devices, self.scope, self.mqtt.availability):
             self.health.stream_state(spec.name, "ok", 0)

@@ -20,7 +20,7 @@ from triolette.core.jsonstate import decode_document, decode_state
 from triolette.runtime.launch import EXIT_BAD_SETTINGS
 from triolette.runtime.setting_checks import FILE_SCHEMES, StoreKind, store_kind
 from triolette.runtime.wiring import describe_store, store_for_location
-from triolette.stores.jsonfile import REVISIONS_KEY
+from triolette.stores.jsonfile import REVISIONS_KEY, VERSIONS_KEY
 from triolette.stores.protocol import BatchStore
 
 EXIT_OK = 0
@@ -48,7 +48,9 @@ def shown_store_kind(path: Path, source: str = "PATH") -> StoreKind:
 
 
 def store_show(args: argparse.Namespace) -> int:
-    """``triolette store show``: print ``{device: state}``; the exit status."""
+    """``triolette store show``: print ``{device: state}`` on stdout, and each device's
+    revision and state version (and, for a server store, write time) on stderr; the exit
+    status."""
     if _is_server(args.path):
         return _show_server(args.path)
     kind, text = _explicit_file_kind(args.path)
@@ -56,6 +58,7 @@ def store_show(args: argparse.Namespace) -> int:
     kind = kind or shown_store_kind(path)
     try:
         states = read_states(path, kind)
+        stamps = read_stamps(path, kind)
     except (OSError, sqlite3.OperationalError) as error:  # not there for us to read
         print(f"error: cannot open {args.path}: {_reason(error)}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -63,7 +66,10 @@ def store_show(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.path}: {error}", file=sys.stderr)
         return EXIT_NOT_SAVED
     json.dump(states, sys.stdout, indent=2, sort_keys=True, ensure_ascii=False)
-    print()
+    print(flush=True)
+    for key in sorted(states):
+        revision, version = stamps.get(key, (0, 0))
+        print(f"# {key}: revision {revision}, version {version}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -89,7 +95,10 @@ def _show_server(location: str) -> int:
     print(flush=True)
     for key, record in sorted(records.items()):
         written = record.written_at.isoformat(timespec="milliseconds")
-        print(f"# {key}: revision {record.revision}, written {written}", file=sys.stderr)
+        print(
+            f"# {key}: revision {record.revision}, version {record.version}, written {written}",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -116,6 +125,7 @@ def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str
     if (kind or shown_store_kind(path)) == "json":
         document = decode_document(path.read_text(encoding="utf-8"))
         document.pop(REVISIONS_KEY, None)
+        document.pop(VERSIONS_KEY, None)
         return document
     is_copy = _BACKUP_SUFFIX.search(path.name) is not None
     uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
@@ -131,6 +141,30 @@ def read_states(path: Path, kind: StoreKind | None = None) -> dict[str, dict[str
         except ValueError as error:
             raise ValueError(f"the state of {key!r} is damaged: {error}") from None
     return states
+
+
+def read_stamps(path: Path, kind: StoreKind | None = None) -> dict[str, tuple[int, int]]:
+    """Each device's ``(revision, version)`` in a store file (0 where none is recorded), read
+    like :func:`read_states`."""
+    if (kind or shown_store_kind(path)) == "json":
+        document = decode_document(path.read_text(encoding="utf-8"))
+        revisions, versions = document.get(REVISIONS_KEY, {}), document.get(VERSIONS_KEY, {})
+        return {key: (_number(revisions, key), _number(versions, key)) for key in document}
+    is_copy = _BACKUP_SUFFIX.search(path.name) is not None
+    uri = f"{path.absolute().as_uri()}?{'immutable=1' if is_copy else 'mode=ro'}"
+    db = sqlite3.connect(uri, uri=True)
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(store)")}
+        wanted = [name if name in columns else "0" for name in ("revision", "version")]
+        rows = db.execute(f"SELECT key, {', '.join(wanted)} FROM store").fetchall()
+    finally:
+        db.close()
+    return {key: (revision, version) for key, revision, version in rows}
+
+
+def _number(entry: object, key: str) -> int:
+    value = entry.get(key, 0) if isinstance(entry, dict) else 0
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def store_copy(args: argparse.Namespace) -> int:
@@ -151,6 +185,7 @@ def store_copy(args: argparse.Namespace) -> int:
             )
             return EXIT_BAD_SETTINGS
         try:
+            _copy_versions(source, target, list(states))
             target.save_many(states)
         except (OSError, TrioletteError, sqlite3.Error) as error:
             print(f"error: cannot write {shown_target}: {error}", file=sys.stderr)
@@ -181,6 +216,15 @@ def _open_store(store: BatchStore, shown: str) -> dict[str, Any] | None:
     except (OSError, sqlite3.Error) as error:
         print(f"error: cannot open {shown}: {_reason(error)}", file=sys.stderr)
     return None
+
+
+def _copy_versions(source: BatchStore, target: BatchStore, keys: list[str]) -> None:
+    """Have ``target`` record each state with the version ``source`` holds it at: a copy
+    that lost them would run the migrations again over migrated states."""
+    load: Any = getattr(source, "load_versions", None)
+    declare: Any = getattr(target, "declare_versions", None)
+    if load is not None and declare is not None:
+        declare(load(keys))
 
 
 def _reason(error: Exception) -> str:

@@ -8,7 +8,7 @@ Subclasses only say how to open (return the stored texts) and how to make a batc
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import attrs
@@ -47,6 +47,9 @@ class EncodedStore:
         self._texts: dict[str, str] | None = None
         self._doubtful: set[str] = set()  # keys whose last write failed: stored text unknown
         self._revisions: dict[str, int] = {}  # per key, one more on each write; 0: none recorded
+        self._versions: dict[str, int] = {}  # per key, the stored state's version; 0: none
+        self._writer_versions: dict[str, int] = {}  # per key, the version later writes record
+        self._version_due: set[str] = set()  # keys whose stored version is not the writer's
         self.quarantined: list[QuarantineReport] = []
 
     # -- for subclasses -------------------------------------------------------------------
@@ -120,6 +123,8 @@ class EncodedStore:
         changed = {
             key: text for key, text in texts.items() if current.get(key) != text or key in doubtful
         }
+        if self._version_due:  # an equal text still goes out to record its new version
+            changed.update({key: texts[key] for key in self._version_due.intersection(texts)})
         if changed:
             try:
                 self._write(changed, current)
@@ -132,15 +137,45 @@ class EncodedStore:
             current.update(changed)
             doubtful.difference_update(changed)
             self._revisions.update(self._bumped(changed))
+            if self._writer_versions:
+                declared = self._writer_versions
+                self._versions.update({key: declared[key] for key in changed if key in declared})
+                self._version_due.difference_update(changed)
 
     def _bumped(self, changed: Mapping[str, str]) -> dict[str, int]:
         """The revisions of ``changed`` once written: one more each."""
         return {key: self._revisions.get(key, 0) + 1 for key in changed}
 
+    def declare_versions(self, versions: Mapping[str, int]) -> None:
+        """Record ``versions[key]`` beside each later write of ``key`` (its code's
+        ``state_version``). A key never declared keeps the version it has."""
+        stored = self._load_versions()
+        self._writer_versions.update(versions)
+        self._version_due.update(key for key, v in versions.items() if stored.get(key, 0) != v)
+
+    def load_versions(self, keys: Iterable[str]) -> dict[str, int]:
+        """The stored version of each of ``keys`` (0 for one recorded without, or absent)."""
+        stored = self._load_versions()
+        return {key: stored.get(key, 0) for key in keys}
+
+    def _load_versions(self) -> dict[str, int]:
+        self._stored()  # the versions are read with the texts
+        return self._versions
+
+    def _versions_after(self, changed: Mapping[str, str]) -> dict[str, int]:
+        """Every key's version once ``changed`` is written: the declared ones for those."""
+        declared = self._writer_versions
+        return {**self._versions, **{key: declared[key] for key in changed if key in declared}}
+
     def load_records(self) -> dict[str, StoredRecord]:
-        """Every stored state with its revision (0 for a record written without one)."""
+        """Every stored state with its revision (0 for a record written without one) and its
+        version (0 for one written without)."""
         texts = self._stored()
-        return {key: StoredRecord(text, self._revisions.get(key, 0)) for key, text in texts.items()}
+        revisions, versions = self._revisions, self._versions
+        return {
+            key: StoredRecord(text, revisions.get(key, 0), version=versions.get(key, 0))
+            for key, text in texts.items()
+        }
 
     def close(self) -> None:
         """Release files and locks; the next call opens the store again."""

@@ -20,11 +20,14 @@ class StoredRecord:
 
     ``revision`` grows by one on every write of the key (the first write is 1);
     ``written_at`` is the server's time of that write. Backends without them give ``None``.
+    ``version`` is the state's layout version (the writer's ``state_version``; 0 when none
+    was recorded).
     """
 
     text: str
     revision: int | None = None
     written_at: datetime.datetime | None = None
+    version: int = 0
 
 
 def safe_url(url: str) -> str:

@@ -21,6 +21,11 @@ REWRITE_RATE = 10_000_000
 MAX_PAUSE = 2.0
 """The longest pause in seconds between two rewrites, however large the file."""
 
+VERSIONS_KEY = "triolette/versions"
+"""The file's entry ``{device: state version}``, for the devices whose version is not 0; like
+:data:`REVISIONS_KEY`, a device name nobody asks for, to a cosalette reader."""
+_RESERVED = (REVISIONS_KEY, VERSIONS_KEY)
+
 
 class JsonFileStore(LockedFileStore):
     """One JSON object ``{device: state}`` in one file, cosalette's format.
@@ -41,7 +46,10 @@ class JsonFileStore(LockedFileStore):
 
     Each device's revision (one more on each write, see :meth:`load_records`) is kept in the
     entry :data:`REVISIONS_KEY` at the end of the object; a file without it (cosalette's, or
-    one written by an older triolette) loads with no revision recorded (0).
+    one written by an older triolette) loads with no revision recorded (0). Likewise each
+    device's state version (see "State versions" in the persistence guide) is kept in the entry
+    :data:`VERSIONS_KEY` after it, for the devices whose version is not 0: a file without it
+    loads with every device at version 0.
 
     Every batch rewrites the whole file, however small the change, so batches are paced by
     its size: a rewrite of ``n`` bytes is followed by at least ``n / rewrite_rate`` seconds
@@ -74,13 +82,13 @@ class JsonFileStore(LockedFileStore):
 
     def _open_locked(self) -> dict[str, str]:
         sweep_temps(self.path)
-        texts, self._revisions = self._read()
+        texts, self._revisions, self._versions = self._read()
         return texts
 
-    def _read(self) -> tuple[dict[str, str], dict[str, int]]:
+    def _read(self) -> _Parsed:
         raw = read_file(self.path)
         if raw is None:
-            return {}, {}
+            return {}, {}, {}
         try:
             return _parse(raw)
         except ValueError as exc:
@@ -94,14 +102,14 @@ class JsonFileStore(LockedFileStore):
         moved_to = quarantine(self.path, keep_in_place=good is not None)
         if good is None:
             self._report(QuarantineReport(self.path, problem, moved_to), lost="EVERY DEVICE")
-            return {}, {}
+            return {}, {}, {}
         replace_durably(self.path, _render(*good))
         self._report(QuarantineReport(self.path, problem, moved_to, self.last_good))
         return good
 
     def _read_last_good(
         self,
-    ) -> tuple[tuple[dict[str, str], dict[str, int]] | None, str | None]:
+    ) -> tuple[_Parsed | None, str | None]:
         """The last good copy's texts, or ``None`` and what is wrong with it (if it exists)."""
         raw = read_file(self.last_good)
         if raw is None:
@@ -112,15 +120,16 @@ class JsonFileStore(LockedFileStore):
             return None, str(exc)
 
     def _write(self, changed: dict[str, str], current: dict[str, str]) -> None:
-        if REVISIONS_KEY in changed:
-            reserved = ValueError(f"{REVISIONS_KEY!r} is the file's record of revisions")
-            raise StoreWriteError(self.path, [REVISIONS_KEY], reserved)
+        for entry in _RESERVED:
+            if entry in changed:
+                reserved = ValueError(f"{entry!r} is the file's record of revisions and versions")
+                raise StoreWriteError(self.path, [entry], reserved)
         pause = self._next_rewrite - time.monotonic()
         if pause > 0:
             time.sleep(pause)
         started = time.monotonic()
         revisions = {**self._revisions, **self._bumped(changed)}
-        data = _render({**current, **changed}, revisions)
+        data = _render({**current, **changed}, revisions, self._versions_after(changed))
         try:
             replace_durably(self.path, data, keep_previous=self.last_good)
         except OSError as exc:
@@ -137,9 +146,13 @@ class JsonFileStore(LockedFileStore):
             self._next_rewrite = time.monotonic() + min(MAX_PAUSE, size / self.rewrite_rate)
 
 
-def _parse(raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
-    """Decode a store file into canonical texts and revisions; ``ValueError`` says what is
-    wrong with it. A file without the revisions entry (cosalette's) has none recorded."""
+_Parsed = tuple[dict[str, str], dict[str, int], dict[str, int]]
+"""A store file's canonical texts, revisions and versions."""
+
+
+def _parse(raw: bytes) -> _Parsed:
+    """Decode a store file into canonical texts, revisions and versions; ``ValueError`` says
+    what is wrong with it. A file without those entries (cosalette's) has none recorded."""
     if not raw.strip():
         raise ValueError("the file is empty" if not raw else "the file holds only blanks")
     if b"\0" in raw:
@@ -151,7 +164,9 @@ def _parse(raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
     try:
         document = decode_document(text)
         revisions = _revisions_of(document.pop(REVISIONS_KEY, {}))
-        return {key: encode_state(key, state) for key, state in document.items()}, revisions
+        versions = _revisions_of(document.pop(VERSIONS_KEY, {}))
+        texts = {key: encode_state(key, state) for key, state in document.items()}
+        return texts, revisions, versions
     except json.JSONDecodeError as exc:
         raise ValueError(f"the file is not valid JSON ({exc})") from None
     except TypeError as exc:  # decoded, but JSON would not give it back (a lone surrogate)
@@ -161,7 +176,8 @@ def _parse(raw: bytes) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def _revisions_of(entry: dict[str, object]) -> dict[str, int]:
-    """The revisions entry's whole non-negative numbers; anything else counts as none."""
+    """The revisions (or versions) entry's whole non-negative numbers; anything else counts
+    as none."""
     return {
         key: value
         for key, value in entry.items()
@@ -169,14 +185,16 @@ def _revisions_of(entry: dict[str, object]) -> dict[str, int]:
     }
 
 
-def _render(texts: dict[str, str], revisions: dict[str, int]) -> bytes:
+def _render(texts: dict[str, str], revisions: dict[str, int], versions: dict[str, int]) -> bytes:
     """One device per line: cheap to build from the cached texts, easy to read and diff.
 
-    The revisions come last, under :data:`REVISIONS_KEY`, for the devices present.
+    The revisions come last, under :data:`REVISIONS_KEY`, then the versions other than 0,
+    under :data:`VERSIONS_KEY`, each for the devices present.
     """
-    kept = {key: revisions[key] for key in texts if revisions.get(key)}
     entries = [*texts.items()]
-    if kept:
-        entries.append((REVISIONS_KEY, json.dumps(kept, ensure_ascii=False, separators=(",", ":"))))
+    for entry, numbers in ((REVISIONS_KEY, revisions), (VERSIONS_KEY, versions)):
+        kept = {key: numbers[key] for key in texts if numbers.get(key)}
+        if kept:
+            entries.append((entry, json.dumps(kept, ensure_ascii=False, separators=(",", ":"))))
     lines = ",\n".join(f"{json.dumps(key, ensure_ascii=False)}: {text}" for key, text in entries)
     return f"{{\n{lines}\n}}\n".encode() if texts else b"{}\n"

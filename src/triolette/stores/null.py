@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 
 class NullStore:
@@ -22,6 +22,12 @@ class NullStore:
 
     def close(self) -> None:
         pass
+
+    def declare_versions(self, versions: Mapping[str, int]) -> None:
+        pass
+
+    def load_versions(self, keys: Iterable[str]) -> dict[str, int]:
+        return dict.fromkeys(keys, 0)
 
     def __repr__(self) -> str:
         return "NullStore()"

@@ -1,9 +1,12 @@
 """PostgresStore: device state as rows of one PostgreSQL table (the ``postgres`` extra, psycopg 3).
 
-Each row is ``(key text primary key, data text, revision bigint, written_at timestamptz)``.
+Each row is ``(key text primary key, data text, revision bigint, written_at timestamptz,
+version integer)``.
 ``data`` is the canonical JSON text, so a state round-trips byte for byte (``jsonb`` would
 reorder keys). ``revision`` grows by one on each write of the key and ``written_at`` is the
-server's time of that write.
+server's time of that write. ``version`` is the state's layout version (the writer's
+``state_version``, 0 for a row written without one); a table made before it gets the column
+when the store first connects.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -48,8 +51,11 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS {table} (
     key text PRIMARY KEY,
     data text NOT NULL,
     revision bigint NOT NULL DEFAULT 1,
-    written_at timestamptz NOT NULL DEFAULT now()
+    written_at timestamptz NOT NULL DEFAULT now(),
+    version integer NOT NULL DEFAULT 0
 )"""
+# Added to a table made before versions: rows written without one have version 0.
+_ADD_VERSION = "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS version integer NOT NULL DEFAULT 0"
 _LEASE_SCHEMA = """CREATE TABLE IF NOT EXISTS {lease} (
     device text PRIMARY KEY,
     token text NOT NULL,
@@ -67,7 +73,9 @@ CREATE SEQUENCE IF NOT EXISTS {epochs}"""
 # either. It returns ('w', key, revision) per write, or ('c', key, found) per conflict, or
 # ('f', key, 0) per key not fenced by the epoch.
 _WRITE = """WITH batch AS (
-  SELECT k, d, b FROM unnest(%(keys)s::text[], %(texts)s::text[], %(bases)s::bigint[]) AS u(k, d, b)
+  SELECT k, d, b, v FROM unnest(
+    %(keys)s::text[], %(texts)s::text[], %(bases)s::bigint[], %(versions)s::integer[]
+  ) AS u(k, d, b, v)
 ), fenced AS (
   SELECT device FROM {lease} WHERE device = ANY(%(keys)s) AND epoch = %(epoch)s FOR SHARE
 ), unfenced AS (
@@ -80,11 +88,12 @@ _WRITE = """WITH batch AS (
 ), go AS (
   SELECT NOT EXISTS (SELECT 1 FROM conflicts) AND NOT EXISTS (SELECT 1 FROM unfenced) AS ok
 ), inserted AS (
-  INSERT INTO {table} (key, data, revision, written_at)
-  SELECT k, d, 1, now() FROM batch WHERE b = 0 AND (SELECT ok FROM go)
+  INSERT INTO {table} (key, data, revision, written_at, version)
+  SELECT k, d, 1, now(), coalesce(v, 0) FROM batch WHERE b = 0 AND (SELECT ok FROM go)
   RETURNING key, revision
 ), updated AS (
-  UPDATE {table} AS s SET data = batch.d, revision = s.revision + 1, written_at = now()
+  UPDATE {table} AS s SET data = batch.d, revision = s.revision + 1, written_at = now(),
+    version = coalesce(batch.v, s.version)
   FROM batch WHERE s.key = batch.k AND batch.b > 0 AND s.revision = batch.b AND (SELECT ok FROM go)
   RETURNING s.key, s.revision
 )
@@ -149,6 +158,7 @@ class PostgresStore:
         self._write_query = sql.SQL(_WRITE).format(**self._names)
         self._revisions = Revisions()
         self._epoch: int | None = None
+        self._writer_versions: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r}, table={self.table!r})"
@@ -181,6 +191,7 @@ class PostgresStore:
 
     def _set_up(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL(_SCHEMA).format(table=sql.Identifier(self.table)))
+        conn.execute(sql.SQL(_ADD_VERSION).format(table=sql.Identifier(self.table)))
         for statement in _LEASE_SCHEMA.split(";"):
             conn.execute(sql.SQL(statement).format(**self._names))
         level = str(conn.execute("SHOW synchronous_commit").fetchone()[0])  # type: ignore[index]
@@ -240,13 +251,13 @@ class PostgresStore:
     def load_records(self) -> dict[str, StoredRecord]:
         """Every stored state with its revision and the time of its last write."""
         rows = self._read(
-            sql.SQL("SELECT key, data, revision, written_at FROM {table} ORDER BY key").format(
-                table=sql.Identifier(self.table)
-            )
+            sql.SQL(
+                "SELECT key, data, revision, written_at, version FROM {table} ORDER BY key"
+            ).format(table=sql.Identifier(self.table))
         )
         records = {
-            key: StoredRecord(checked_text(key, data), revision, written_at)
-            for key, data, revision, written_at in rows
+            key: StoredRecord(checked_text(key, data), revision, written_at, version)
+            for key, data, revision, written_at, version in rows
         }
         self._revisions.saw({key: r.revision or 0 for key, r in records.items()}, complete=True)
         return records
@@ -255,13 +266,13 @@ class PostgresStore:
         """The stored records of ``keys`` (those that exist), their revisions noted."""
         rows = self._read(
             sql.SQL(
-                "SELECT key, data, revision, written_at FROM {table} WHERE key = ANY(%s)"
+                "SELECT key, data, revision, written_at, version FROM {table} WHERE key = ANY(%s)"
             ).format(table=sql.Identifier(self.table)),
             (keys,),
         )
         records = {
-            key: StoredRecord(checked_text(key, data), revision, written_at)
-            for key, data, revision, written_at in rows
+            key: StoredRecord(checked_text(key, data), revision, written_at, version)
+            for key, data, revision, written_at, version in rows
         }
         self._revisions.saw({key: record.revision or 0 for key, record in records.items()})
         self._revisions.saw({key: 0 for key in keys if key not in records})
@@ -294,7 +305,13 @@ class PostgresStore:
         try:
             self._settle(keys)
             bases = [self._revisions.base(key) for key in keys]
-            params = {"keys": keys, "texts": list(texts.values()), "bases": bases}
+            versions = [self._writer_versions.get(key) for key in keys]  # None: keep it
+            params = {
+                "keys": keys,
+                "texts": list(texts.values()),
+                "bases": bases,
+                "versions": versions,
+            }
             rows = self._execute(self._write_query, {**params, "epoch": self._epoch})
         except psycopg.errors.UniqueViolation as error:
             raise self._created_meanwhile(keys, bases) from error
@@ -311,6 +328,23 @@ class PostgresStore:
                 raise StoreFencedError(self.location, key, self._epoch)
             raise StoreConflictError(self.location, key, self._revisions.base(key), found)
         self._revisions.wrote({key: revision for _, key, revision in rows})
+
+    def declare_versions(self, versions: Mapping[str, int]) -> None:
+        """Record ``versions[key]`` in the column ``version`` with each later write of
+        ``key``; a key never declared keeps the version it has."""
+        self._writer_versions.update(versions)
+
+    def load_versions(self, keys: Iterable[str]) -> dict[str, int]:
+        """The stored version of each of ``keys`` (0 for one written without, or absent)."""
+        keys = list(keys)
+        rows = self._read(
+            sql.SQL("SELECT key, version FROM {table} WHERE key = ANY(%s)").format(
+                table=sql.Identifier(self.table)
+            ),
+            (keys,),
+        )
+        found = dict(rows)
+        return {key: found.get(key, 0) for key in keys}
 
     def _settle(self, keys: list[str]) -> None:
         """Read the base revision of the keys never read, or whose last write was lost."""

@@ -2,7 +2,8 @@
 
 Under a prefix (default ``triolette:``) each device is a hash ``PREFIXstate:KEY`` with the
 fields ``data`` (the canonical JSON text), ``revision`` (one more on each write of the key)
-and ``written_at`` (the server's time of that write, in microseconds since the epoch); the
+``written_at`` (the server's time of that write, in microseconds since the epoch) and
+``version`` (the state's layout version, absent for 0); the
 set ``PREFIXdevices`` names every stored device. A batch is one Lua script: one round trip,
 applied by the server as one atomic step.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("triolette.stores")
 
 # KEYS: the device set, one hash per device, then one epoch key per device. ARGV: the
-# device names, their texts, their base revisions, then the lease epoch ('' without a lease).
+# device names, their texts, their base revisions, then the lease epoch ('' without a lease),
+# then their state versions ('' keeps the stored one).
 # Redis does not roll a script back: every check comes before the first write, so a batch is
 # written whole or not at all. Returns {'w', revision...}, {'c', name, found} or {'f', name}.
 _WRITE = """
@@ -71,6 +73,8 @@ local out = {'w'}
 for i = 1, count do
   redis.call('HSET', KEYS[i + 1], 'data', ARGV[count + i], 'written_at', stamp)
   out[i + 1] = redis.call('HINCRBY', KEYS[i + 1], 'revision', 1)
+  local version = ARGV[3 * count + 1 + i]
+  if version ~= '' then redis.call('HSET', KEYS[i + 1], 'version', version) end
   redis.call('SADD', KEYS[1], ARGV[i])
 end
 return out
@@ -89,16 +93,29 @@ for i = 1, #KEYS do
 end
 return out
 """
-# KEYS: the device set; ARGV: the hash prefix. Returns name, data, revision, written_at, ...
+# KEYS: the device set; ARGV: the hash prefix. Returns name, data, revision, written_at,
+# version, ...
 _READ = """
 local out = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local v = redis.call('HMGET', ARGV[1] .. name, 'data', 'revision', 'written_at')
+  local v = redis.call('HMGET', ARGV[1] .. name, 'data', 'revision', 'written_at', 'version')
   if v[1] then
     out[#out + 1] = name
     out[#out + 1] = v[1]
     out[#out + 1] = v[2] or '0'
     out[#out + 1] = v[3] or '0'
+    out[#out + 1] = v[4] or '0'
+  end
+end
+return out
+"""
+# KEYS: one hash per device. Returns the version per key ('0' when absent or not recorded).
+_READ_VERSIONS = """
+local out = {}
+for i = 1, #KEYS do
+  out[i] = '0'
+  if redis.call('TYPE', KEYS[i]).ok == 'hash' then
+    out[i] = redis.call('HGET', KEYS[i], 'version') or '0'
   end
 end
 return out
@@ -163,6 +180,7 @@ class RedisStore:
         self._opened = False
         self._devices = f"{self.prefix}devices"
         self._revisions = Revisions()
+        self._writer_versions: dict[str, int] = {}
         self._epoch: int | None = None
 
     def __repr__(self) -> str:
@@ -253,10 +271,11 @@ class RedisStore:
         """Every stored state with its revision and the time of its last write (one call)."""
         flat = self._read("EVAL", _READ, 1, self._devices, f"{self.prefix}state:")
         records = {}
-        for i in range(0, len(flat), 4):
-            key, text, revision, stamp = flat[i : i + 4]
+        for i in range(0, len(flat), 5):
+            key, text, revision, stamp, version = flat[i : i + 5]
             written = datetime.datetime.fromtimestamp(int(stamp) / 1e6, datetime.UTC)
-            records[key] = StoredRecord(checked_text(key, text), int(revision), written)
+            text = checked_text(key, text)
+            records[key] = StoredRecord(text, int(revision), written, int(version))
         self._revisions.saw({key: r.revision or 0 for key, r in records.items()}, complete=True)
         return dict(sorted(records.items()))
 
@@ -308,6 +327,7 @@ class RedisStore:
                 *texts.values(),
                 *bases,
                 "" if self._epoch is None else self._epoch,
+                *(self._writer_versions.get(key, "") for key in keys),
             )
         except (*_LOST, ConnectionError) as error:
             # One cause whatever the phase of the outage (reset, silence, refused reconnect),
@@ -327,6 +347,19 @@ class RedisStore:
             key = reply[1]
             raise StoreConflictError(self.location, key, self._revisions.base(key), int(reply[2]))
         self._revisions.wrote(dict(zip(keys, map(int, reply[1:]), strict=True)))
+
+    def declare_versions(self, versions: Mapping[str, int]) -> None:
+        """Record ``versions[key]`` in the hash field ``version`` with each later write of
+        ``key``; a key never declared keeps the version it has."""
+        self._writer_versions.update(versions)
+
+    def load_versions(self, keys: Iterable[str]) -> dict[str, int]:
+        """The stored version of each of ``keys`` (0 for one written without, or absent)."""
+        keys = list(keys)
+        if not keys:
+            return {}
+        flat = self._read("EVAL", _READ_VERSIONS, len(keys), *map(self.state_key, keys))
+        return {key: int(version) for key, version in zip(keys, flat, strict=True)}
 
     def _settle(self, keys: list[str]) -> None:
         """Read the base revision of the keys never read, or whose last write was lost."""

@@ -47,6 +47,10 @@ _UPSERT_ROW = (
 # Added to a table made without it (cosalette's, an older triolette's): readers that select
 # key and data by name never notice it; rows written before have revision 0.
 _ADD_REVISION = "ALTER TABLE store ADD COLUMN revision INTEGER NOT NULL DEFAULT 0"
+# Likewise the state's version (the writer's state_version): 0 for rows written without one.
+# Set by a second statement of a batch's transaction, only for the rows whose version changes.
+_ADD_VERSION = "ALTER TABLE store ADD COLUMN version INTEGER NOT NULL DEFAULT 0"
+_SET_VERSION = "UPDATE store SET version = ? WHERE key = ?"
 _HAS_JSON_EACH = sqlite3.sqlite_version_info >= (3, 38)
 _DAMAGED = {sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT}
 _COMPANIONS = ("-wal", "-shm", "-journal")  # files SQLite opens by name next to the database
@@ -90,6 +94,8 @@ class SqliteStore(LockedFileStore):
 
     Each row's ``revision`` grows by one on each write of it (see :meth:`load_records`); a
     table without that column (cosalette's) gets it at open, 0 for the rows already there.
+    The column ``version`` (the state's version, see :meth:`declare_versions`) is added the
+    same way.
     """
 
     def __init__(
@@ -169,11 +175,15 @@ class SqliteStore(LockedFileStore):
         if verdict != "ok":
             raise _DamagedDatabase(f"quick_check failed: {verdict}")
         db.executescript(_SCHEMA)
-        if "revision" not in [row[1] for row in db.execute("PRAGMA table_info(store)")]:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(store)")]
+        if "revision" not in columns:
             db.execute(_ADD_REVISION)
-        rows = db.execute("SELECT key, data, revision FROM store").fetchall()
-        self._revisions = {key: revision for key, _, revision in rows}
-        return [(key, data) for key, data, _ in rows]
+        if "version" not in columns:
+            db.execute(_ADD_VERSION)
+        rows = db.execute("SELECT key, data, revision, version FROM store").fetchall()
+        self._revisions = {key: revision for key, _, revision, _ in rows}
+        self._versions = {key: version for key, _, _, version in rows if version}
+        return [(key, data) for key, data, _, _ in rows]
 
     def _quarantine_database(self, reason: str) -> None:
         # Move the files while the connection is still open: closing the last connection to a
@@ -226,6 +236,9 @@ class SqliteStore(LockedFileStore):
                     db.execute(_UPSERT_BATCH, (json.dumps(changed),))
                 else:
                     db.executemany(_UPSERT_ROW, changed.items())
+                moved = self._moved_versions(changed)
+                if moved:
+                    db.executemany(_SET_VERSION, moved)
                 db.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(sqlite3.Error):
@@ -235,6 +248,15 @@ class SqliteStore(LockedFileStore):
             # After an I/O error the connection's view of the file is not trusted again.
             self._disconnect()
             raise StoreWriteError(self.path, list(changed), exc, errno=_errno_of(exc)) from exc
+
+    def _moved_versions(self, changed: dict[str, str]) -> list[tuple[int, str]]:
+        """``(version, key)`` of the rows of ``changed`` whose recorded version changes."""
+        declared, stored = self._writer_versions, self._versions
+        if not declared:
+            return []
+        return [
+            (declared[k], k) for k in changed if k in declared and declared[k] != stored.get(k, 0)
+        ]
 
     def _disconnect(self) -> None:
         if self._db is not None:
