@@ -33,6 +33,7 @@ def create_app(store: Store | None = None, boiler: str | Callable[..., Any] | No
     )
     app.state(heating)
     app.include_router(router)
+    app.discovery()  # Home Assistant finds every field that carries consumer metadata
     return app
 
 

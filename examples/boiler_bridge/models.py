@@ -1,36 +1,41 @@
-"""The shapes of the published states, with the metadata a dashboard reads.
-
-The field metadata is plain ``json_schema_extra``: unit and device class per field, as Home
-Assistant names them.
-"""
+"""The shapes of the published states and of the command's payload, with the metadata a
+dashboard reads (``triolette.schema``: names, units, device classes; Home Assistant discovery
+announces a field that carries it as an entity)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
-CELSIUS: dict[str, Any] = {"unit": "°C", "device_class": "temperature"}
+from triolette import schema
 
 
 class TemperaturesState(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    flow: float = Field(json_schema_extra=CELSIUS)
-    return_flow: float = Field(json_schema_extra=CELSIUS)
-    outdoor: float = Field(json_schema_extra=CELSIUS)
-    flow_target: float = Field(json_schema_extra=CELSIUS)
+    flow: float = Field(json_schema_extra=schema.temperature("Flow"))
+    return_flow: float = Field(json_schema_extra=schema.temperature("Return"))
+    outdoor: float = Field(json_schema_extra=schema.temperature("Outdoor"))
+    flow_target: float = Field(json_schema_extra=schema.temperature("Flow target"))
 
 
 class PressureState(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    bar: float = Field(json_schema_extra={"unit": "bar", "device_class": "pressure"})
-    low: bool = Field(json_schema_extra={"device_class": "problem"})
+    bar: float = Field(
+        json_schema_extra=schema.consumer(
+            display_name="Water pressure",
+            device_class="pressure",
+            unit="bar",
+            state_class="measurement",
+        )
+    )
+    low: bool = Field(
+        json_schema_extra=schema.consumer(display_name="Low pressure", device_class="problem")
+    )
     reason: str
 
 
 class FlowTargetState(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    celsius: float = Field(json_schema_extra=CELSIUS)
+    celsius: float = Field(json_schema_extra=schema.temperature("Flow target set"))
     changes: int
 
 
@@ -38,4 +43,4 @@ class FlowTargetRequest(BaseModel):
     """What the flow-target command takes: ``{"celsius": 55}``, within the boiler's range."""
 
     model_config = ConfigDict(extra="forbid")
-    celsius: float = Field(ge=20, le=80, json_schema_extra=CELSIUS)
+    celsius: float = Field(ge=20, le=80, json_schema_extra=schema.temperature("Flow target"))
