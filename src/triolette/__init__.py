@@ -112,8 +112,10 @@ __all__ = [
     "LeaseHeldError",
     "LeaseLostError",
     "LinearBackoff",
+    "LoggingSettings",
     "MemoryStore",
     "Message",
+    "MqttSettings",
     "NullStore",
     "OnChange",
     "PahoTransport",
@@ -159,9 +161,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from triolette.runtime.app_settings import LoggingSettings as LoggingSettings
+    from triolette.runtime.app_settings import MqttSettings as MqttSettings
     from triolette.runtime.app_settings import Settings as Settings
 
-_LAZY = {"Settings": "triolette.runtime.app_settings"}
+_LAZY = {
+    "LoggingSettings": "triolette.runtime.app_settings",
+    "MqttSettings": "triolette.runtime.app_settings",
+    "Settings": "triolette.runtime.app_settings",
+}
 claim_public_names({**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
 del claim_public_names
 
@@ -169,8 +177,9 @@ SETTINGS_HINT = "pip install 'triolette[settings]'"
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``Settings`` when it is first asked for (pydantic-settings is an extra), and
-    ``MockMqttClient``, cosalette's spelling, from ``triolette.testing`` on use."""
+    """Import ``Settings``, ``MqttSettings`` and ``LoggingSettings`` when first asked for
+    (pydantic-settings is an extra), and ``MockMqttClient``, cosalette's spelling, from
+    ``triolette.testing`` on use."""
     if name == "MockMqttClient":
         from triolette.testing import MockMqttClient
 

@@ -18,10 +18,11 @@ from pydantic_settings import SettingsConfigDict
 
 import triolette
 from triolette import App, DeviceContext, Settings, SettingsError
-from triolette.runtime import launch
+from triolette.runtime import launch, wiring
+from triolette.runtime.app_settings import MqttSettings
 from triolette.runtime.launch import resolve_settings
 from triolette.runtime.logs import configure_logging
-from triolette.runtime.wiring import apply_settings, transport_for
+from triolette.runtime.wiring import apply_settings, embedded_broker_for, transport_for
 from triolette.testing import AppHarness, make_settings
 
 SECRET = "s3cret-Pa55word"
@@ -165,6 +166,36 @@ def test_a_dry_run_connects_only_to_a_host_given_explicitly(clean_env, monkeypat
     assert settings.host_given
     apply_settings(settings, app)
     assert type(app.transport).__name__ == "PahoTransport"
+
+
+class EmbeddedByDefault(Settings):
+    model_config = SettingsConfigDict(env_prefix="EMB_", env_nested_delimiter="__")
+    mqtt: MqttSettings = MqttSettings(host=None)
+
+
+def test_a_settings_class_without_a_host_gets_the_embedded_broker(clean_env, monkeypatch):
+    app = App("gas", settings_class=EmbeddedByDefault)
+    settings = resolve_settings(argparse.Namespace(), app=app)
+    assert settings.mqtt_host is None
+    apply_settings(settings, app)
+    assert app.transport is None
+    assert app.embedded_broker is not None
+    # The class's default port (1883) does not pin the broker: 1883 when free, else any.
+    monkeypatch.setattr(wiring, "usual_port_or_free", lambda: 54321)
+    assert embedded_broker_for(settings).port == 54321  # type: ignore[union-attr]
+    monkeypatch.setenv("EMB_MQTT__PORT", "1999")
+    app = App("gas", settings_class=EmbeddedByDefault)
+    settings = resolve_settings(argparse.Namespace(), app=app)
+    assert embedded_broker_for(settings).port == 1999  # type: ignore[union-attr]
+    monkeypatch.setenv("EMB_MQTT__HOST", " broker.lan ")
+    app = App("gas", settings_class=EmbeddedByDefault)
+    settings = resolve_settings(argparse.Namespace(), app=app)
+    apply_settings(settings, app)
+    assert app.embedded_broker is None
+    assert transport_for(settings, "gas").host == "broker.lan"  # type: ignore[union-attr]
+    monkeypatch.setenv("EMB_MQTT__HOST", " ")
+    with pytest.raises(SettingsError, match=r"EMB_MQTT__HOST \(mqtt.host\)"):
+        resolve_settings(argparse.Namespace(), app=App("gas", settings_class=EmbeddedByDefault))
 
 
 async def test_handlers_get_the_settings_by_their_class_or_the_base(autojump_clock):

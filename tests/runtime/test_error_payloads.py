@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from tests.helpers import ERROR_ID
 from triolette import App, PahoTransport, RegistrationError
 from triolette.core.messages import Message
 from triolette.runtime import health
+from triolette.runtime import reports as error_reports
 from triolette.runtime.health import AppStatistics, DeviceHealth, HeartbeatFacts, heartbeat_body
 from triolette.testing import AppHarness
 from triolette.testing.mosquitto import Mosquitto
@@ -81,6 +82,22 @@ async def test_an_error_that_keeps_repeating_is_published_again_as_a_reminder(au
     first_seen = {r["details"]["first_seen"] for r in reports[1:]}
     assert first_seen == {reports[0]["timestamp"]}
     assert harness.app.statistics().errors_repeated == 12
+
+
+async def test_a_streaks_first_seen_is_its_first_reports_timestamp(autojump_clock, monkeypatch):
+    class Ticking(datetime):  # every reading of the wall clock is a millisecond later
+        ticks = 0
+
+        @classmethod
+        def now(cls, tz: Any = None) -> Ticking:
+            cls.ticks += 1
+            return cls(2026, 1, 1, tzinfo=UTC) + timedelta(milliseconds=cls.ticks)
+
+    monkeypatch.setattr(error_reports, "datetime", Ticking)
+    harness = failing_harness(SensorFault("unplugged"), error_reminder_every=600)
+    await harness.run(duration=700)
+    first, reminder = harness.errors("probe")
+    assert reminder["details"]["first_seen"] == first["timestamp"]
 
 
 async def test_no_reminders_when_they_are_off(autojump_clock):

@@ -259,6 +259,12 @@ class App(Declaring, Introspection):
 
         run_app(self, argv)
 
+    def cli(self, argv: Sequence[str] | None = None) -> None:
+        """cosalette's entry point, kept for bridges that call it: the same as :meth:`run`,
+        with the same flags (``--dry-run``, ``--log-level``, ``--env-file``, ``--version``...).
+        """
+        self.run(argv)
+
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop every device, then flush. Safe to call any time.
 

@@ -31,7 +31,9 @@ class MqttSettings(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    host: str = "localhost"
+    host: str | None = "localhost"
+    """``None`` (a subclass's default): no broker configured, so ``app.run()`` starts the
+    embedded one unless a host is given (``--host``, ``TRIOLETTE_MQTT_HOST``, the variable)."""
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
@@ -48,7 +50,9 @@ class MqttSettings(BaseModel):
 
     @field_validator("host")
     @classmethod
-    def _host_not_blank(cls, value: str) -> str:
+    def _host_not_blank(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         value = value.strip()
         if not value:
             raise ValueError("must not be empty")

@@ -136,8 +136,9 @@ class Reports:
             if not self._remind(device, error):
                 logger.debug("%s: %s again (%s)", device, type(error).__name__, error)
             return
-        self._streaks[device] = _Streak(datetime.now(UTC), trio.current_time())
-        error_id = self._publish(device, error)
+        first_seen = datetime.now(UTC)  # the report's timestamp is the streak's first_seen
+        self._streaks[device] = _Streak(first_seen, trio.current_time())
+        error_id = self._publish(device, error, when=first_seen)
         logger.error(
             "%s: %s: %s [error id %s]", name, type(error).__name__, error, error_id, exc_info=error
         )
@@ -172,13 +173,21 @@ class Reports:
         *,
         label: str | None = None,
         details: Mapping[str, Any] | None = None,
+        when: datetime | None = None,
     ) -> str:
-        """Publish ``error`` on the error topics; return its correlation id."""
+        """Publish ``error`` on the error topics (stamped ``when``, default now); return its
+        correlation id."""
         error_id = new_error_id()
         label = self._labels.get(type(error), label or "error")  # the app's map wins
         message = None if self._publish_messages else type(error).__name__
         body = error_body(
-            error, device, error_type=label, error_id=error_id, message=message, details=details
+            error,
+            device,
+            when,
+            error_type=label,
+            error_id=error_id,
+            message=message,
+            details=details,
         )
         self._mqtt.report_error(device, error, body)
         return error_id

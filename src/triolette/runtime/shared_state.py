@@ -107,6 +107,25 @@ class SharedState:
         self.factories.append(registered)
         return registered
 
+    def override(self, key: type, instance: Any) -> None:
+        """Provide ``instance`` for ``key`` instead of what its factory builds (tests).
+
+        ``RegistrationError`` when ``key`` has no factory, ``TypeError`` when ``instance`` is
+        not a ``key``. The instance is neither built nor closed by the app.
+        """
+        where = [i for i, known in enumerate(self.factories) if known.key is key]
+        if not where:
+            raise RegistrationError(
+                f"no state factory for {_name(key)} to override; register one with @app.state"
+            )
+        if not isinstance(instance, key):
+            raise TypeError(f"override of state {_name(key)}: {instance!r} is not one")
+
+        def overridden() -> Any:
+            return instance
+
+        self.factories[where[0]] = StateFactory(key, overridden, "none")
+
     def add_reactor(
         self, state: Any, function: Callable[..., Any], drain: Callable[[Any], Any] | None
     ) -> None:

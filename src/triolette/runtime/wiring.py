@@ -92,8 +92,9 @@ def transport_for(settings: RunSettings, app_name: str) -> PahoTransport | LogTr
 
 
 def embedded_broker_for(settings: RunSettings) -> EmbeddedBroker | None:
-    """The broker to embed when none is configured: on ``--port`` if given, else on 1883 when
-    that is free, else on a free port. ``None`` (a dry run, with a warning saying what to
+    """The broker to embed when none is configured: on ``--port`` (or a port variable) if
+    given, else on 1883 when that is free, else on a free port (a settings class's default
+    port counts as not given). ``None`` (a dry run, with a warning saying what to
     install) without the ``broker`` extra."""
     if not broker_installed():
         logger.warning(
@@ -102,7 +103,10 @@ def embedded_broker_for(settings: RunSettings) -> EmbeddedBroker | None:
             INSTALL_HINT,
         )
         return None
-    port = settings.mqtt_port if settings.mqtt_port is not None else usual_port_or_free()
+    source = settings.sources.get("mqtt_port", "settings default ")
+    port = settings.mqtt_port
+    if port is None or source.startswith("settings default "):
+        port = usual_port_or_free()
     return EmbeddedBroker(port=port)
 
 

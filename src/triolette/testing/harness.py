@@ -19,6 +19,7 @@ import trio.testing
 
 from triolette.core.messages import Message
 from triolette.runtime.app import App
+from triolette.runtime.running import Lifecycle
 from triolette.stores.memory import MemoryStore
 from triolette.stores.protocol import Store
 
@@ -241,6 +242,20 @@ class AppHarness(Recorded):
         if not self.broker.inject(topic or self.app.topics.command(name), text):
             raise LookupError(f"no device of {self.app.name!r} takes commands as {name!r}")
         await self.settle()
+
+    def override_state(self, state_type: type, instance: Any) -> None:
+        """Serve with ``instance`` as the ``@app.state`` object of ``state_type`` (cosalette's
+        ``override_state``): its factory is not called, and the instance is not closed.
+
+        For the harness's app only (a copy of the given App when the harness made one). A
+        ``RegistrationError`` when the app has no factory of that type, ``TypeError`` for an
+        instance of another type, ``RuntimeError`` while the app serves.
+        """
+        running = self.app.running
+        if running is not None and running.state is not Lifecycle.STOPPED:
+            raise RuntimeError("override_state() before the run, not while the app serves")
+        self.app.shared = self.app.shared.copy()  # the given App keeps its own factories
+        self.app.shared.override(state_type, instance)
 
     async def advance_time(self, seconds: float) -> None:
         """Move the app's time ``seconds`` forward, firing every timer due on the way in order,
