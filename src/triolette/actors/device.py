@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, cast, overload
 
 import trio
 
 from triolette.core.clock import ClockPort
+from triolette.core.commands import Command
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnChange, SaveOnShutdown
@@ -32,6 +33,8 @@ from .persistence import PersistenceActor
 from .spec import DeviceSpec
 
 logger = logging.getLogger("triolette.device")
+
+_C = TypeVar("_C")
 
 
 class Hooks(Protocol):
@@ -160,12 +163,29 @@ class DeviceContext:
         """Sleep on the app's clock (virtual under trio's autojump clock in tests)."""
         await trio.sleep(seconds)
 
-    def commands(self) -> trio.MemoryReceiveChannel[Message]:
-        """This device's inbound commands (``{prefix}/{device}/set``), for ``async for``."""
+    @overload
+    def commands(self) -> CommandStream[Command]: ...
+
+    @overload
+    def commands(self, timeout: float) -> CommandStream[Command | None]: ...
+
+    @overload
+    def commands(self, timeout: None) -> CommandStream[Command]: ...
+
+    def commands(self, timeout: float | None = None) -> CommandStream[Any]:
+        """This device's inbound commands (``{prefix}/{device}/set``), for ``async for``.
+
+        Each is a :class:`~triolette.Command`. With ``timeout`` seconds, ``None`` comes
+        whenever that long passes without a command (a handler's chance to poll). Raises
+        RuntimeError for a device that takes no commands, ValueError for a timeout that is
+        not positive.
+        """
         inbox = self._actor.inbox
         if inbox is None:
             raise RuntimeError(f"{self.name} takes no commands")
-        return inbox
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"{self.name}: commands(timeout=) must be positive, got {timeout!r}")
+        return CommandStream(inbox, self._actor.mqtt.topics.command(self.name), timeout)
 
     def report_error(self, error: BaseException) -> None:
         """Report ``error`` like a handler exception (log and error topic) and go on."""
@@ -178,6 +198,50 @@ class DeviceContext:
         restarted, as if it had raised :class:`~triolette.HeartbeatMissedError`.
         """
         self._actor.beat()
+
+
+class CommandStream(Generic[_C]):
+    """An async iterator over a device's commands; ``None`` after each quiet ``timeout``.
+
+    It ends when the device's inbox closes (the app stops). Cancelling a wait loses no
+    command: one is taken from the inbox only when it is returned.
+    """
+
+    def __init__(
+        self, inbox: trio.MemoryReceiveChannel[Message], command_topic: str, timeout: float | None
+    ) -> None:
+        self._inbox = inbox
+        self._command_topic = command_topic
+        self._timeout = timeout
+
+    def __aiter__(self) -> CommandStream[_C]:
+        return self
+
+    async def __anext__(self) -> _C:
+        try:
+            if self._timeout is None:
+                message = await self._inbox.receive()
+            else:
+                with trio.move_on_after(self._timeout):
+                    message = await self._inbox.receive()
+                    return self._command(message)
+                return cast(_C, None)
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        return self._command(message)
+
+    async def receive(self) -> _C:
+        """The next command (``None`` after a quiet ``timeout``); EndOfChannel at the end."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise trio.EndOfChannel from None
+
+    def _command(self, message: Message) -> _C:
+        command = Command.from_message(
+            message, command_topic=self._command_topic, timestamp=trio.current_time()
+        )
+        return cast(_C, command)
 
 
 class DeviceActor:
