@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import trio
 import trio.testing
@@ -120,3 +122,107 @@ async def test_an_asyncio_device_reads_commands_with_a_timeout(autojump_clock):
         await trio.sleep(7)
         await harness.command("lamp", "on")
     assert seen == [None, "on"]
+
+
+async def test_on_command_handlers_take_sub_topic_and_payload(autojump_clock):
+    harness = AppHarness.create()
+    received: list[tuple[str | None, str]] = []
+
+    @harness.app.device("lamp")
+    async def lamp(ctx: DeviceContext) -> None:
+        @ctx.on_command
+        async def switch(sub_topic: str | None, payload: str) -> None:
+            received.append((sub_topic, payload))
+            await ctx.publish_state({"on": payload == "on"})
+
+        await trio.sleep_forever()
+
+    async with harness.serving():
+        await harness.command("lamp", "on")
+        await harness.command("lamp", "off")
+    assert received == [(None, "on"), (None, "off")]
+    assert harness.states("lamp") == [{"on": True}, {"on": False}]
+
+
+async def test_an_on_command_handler_may_take_the_command(autojump_clock):
+    harness = AppHarness.create()
+    received: list[Command] = []
+
+    def remember(command: Command) -> None:  # a plain function is called as it is
+        received.append(command)
+
+    @harness.app.device("lamp")
+    async def lamp(ctx: DeviceContext) -> None:
+        assert ctx.on_command(remember) is remember
+        await trio.sleep_forever()
+
+    async with harness.serving():
+        await harness.command("lamp", b"dim 3")
+    assert [(c.topic, c.payload, c.raw) for c in received] == [
+        ("testapp/lamp/set", "dim 3", b"dim 3")
+    ]
+
+
+async def test_an_on_command_error_is_reported_and_the_next_command_handled(autojump_clock):
+    harness = AppHarness.create()
+    received: list[str] = []
+
+    @harness.app.device("lamp")
+    async def lamp(ctx: DeviceContext) -> None:
+        @ctx.on_command()
+        async def switch(command: Command) -> None:
+            if command.payload == "explode":
+                raise OSError("relay stuck")
+            received.append(command.payload)
+
+        await trio.sleep_forever()
+
+    async with harness.serving():
+        await harness.command("lamp", "explode")
+        await harness.command("lamp", "on")
+    assert received == ["on"]
+    assert [error["error_type"] for error in harness.errors("lamp")] == ["error"]
+    assert harness.app.statistics().restarts == {"lamp": 0}
+
+
+async def test_on_command_refuses_a_second_reader_and_bad_handlers(autojump_clock):
+    harness = AppHarness.create()
+    raised: dict[str, list[BaseException]] = {"lamp": [], "valve": [], "sensor": []}
+
+    async def switch(sub_topic: str | None, payload: str) -> None:
+        pass
+
+    @harness.app.device("lamp")
+    async def lamp(ctx: DeviceContext) -> None:
+        bad: list[Callable[[], object]] = [
+            lambda: ctx.on_command("colour"),
+            lambda: ctx.on_command(lambda a, b, c: None),
+        ]
+        for attempt in bad:
+            with pytest.raises((ValueError, TypeError)) as caught:
+                attempt()
+            raised["lamp"].append(caught.value)
+        ctx.on_command(switch)
+        again: list[Callable[[], object]] = [lambda: ctx.on_command(switch), ctx.commands]
+        for attempt in again:
+            with pytest.raises(RuntimeError, match="lamp: an on_command handler") as caught:
+                attempt()
+            raised["lamp"].append(caught.value)
+
+    @harness.app.device("valve")
+    async def valve(ctx: DeviceContext) -> None:
+        ctx.commands()
+        with pytest.raises(RuntimeError, match=r"valve: ctx\.commands") as caught:
+            ctx.on_command(switch)
+        raised["valve"].append(caught.value)
+
+    @harness.app.telemetry("sensor", interval=10)
+    async def sensor(ctx: DeviceContext) -> None:
+        with pytest.raises(RuntimeError, match="sensor") as caught:
+            ctx.on_command(switch)
+        raised["sensor"].append(caught.value)
+
+    await harness.run()
+    assert [len(errors) for errors in raised.values()] == [4, 1, 1]
+    assert "sub-topic" in str(raised["lamp"][0])
+    assert "(sub_topic, payload)" in str(raised["lamp"][1])

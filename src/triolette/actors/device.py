@@ -10,8 +10,8 @@ cancelled) and publishes ``offline``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast, overload
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, overload
 
 import trio
 
@@ -25,6 +25,7 @@ from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
 from .clock import TrioClock
+from .command_channel import CommandChannel, CommandStream
 from .contracts import shaped_state, state_model_of
 from .durable_publish import DurablePublisher
 from .metronome import Metronome
@@ -34,7 +35,7 @@ from .spec import DeviceSpec
 
 logger = logging.getLogger("triolette.device")
 
-_C = TypeVar("_C")
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
 class Hooks(Protocol):
@@ -180,12 +181,42 @@ class DeviceContext:
         RuntimeError for a device that takes no commands, ValueError for a timeout that is
         not positive.
         """
-        inbox = self._actor.inbox
-        if inbox is None:
-            raise RuntimeError(f"{self.name} takes no commands")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"{self.name}: commands(timeout=) must be positive, got {timeout!r}")
-        return CommandStream(inbox, self._actor.mqtt.topics.command(self.name), timeout)
+        return self._actor.command_channel.stream("commands", timeout)
+
+    @overload
+    def on_command(self, handler: _Handler, /) -> _Handler: ...
+
+    @overload
+    def on_command(self, handler: None = None, /) -> Callable[[_Handler], _Handler]: ...
+
+    @overload
+    def on_command(self, sub_topic: str, /) -> Callable[[_Handler], _Handler]: ...
+
+    def on_command(self, handler: Any = None, /) -> Any:
+        """Register ``handler`` for this device's commands; also ``@ctx.on_command`` and
+        ``@ctx.on_command()``. Only in an ``@app.device`` handler.
+
+        The handler takes ``(sub_topic, payload)`` (``None`` and the text) or one parameter
+        typed :class:`~triolette.Command`; it may be async. A task of the device's actor calls
+        it for each command in order while the device handler runs (it ends with it). Its
+        exception is reported like a handler's, and the next command is handled. A second
+        registration, or one after ``ctx.commands()``, is a RuntimeError; a handler of another
+        shape a TypeError. ``@ctx.on_command("sub")`` is a ValueError: only
+        ``{prefix}/{device}/set`` is routed to a device.
+        """
+        if isinstance(handler, str):
+            raise ValueError(
+                f"{self.name}: on_command({handler!r}): sub-topic commands are not routed to a "
+                f"device; register the plain form for {self._actor.mqtt.topics.command(self.name)}"
+            )
+
+        def register(function: _Handler) -> _Handler:
+            self._actor.command_channel.serve(function)
+            return function
+
+        return register if handler is None else register(handler)
 
     def report_error(self, error: BaseException) -> None:
         """Report ``error`` like a handler exception (log and error topic) and go on."""
@@ -198,50 +229,6 @@ class DeviceContext:
         restarted, as if it had raised :class:`~triolette.HeartbeatMissedError`.
         """
         self._actor.beat()
-
-
-class CommandStream(Generic[_C]):
-    """An async iterator over a device's commands; ``None`` after each quiet ``timeout``.
-
-    It ends when the device's inbox closes (the app stops). Cancelling a wait loses no
-    command: one is taken from the inbox only when it is returned.
-    """
-
-    def __init__(
-        self, inbox: trio.MemoryReceiveChannel[Message], command_topic: str, timeout: float | None
-    ) -> None:
-        self._inbox = inbox
-        self._command_topic = command_topic
-        self._timeout = timeout
-
-    def __aiter__(self) -> CommandStream[_C]:
-        return self
-
-    async def __anext__(self) -> _C:
-        try:
-            if self._timeout is None:
-                message = await self._inbox.receive()
-            else:
-                with trio.move_on_after(self._timeout):
-                    message = await self._inbox.receive()
-                    return self._command(message)
-                return cast(_C, None)
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise StopAsyncIteration from None
-        return self._command(message)
-
-    async def receive(self) -> _C:
-        """The next command (``None`` after a quiet ``timeout``); EndOfChannel at the end."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
-            raise trio.EndOfChannel from None
-
-    def _command(self, message: Message) -> _C:
-        command = Command.from_message(
-            message, command_topic=self._command_topic, timestamp=trio.current_time()
-        )
-        return cast(_C, command)
 
 
 class DeviceActor:
@@ -269,6 +256,10 @@ class DeviceActor:
         self.inbox = inbox
         self.metronome = metronome
         self.store: DeviceStore | None = None
+        self.command_channel = CommandChannel(
+            spec.name, inbox, mqtt.topics.command(spec.name), self.report, self.went_well
+        )
+        """Who reads the commands: ``ctx.commands()`` or ``ctx.on_command`` handlers."""
         self._erred = False
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
         self.durable: DurablePublisher | None = None  # publish="durable": states wait for it
