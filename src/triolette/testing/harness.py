@@ -25,6 +25,7 @@ from triolette.stores.protocol import Store
 
 from .broker import MemoryBroker
 from .clock import FakeClock
+from .direct import call_command
 from .guest import AsyncioSide, in_trio
 from .mock_mqtt import MockMqttClient
 from .recorded import Recorded
@@ -242,6 +243,15 @@ class AppHarness(Recorded):
         if not self.broker.inject(topic or self.app.topics.command(name), text):
             raise LookupError(f"no device of {self.app.name!r} takes commands as {name!r}")
         await self.settle()
+
+    async def call_command(
+        self, name: str, payload: str | bytes | Mapping[str, Any], *, topic: str | None = None
+    ) -> Any:
+        """Call the ``@app.command`` handler ``name`` directly, without serving (cosalette's
+        ``call_command``): no init, adapters, reactors or store. A returned state is recorded
+        on :attr:`mqtt` as the retained state and returned. See
+        :func:`~triolette.testing.direct.call_command` for the errors."""
+        return await call_command(self.app, self.mqtt, name, payload, topic=topic)
 
     def override_state(self, state_type: type, instance: Any) -> None:
         """Serve with ``instance`` as the ``@app.state`` object of ``state_type`` (cosalette's
