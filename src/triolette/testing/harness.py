@@ -94,16 +94,18 @@ class AppHarness(Recorded):
 
         With ``app`` (an existing App, such as your module's ``app``), the harness runs a copy
         of it (:meth:`App.copy_with`) with ``store`` (default: a new ``MemoryStore`` if the app
-        has a store), a :class:`MockMqttClient` and ``app_options`` instead: the given App is not
-        changed, so several tests can use it.
+        has a store or a store factory, which is not called), a :class:`MockMqttClient` and
+        ``app_options`` instead: the given App is not changed, so several tests can use it.
         """
         mqtt = MockMqttClient()
         if app is None:
             app = App(name, store=store, transport=mqtt, **app_options)
         else:
-            if store is None and app.store is not None:
+            if store is None and (app.store is not None or app.store_factory is not None):
                 store = MemoryStore()
-            app = app.copy_with(store=store, transport=mqtt, embedded_broker=None, **app_options)
+            app = app.copy_with(
+                store=store, store_factory=None, transport=mqtt, embedded_broker=None, **app_options
+            )
         return cls(app, mqtt=mqtt)
 
     async def run(self, *, cycles: int | None = None, duration: float | None = None) -> None:
