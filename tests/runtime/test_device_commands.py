@@ -226,3 +226,21 @@ async def test_on_command_refuses_a_second_reader_and_bad_handlers(autojump_cloc
     assert [len(errors) for errors in raised.values()] == [4, 1, 1]
     assert "sub-topic" in str(raised["lamp"][0])
     assert "(sub_topic, payload)" in str(raised["lamp"][1])
+
+
+async def test_receive_takes_one_command_at_a_time(autojump_clock):
+    harness = AppHarness.create()
+    seen: list[str | None] = []
+
+    @harness.app.device("lamp")
+    async def lamp(ctx: DeviceContext) -> None:
+        commands = ctx.commands(timeout=5)
+        first = await commands.receive()
+        seen.append(None if first is None else first.payload)
+        second = await commands.receive()
+        seen.append(None if second is None else second.payload)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(harness.run)
+        await harness.command("lamp", "on")
+    assert seen == ["on", None]
