@@ -14,6 +14,7 @@ from triolette.actors.transport import Transport as Transport
 from triolette.actors.triggers import TriggerPayload as TriggerPayload
 from triolette.core.backoff import Backoff as Backoff
 from triolette.core.breaker import CircuitBreaker as CircuitBreaker
+from triolette.core.commands import Command as Command
 from triolette.core.cron import CronSchedule as CronSchedule
 from triolette.core.deferred import setting_ref as setting_ref
 from triolette.core.errors import ConnectError as ConnectError
@@ -93,6 +94,7 @@ __all__ = [
     "Backoff",
     "Backpressure",
     "CircuitBreaker",
+    "Command",
     "Confirmed",
     "ConnectError",
     "CronSchedule",

@@ -10,12 +10,13 @@ cancelled) and publishes ``offline``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, overload
 
 import trio
 
 from triolette.core.clock import ClockPort
+from triolette.core.commands import Command
 from triolette.core.jsonstate import encode_state
 from triolette.core.messages import Message
 from triolette.core.policies import PersistPolicy, SaveOnChange, SaveOnShutdown
@@ -24,6 +25,7 @@ from triolette.core.topics import OFFLINE, ONLINE, check_level
 from triolette.stores.devicestore import DeviceStore
 
 from .clock import TrioClock
+from .command_channel import CommandChannel, CommandStream
 from .contracts import shaped_state, state_model_of
 from .durable_publish import DurablePublisher
 from .metronome import Metronome
@@ -32,6 +34,8 @@ from .persistence import PersistenceActor
 from .spec import DeviceSpec
 
 logger = logging.getLogger("triolette.device")
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
 
 
 class Hooks(Protocol):
@@ -160,12 +164,59 @@ class DeviceContext:
         """Sleep on the app's clock (virtual under trio's autojump clock in tests)."""
         await trio.sleep(seconds)
 
-    def commands(self) -> trio.MemoryReceiveChannel[Message]:
-        """This device's inbound commands (``{prefix}/{device}/set``), for ``async for``."""
-        inbox = self._actor.inbox
-        if inbox is None:
-            raise RuntimeError(f"{self.name} takes no commands")
-        return inbox
+    @overload
+    def commands(self) -> CommandStream[Command]: ...
+
+    @overload
+    def commands(self, timeout: float) -> CommandStream[Command | None]: ...
+
+    @overload
+    def commands(self, timeout: None) -> CommandStream[Command]: ...
+
+    def commands(self, timeout: float | None = None) -> CommandStream[Any]:
+        """This device's inbound commands (``{prefix}/{device}/set``), for ``async for``.
+
+        Each is a :class:`~triolette.Command`. With ``timeout`` seconds, ``None`` comes
+        whenever that long passes without a command (a handler's chance to poll). Raises
+        RuntimeError for a device that takes no commands, ValueError for a timeout that is
+        not positive.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"{self.name}: commands(timeout=) must be positive, got {timeout!r}")
+        return self._actor.command_channel.stream("commands", timeout)
+
+    @overload
+    def on_command(self, handler: _Handler, /) -> _Handler: ...
+
+    @overload
+    def on_command(self, handler: None = None, /) -> Callable[[_Handler], _Handler]: ...
+
+    @overload
+    def on_command(self, sub_topic: str, /) -> Callable[[_Handler], _Handler]: ...
+
+    def on_command(self, handler: Any = None, /) -> Any:
+        """Register ``handler`` for this device's commands; also ``@ctx.on_command`` and
+        ``@ctx.on_command()``. Only in an ``@app.device`` handler.
+
+        The handler takes ``(sub_topic, payload)`` (``None`` and the text) or one parameter
+        typed :class:`~triolette.Command`; it may be async. A task of the device's actor calls
+        it for each command in order while the device handler runs (it ends with it). Its
+        exception is reported like a handler's, and the next command is handled. A second
+        registration, or one after ``ctx.commands()``, is a RuntimeError; a handler of another
+        shape a TypeError. ``@ctx.on_command("sub")`` is a ValueError: only
+        ``{prefix}/{device}/set`` is routed to a device.
+        """
+        if isinstance(handler, str):
+            raise ValueError(
+                f"{self.name}: on_command({handler!r}): sub-topic commands are not routed to a "
+                f"device; register the plain form for {self._actor.mqtt.topics.command(self.name)}"
+            )
+
+        def register(function: _Handler) -> _Handler:
+            self._actor.command_channel.serve(function)
+            return function
+
+        return register if handler is None else register(handler)
 
     def report_error(self, error: BaseException) -> None:
         """Report ``error`` like a handler exception (log and error topic) and go on."""
@@ -205,6 +256,10 @@ class DeviceActor:
         self.inbox = inbox
         self.metronome = metronome
         self.store: DeviceStore | None = None
+        self.command_channel = CommandChannel(
+            spec.name, inbox, mqtt.topics.command(spec.name), self.report, self.went_well
+        )
+        """Who reads the commands: ``ctx.commands()`` or ``ctx.on_command`` handlers."""
         self._erred = False
         self._policy: PersistPolicy = spec.persist or SaveOnShutdown()
         self.durable: DurablePublisher | None = None  # publish="durable": states wait for it

@@ -304,6 +304,7 @@ class HandlerActor(DeviceActor):
     async def loop(self, ctx: DeviceContext) -> None:
         failure: Exception | None = None
         async with trio.open_nursery() as nursery:
+            self.command_channel.nursery = nursery  # ctx.on_command handlers run here
             if self.spec.persist is not None and self.store is not None:
                 nursery.start_soon(self._consult_on_change)
             if self.spec.heartbeat is not None:

@@ -18,6 +18,7 @@ import trio_asyncio
 
 from triolette.actors.device import DeviceContext
 from triolette.actors.spec import Handler
+from triolette.core.commands import Command
 from triolette.core.messages import Message
 from triolette.stores.devicestore import DeviceStore
 
@@ -75,10 +76,11 @@ class AsyncioDeviceContext(DeviceContext):
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    def commands(self) -> Any:
-        """This device's inbound messages, for ``async for`` in asyncio code."""
-        channel = self._trio.commands()
-        iterator: AsyncIterator[Message] = trio_asyncio.trio_as_aio(channel)
+    def commands(self, timeout: float | None = None) -> Any:
+        """This device's inbound commands, for ``async for`` in asyncio code (``None`` after
+        each quiet ``timeout`` seconds, as in trio code)."""
+        channel = self._trio.commands(timeout)
+        iterator: AsyncIterator[Command | None] = trio_asyncio.trio_as_aio(channel)
         return iterator
 
 

@@ -31,6 +31,7 @@ from triolette.runtime.registry import Registry
 from triolette.runtime.reports import check_error_type_map
 from triolette.runtime.running import Lifecycle, RunningApp
 from triolette.runtime.shared_state import SharedState
+from triolette.runtime.store_factory import StoreFactory, split_store
 from triolette.runtime.supervisor import RestartLimit
 from triolette.stores.protocol import Store
 
@@ -41,7 +42,9 @@ class App(Declaring, Introspection):
     """An IoT-to-MQTT bridge: devices declared with decorators, run by :meth:`serve`.
 
     ``store`` is the backend for device state (``None``: devices cannot take a
-    ``DeviceStore``). ``transport`` is the broker connection; without one, publishes are only
+    ``DeviceStore``), or a synchronous factory each serve calls with the settings injected by
+    class (:mod:`triolette.runtime.store_factory`; ``store`` is then the last one built).
+    ``transport`` is the broker connection; without one, publishes are only
     logged. ``shutdown_timeout`` is the one deadline of a shutdown, counted from the request
     (a signal, :meth:`shutdown`, ``cycles`` done, an escalation): the devices stopping, the
     final flush and the MQTT goodbye all fit in it. 8 s by default: inside the 10 s a
@@ -79,7 +82,7 @@ class App(Declaring, Introspection):
         name: str,
         version: str = "0.0.0",
         *,
-        store: Store | None = None,
+        store: Store | StoreFactory | None = None,
         transport: Transport | None = None,
         topic_prefix: str | None = None,
         shutdown_timeout: float = 8.0,
@@ -110,7 +113,7 @@ class App(Declaring, Introspection):
         self.version = version
         self.description = description
         """What the bridge does, in one line (help texts, the registry)."""
-        self.store = store
+        self.store, self.store_factory = split_store(store)
         self.transport = transport
         self._topics = Topics(check_name(topic_prefix or name, "topic prefix"))
         self.shutdown_timeout = shutdown_timeout

@@ -64,9 +64,15 @@ class Declaring:
 
     registry: Registry
     store: Store | None
+    store_factory: Callable[..., Store] | None
     shared: SharedState
     configure_hooks: list[Callable[..., Any]]
     discovery_options: Discovery | None
+
+    @property
+    def has_store(self) -> bool:
+        """Whether devices may take a ``DeviceStore`` (a store, or a factory to build one)."""
+        return self.store is not None or self.store_factory is not None
 
     # -- declaring devices -------------------------------------------------------------------
 
@@ -243,7 +249,7 @@ class Declaring:
     def _declare(self, kind: DeviceKind, name: NameSpec, **options: Any) -> Callable[[F], F]:
         options.setdefault("persist", None)
         options.setdefault("restart", "transient")
-        return self.registry.declare(kind, name, has_store=self.store is not None, **options)
+        return self.registry.declare(kind, name, has_store=self.has_store, **options)
 
     def adapter(
         self,
@@ -307,7 +313,7 @@ class Declaring:
             return self.registry.declare(
                 DeviceKind.STREAM,
                 name if name is not None else function.__name__,
-                has_store=self.store is not None,
+                has_store=self.has_store,
                 persist=persist,
                 restart=restart,
                 state_model=state_model,

@@ -51,6 +51,7 @@ from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
+from triolette.runtime.store_factory import store_at_start
 from triolette.runtime.supervisor import Companion, Supervisor
 from triolette.runtime.teardown import close
 
@@ -111,14 +112,17 @@ class RunningApp(Bookkeeping):
             remind_every=app.error_reminder_every,
         )
         self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval)
+        if app.store_factory is not None:  # a new store for each serve
+            app.store = store_at_start(app.store_factory, app.settings)
+        store = app.store
         self.persistence = (
             PersistenceActor(
-                app.store,
+                store,
                 mailbox_size=app.mailbox_size,
                 on_error=self._backend_failed,
                 on_recovered=self.reports.backend_recovered,
             )
-            if app.store is not None
+            if store is not None
             else None
         )
         self.lease = keeper_for(app, on_lost=self._lease_lost)

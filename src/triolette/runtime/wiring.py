@@ -138,6 +138,7 @@ def apply_settings(settings: RunSettings, app: App) -> None:
     if settings.store_path is not None:
         source = settings.sources.get("store_path", "store")
         app.store = store_for_location(settings.store_path, source)
+        app.store_factory = None  # the location given at start wins over the app's factory
     if settings.topic_prefix is not None:
         app.topics = Topics(settings.topic_prefix)
     if "standby" in settings.sources:

@@ -25,6 +25,7 @@ from triolette.stores.protocol import Store
 
 from .broker import MemoryBroker
 from .clock import FakeClock
+from .direct import call_command
 from .guest import AsyncioSide, in_trio
 from .mock_mqtt import MockMqttClient
 from .recorded import Recorded
@@ -93,16 +94,18 @@ class AppHarness(Recorded):
 
         With ``app`` (an existing App, such as your module's ``app``), the harness runs a copy
         of it (:meth:`App.copy_with`) with ``store`` (default: a new ``MemoryStore`` if the app
-        has a store), a :class:`MockMqttClient` and ``app_options`` instead: the given App is not
-        changed, so several tests can use it.
+        has a store or a store factory, which is not called), a :class:`MockMqttClient` and
+        ``app_options`` instead: the given App is not changed, so several tests can use it.
         """
         mqtt = MockMqttClient()
         if app is None:
             app = App(name, store=store, transport=mqtt, **app_options)
         else:
-            if store is None and app.store is not None:
+            if store is None and (app.store is not None or app.store_factory is not None):
                 store = MemoryStore()
-            app = app.copy_with(store=store, transport=mqtt, embedded_broker=None, **app_options)
+            app = app.copy_with(
+                store=store, store_factory=None, transport=mqtt, embedded_broker=None, **app_options
+            )
         return cls(app, mqtt=mqtt)
 
     async def run(self, *, cycles: int | None = None, duration: float | None = None) -> None:
@@ -242,6 +245,15 @@ class AppHarness(Recorded):
         if not self.broker.inject(topic or self.app.topics.command(name), text):
             raise LookupError(f"no device of {self.app.name!r} takes commands as {name!r}")
         await self.settle()
+
+    async def call_command(
+        self, name: str, payload: str | bytes | Mapping[str, Any], *, topic: str | None = None
+    ) -> Any:
+        """Call the ``@app.command`` handler ``name`` directly, without serving (cosalette's
+        ``call_command``): no init, adapters, reactors or store. A returned state is recorded
+        on :attr:`mqtt` as the retained state and returned. See
+        :func:`~triolette.testing.direct.call_command` for the errors."""
+        return await call_command(self.app, self.mqtt, name, payload, topic=topic)
 
     def override_state(self, state_type: type, instance: Any) -> None:
         """Serve with ``instance`` as the ``@app.state`` object of ``state_type`` (cosalette's
