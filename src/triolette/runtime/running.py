@@ -110,7 +110,9 @@ class RunningApp(Bookkeeping):
             publish_messages=app.publish_error_messages,
             remind_every=app.error_reminder_every,
         )
-        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval)
+        self.health_checks = HealthChecks(
+            self.mqtt.availability, app.health_check_interval, app.adapter_restarts
+        )
         self.persistence = (
             PersistenceActor(
                 app.store,
