@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import sniffio
 import trio
 import trio.lowlevel
 import trio.testing
@@ -317,3 +319,44 @@ async def test_a_port_a_stream_reads_is_not_restarted(autojump_clock, caplog):
     assert [m for m in messages(caplog, logging.WARNING) if "not restarted" in m] == [
         "adapter StreamablePort[int] is not restarted: stream radio reads from it"
     ]
+
+
+class AsyncioLink:
+    """An asyncio adapter (a context manager): entered and exited in the asyncio loop."""
+
+    built: ClassVar[list[AsyncioLink]] = []
+
+    def __init__(self) -> None:
+        self.loops: list[str] = []
+        AsyncioLink.built.append(self)
+
+    async def __aenter__(self) -> AsyncioLink:
+        await asyncio.sleep(0)
+        self.loops.append(f"enter in {sniffio.current_async_library()}")
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await asyncio.sleep(0)
+        self.loops.append(f"exit in {sniffio.current_async_library()}")
+
+    async def health_check(self) -> bool:
+        return self is not AsyncioLink.built[0]
+
+
+async def test_an_asyncio_adapter_is_restarted_in_the_asyncio_loop(autojump_clock):
+    AsyncioLink.built.clear()
+    harness = AppHarness.create(
+        health_check_interval=INTERVAL, restart_after_failures=1, restart_cooldown=COOLDOWN
+    )
+    harness.app.adapter(AsyncioLink, AsyncioLink, asyncio=True)
+
+    @harness.app.device("link", asyncio=True)
+    async def link(link: AsyncioLink) -> None:
+        await asyncio.sleep(3600)
+
+    async with harness.serving():
+        await trio.sleep(2 * INTERVAL + 1)
+        assert availability(harness, "link") == ["offline", "online"]
+    first, second = AsyncioLink.built
+    assert first.loops == ["enter in asyncio", "exit in asyncio"]
+    assert second.loops == ["enter in asyncio", "exit in asyncio"]

@@ -93,10 +93,12 @@ class HealthChecks:
         *,
         asyncio: bool = False,
         live: LiveAdapter | None = None,
+        streams: Iterable[str] = (),
     ) -> None:
         """Probe ``adapter`` (known as ``port``); ``dependents`` go offline while unhealthy.
-        ``live`` is how it was entered (restarted by exit and enter), if it was."""
-        self._probes[port] = _Probe(adapter, tuple(dependents), asyncio, live)
+        ``live`` is how it was entered (restarted by exit and enter), if it was; the
+        ``streams`` reading from it keep it from being restarted."""
+        self._probes[port] = _Probe(adapter, tuple(dependents), asyncio, live, tuple(streams))
 
     def add_adapters(self, adapters: Adapters, specs: Iterable[DeviceSpec], scope: Scope) -> None:
         """Probe each health-checkable adapter in ``scope``; a device depends on the ports its
@@ -114,11 +116,14 @@ class HealthChecks:
         for port in adapters.ports:
             instance = scope.find(port)
             if isinstance(instance, HealthCheckable):
-                asyncio = adapters.is_asyncio(port)
-                live = live_adapter(scope, port)
-                name = port_name(port)
-                self.add(name, instance, dependents.get(port, []), asyncio=asyncio, live=live)
-                self._probes[name].streams = tuple(streams.get(port, []))
+                self.add(
+                    port_name(port),
+                    instance,
+                    dependents.get(port, []),
+                    asyncio=adapters.is_asyncio(port),
+                    live=live_adapter(scope, port),
+                    streams=streams.get(port, []),
+                )
 
     def __bool__(self) -> bool:
         return bool(self._probes)
@@ -194,9 +199,11 @@ class HealthChecks:
         count.healthy_since = None
         if not policy.enabled or count.failures < policy.after_failures:
             return
-        why_not = why_not_restartable(probe.adapter, probe.live)
-        if probe.streams:
-            why_not = f"stream {', '.join(probe.streams)} reads from it"
+        why_not = (
+            f"stream {', '.join(probe.streams)} reads from it"
+            if probe.streams
+            else why_not_restartable(probe.adapter, probe.live)
+        )
         if why_not is not None:
             if not count.warned:
                 count.warned = True
