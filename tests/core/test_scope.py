@@ -66,3 +66,14 @@ def test_a_missing_type_names_what_is_provided():
     assert scope.find(Other) is MISSING
     with pytest.raises(LookupError, match=r"sensor asks for Other.*provided: Derived"):
         scope.get(Other, asked_by="sensor")
+
+
+def test_replace_swaps_what_is_provided_and_children_see_it():
+    scope = Scope()
+    first, second = Derived(), Derived()
+    scope.provide(Derived, first)
+    child = scope.child()
+    scope.replace(Derived, second)
+    assert child.get(Base) is second
+    with pytest.raises(KeyError, match="nothing is provided as Other to replace"):
+        scope.replace(Other, Other())

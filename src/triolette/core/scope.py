@@ -34,6 +34,13 @@ class Scope:
             )
         self._by_type[key] = instance
 
+    def replace(self, key: Any, instance: Any) -> None:
+        """Offer ``instance`` instead of the one provided as ``key`` here (a restarted
+        adapter); a KeyError when nothing is."""
+        if key not in self._by_type:
+            raise KeyError(f"nothing is provided as {shown(key)} to replace")
+        self._by_type[key] = instance
+
     def child(self) -> Scope:
         """A scope of its own (a device's) that falls back to this one."""
         return Scope(self)

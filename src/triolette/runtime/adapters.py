@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +22,6 @@ import attrs
 from triolette.core.errors import RegistrationError
 from triolette.core.scope import Scope
 from triolette.runtime.factories import call_with, parameters
-from triolette.runtime.teardown import enter_async
 
 logger = logging.getLogger("triolette.app")
 
@@ -113,6 +113,7 @@ class Adapters:
         ``stack`` closes.
         """
         built = []
+        entered = _entered.setdefault(scope, {})
         for port, adapter in self._by_port.items():
             if port in skip:
                 continue
@@ -121,18 +122,81 @@ class Adapters:
             impl = adapter.dry_run if twin else adapter.real
             assert impl is not None
             factory = _load(impl, what) if isinstance(impl, str) else impl
-            instance = call_with(factory, scope, f"{what}: {_name(factory)}")
-            if hasattr(instance, "__aenter__") and hasattr(instance, "__aexit__"):
-                if adapter.asyncio:
-                    from triolette.runtime.aio import entered_in_loop
-
-                    instance = await enter_async(stack, entered_in_loop(instance), what)
-                else:
-                    instance = await enter_async(stack, instance, what)
+            live = LiveAdapter(port, what, _builder(factory, scope, what), adapter.asyncio)
+            instance = await live.enter()
+            stack.push_async_exit(live.exit_logged)
+            entered[port] = live
             scope.provide(port, instance, what=what)
             built.append(port)
             logger.debug("%s ready%s", what, " (dry-run twin)" if twin else "")
         return built
+
+
+_entered: weakref.WeakKeyDictionary[Scope, dict[Any, LiveAdapter]] = weakref.WeakKeyDictionary()
+"""The adapters each serve entered, by the scope they are provided in."""
+
+
+def live_adapter(scope: Scope, port: Any) -> LiveAdapter | None:
+    """The adapter :meth:`Adapters.enter` built for ``port`` in ``scope``, if it did."""
+    return _entered.get(scope, {}).get(port)
+
+
+@attrs.define(eq=False)
+class LiveAdapter:
+    """One adapter of a serve: built and entered, and exited and built again by a restart.
+
+    ``instance`` is what handlers get (what an async context manager's ``__aenter__``
+    returned). The serve's stack exits whichever instance is entered when it closes.
+    """
+
+    port: Any
+    what: str
+    build: Callable[[], Any]
+    asyncio: bool
+    instance: Any = None
+    _manager: contextlib.AbstractAsyncContextManager[Any] | None = None
+    context_manager: bool = False
+    """Whether the last instance built was an async context manager (restarted by exit and
+    enter, rather than ``reset()``)."""
+
+    async def enter(self) -> Any:
+        """Build a new instance, enter it if it is an async context manager, return it.
+
+        An error building or entering propagates (nothing is left entered then).
+        """
+        built = self.build()
+        self.context_manager = hasattr(built, "__aenter__") and hasattr(built, "__aexit__")
+        if self.context_manager:
+            manager = built
+            if self.asyncio:
+                from triolette.runtime.aio import entered_in_loop
+
+                manager = entered_in_loop(built)
+            self.instance = await manager.__aenter__()
+            self._manager = manager
+        else:
+            self.instance = built
+        return self.instance
+
+    async def exit(self) -> None:
+        """Exit the entered instance (once; nothing when none is entered). Errors propagate."""
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            await manager.__aexit__(None, None, None)
+
+    async def exit_logged(self, *info: Any) -> bool:
+        """The serve's stack exit: an error is logged naming the adapter, never raised."""
+        manager, self._manager = self._manager, None
+        if manager is not None:
+            try:
+                await manager.__aexit__(*info)
+            except Exception:
+                logger.exception("%s: error while closing", self.what)
+        return False
+
+
+def _builder(factory: Callable[..., Any], scope: Scope, what: str) -> Callable[[], Any]:
+    return lambda: call_with(factory, scope, f"{what}: {_name(factory)}")
 
 
 def _split(reference: str, what: str) -> tuple[str, str]:

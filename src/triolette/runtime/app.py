@@ -21,6 +21,7 @@ from triolette.core.backoff import RECONNECT, Backoff
 from triolette.core.errors import RegistrationError, SettingsError, UnknownDeviceError
 from triolette.core.kinds import DeviceKind
 from triolette.core.topics import Topics, check_name
+from triolette.runtime.adapter_restarts import RestartPolicy
 from triolette.runtime.adapters import Implementation
 from triolette.runtime.declaring import Declaring
 from triolette.runtime.embedded import EmbeddedBroker
@@ -70,7 +71,10 @@ class App(Declaring, Introspection):
     class name instead of ``str(error)``; an error that keeps repeating is published again
     every ``error_reminder_every`` seconds (``None``: only once). Adapters with an
     ``async health_check()`` are probed every ``health_check_interval`` seconds (``None``:
-    never); see :mod:`triolette.runtime.health_checks`.
+    never); see :mod:`triolette.runtime.health_checks`. One that fails
+    ``restart_after_failures`` probes in a row (0: never restarted) is restarted, waiting
+    ``restart_cooldown`` seconds, at most ``max_restarts`` times until it has been healthy
+    for ``sustained_health_reset`` seconds; see :mod:`triolette.runtime.adapter_restarts`.
     With a shared store (PostgreSQL, Redis) the app holds a lease on its devices while it
     serves, ``lease_seconds`` long (renewed every third): a second app claiming them refuses
     to start (:class:`~triolette.LeaseHeldError`), unless it is a ``standby``, which waits
@@ -108,6 +112,10 @@ class App(Declaring, Introspection):
         publish_error_messages: bool = True,
         error_reminder_every: float | None = 3600.0,
         health_check_interval: float | None = 30.0,
+        restart_after_failures: int = 5,
+        max_restarts: int = 3,
+        restart_cooldown: float = 5.0,
+        sustained_health_reset: float = 300.0,
     ) -> None:
         self.name = check_name(name, "app name")
         self.version = version
@@ -170,6 +178,13 @@ class App(Declaring, Introspection):
         self.health_check_interval = _positive_or_none(
             "health_check_interval", health_check_interval
         )
+        self.adapter_restarts = RestartPolicy.checked(
+            after_failures=restart_after_failures,
+            max_restarts=max_restarts,
+            cooldown=restart_cooldown,
+            sustained_health_reset=sustained_health_reset,
+        )
+        """When a health-checked adapter is restarted (see :mod:`.adapter_restarts`)."""
 
     def __repr__(self) -> str:
         return f"<App {self.name!r}: {len(self.registry.specs)} devices>"

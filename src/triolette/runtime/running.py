@@ -111,7 +111,9 @@ class RunningApp(Bookkeeping):
             publish_messages=app.publish_error_messages,
             remind_every=app.error_reminder_every,
         )
-        self.health_checks = HealthChecks(self.mqtt.availability, app.health_check_interval)
+        self.health_checks = HealthChecks(
+            self.mqtt.availability, app.health_check_interval, app.adapter_restarts
+        )
         if app.store_factory is not None:  # a new store for each serve
             app.store = store_at_start(app.store_factory, app.settings)
         store = app.store
