@@ -7,8 +7,8 @@ in ``self.registry``. Nothing here runs; a serve turns the registrations into de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict, TypeVar, Unpack, overload
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from triolette.actors.spec import Publish
 from triolette.core.breaker import CircuitBreaker
@@ -21,7 +21,7 @@ from triolette.core.strategies import PublishStrategy
 from triolette.core.stream import Backpressure, StreamOptions
 from triolette.runtime.adapters import Implementation
 from triolette.runtime.lifecycle import check_hook
-from triolette.runtime.registration import Enabled, NameSpec
+from triolette.runtime.registration import Common, NameSpec
 from triolette.runtime.registry import Registry
 from triolette.runtime.router import Router
 from triolette.runtime.shared_state import SharedState
@@ -31,31 +31,6 @@ if TYPE_CHECKING:
     from triolette.runtime.discovery import Discovery
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Common(TypedDict, total=False):
-    """The options every device decorator (and ``add_*`` method) takes, each optional.
-
-    ``init``: a synchronous factory run before each start of the handler, injected like it;
-    handlers take its result by its class. ``enabled``: ``False`` registers nothing; a
-    callable decides when a serve starts, given the settings. ``summary``, ``behavior``,
-    ``effects``, ``tags``: text kept for introspection and the registry. Typed contracts:
-    ``state_model`` (the published state's model), ``payload_model`` (a command payload's),
-    ``discoverable`` (announced to Home Assistant), ``state_version`` and ``migrate`` (the
-    stored state's layout version, one migration from each older version to the next).
-    """
-
-    init: Callable[..., Any] | None
-    enabled: Enabled
-    summary: str | None
-    behavior: Sequence[str]
-    effects: Sequence[str]
-    tags: Sequence[str]
-    state_model: type | None
-    payload_model: type | None
-    discoverable: bool
-    state_version: int
-    migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None
 
 
 class Declaring:

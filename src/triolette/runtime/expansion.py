@@ -21,8 +21,8 @@ from triolette.core.deferred import is_deferred, resolve
 from triolette.core.errors import RegistrationError
 from triolette.core.topics import check_name
 from triolette.runtime.injection import FRAMEWORK_TYPES
+from triolette.runtime.option_checks import check_seconds
 from triolette.runtime.registration import Registration
-from triolette.runtime.registry import check_seconds
 
 logger = logging.getLogger("triolette.app")
 

@@ -7,8 +7,8 @@ its metadata, and the :class:`~triolette.actors.spec.DeviceSpec` it becomes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict
 
 import attrs
 
@@ -22,6 +22,35 @@ Enabled = bool | Callable[[Any], bool]
 NameSpec = str | Callable[[Any], Any] | None
 """``name=``: a name, ``None`` (a root entity), or a callable given the settings that returns
 a list of names or a dict of name to that device's configuration."""
+
+
+class Common(TypedDict, total=False):
+    """The options every device decorator (and ``add_*`` method) takes, each optional.
+
+    ``init``: a synchronous factory run before each start of the handler, injected like it;
+    handlers take its result by its class. ``enabled``: ``False`` registers nothing; a
+    callable decides when a serve starts, given the settings. ``summary``, ``behavior``,
+    ``effects``, ``tags``: text kept for introspection and the registry. Typed contracts:
+    ``state_model`` (the published state's model), ``payload_model`` (a command payload's),
+    ``discoverable`` (announced to Home Assistant), ``state_version`` and ``migrate`` (the
+    stored state's layout version, one migration from each older version to the next).
+    """
+
+    init: Callable[..., Any] | None
+    enabled: Enabled
+    summary: str | None
+    behavior: Sequence[str]
+    effects: Sequence[str]
+    tags: Sequence[str]
+    state_model: type | None
+    payload_model: type | None
+    discoverable: bool
+    state_version: int
+    migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None
+
+
+COMMON_OPTIONS = frozenset(Common.__annotations__)
+"""The names of the options in :class:`Common`."""
 
 
 @attrs.frozen(kw_only=True)

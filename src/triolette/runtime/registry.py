@@ -14,28 +14,28 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import attrs
 
 from triolette.actors.contracts import return_model
-from triolette.actors.spec import PUBLISH_CHOICES, DeviceSpec, Publish
+from triolette.actors.spec import DeviceSpec, Publish
 from triolette.actors.stream_buffer import Stream
 from triolette.actors.triggers import TriggerPayload, payload_of
 from triolette.core.deferred import is_deferred
 from triolette.core.errors import RegistrationError
-from triolette.core.kinds import RESTART_TYPES, DeviceKind, Restart
-from triolette.core.policies import PersistPolicy, SaveOnChange
+from triolette.core.kinds import DeviceKind, Restart
+from triolette.core.policies import PersistPolicy
 from triolette.core.strategies import PublishStrategy
-from triolette.core.stream import StreamOptions, check_feeds, check_options, stream_item
-from triolette.core.topics import check_entity_name, check_name
+from triolette.core.stream import StreamOptions, stream_item
+from triolette.core.topics import check_name
+from triolette.runtime import option_checks as checks
 from triolette.runtime.adapters import Adapters, Implementation
 from triolette.runtime.device_scope import init_runner
 from triolette.runtime.injection import FRAMEWORK_TYPES, NEVER_PROVIDED, Bound, bind
-from triolette.runtime.registration import Enabled, NameSpec, Registration
+from triolette.runtime.registration import COMMON_OPTIONS, NameSpec, Registration
 from triolette.runtime.schedule_options import schedule_options
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,59 +113,33 @@ class Registry:
         asyncio: bool = False,
         publish: Publish | PublishStrategy = "now",
         is_root: bool = False,
-        enabled: Enabled = True,
-        init: Callable[..., Any] | None = None,
-        summary: str | None = None,
-        behavior: Iterable[str] = (),
-        effects: Iterable[str] = (),
-        tags: Iterable[str] = (),
-        state_model: type | None = None,
-        payload_model: type | None = None,
-        discoverable: bool = True,
-        state_version: int = 0,
-        migrate: Mapping[int, Callable[[dict[str, Any]], dict[str, Any]]] | None = None,
         stream: StreamOptions | None = None,
-        **scheduling: Any,
+        **given: Any,
     ) -> Callable[[F], F]:
         """Check the options now; the returned decorator registers the handler.
 
         ``name=None`` declares a root entity named after the function (so does
-        ``is_root=True`` with a name). ``enabled=False`` registers nothing and checks nothing.
-        ``scheduling`` holds the options :func:`schedule_options` checks (``schedule``,
-        ``retry``, ``group``...).
+        ``is_root=True`` with a name). ``given`` holds the options of
+        :class:`~triolette.runtime.registration.Common` and those :func:`schedule_options`
+        checks (``schedule``, ``retry``, ``group``...). ``enabled=False`` registers nothing
+        and checks nothing.
         """
+        common = {key: given.pop(key) for key in COMMON_OPTIONS if key in given}
+        enabled = common.get("enabled", True)
         if enabled is False:
             return _left_out
-        label = _label(name, is_root)
-        if name is None:
-            is_root = True
-        elif isinstance(name, str):
-            check_entity_name(name)
-        elif _is_handler(name):
-            raise TypeError(
-                f"@app.{kind.value} needs parentheses: @app.{kind.value}() declares a root "
-                f"entity, @app.{kind.value}('name') a named one"
-            )
-        elif not is_deferred(name):
-            raise RegistrationError(f"name={name!r} is not a str, None or a callable")
-        elif is_root:
-            raise RegistrationError(f"{label}: a root entity needs a fixed name, not a callable")
+        label = checks.label(name, is_root)
+        is_root = checks.check_name_spec(kind, name, is_root, label)
         if not (enabled is True or is_deferred(enabled)):
             raise RegistrationError(f"{label}: enabled={enabled!r} is not a bool or a callable")
-        extra = schedule_options(label, kind, interval=interval, publish=publish, **scheduling)
+        extra = schedule_options(label, kind, interval=interval, publish=publish, **given)
         if "strategy" in extra:
             publish = "now"
         if kind is DeviceKind.TELEMETRY and not is_deferred(interval) and "schedule" not in extra:
-            interval = check_seconds(label, "interval", interval)
-        for option, value in (("timeout", timeout), ("heartbeat", heartbeat)):
-            if value is not None:
-                check_seconds(label, option, value)
-        if restart not in RESTART_TYPES:
-            raise RegistrationError(
-                f"{label}: restart={restart!r} is not one of {', '.join(RESTART_TYPES)}"
-            )
-        _check_policy(label, persist, has_store)
-        _check_publish(label, publish, persist, has_store)
+            interval = checks.check_seconds(label, "interval", interval)
+        checks.check_common(label, restart, timeout=timeout, heartbeat=heartbeat)
+        checks.check_policy(label, persist, has_store)
+        checks.check_publish(label, publish, persist, has_store)
         if enabled is True and (isinstance(name, str) or is_root):
             self._refuse_taken(name if isinstance(name, str) else None, is_root)
         declared = {
@@ -173,13 +147,9 @@ class Registry:
             "name_spec": None if name is None or isinstance(name, str) else name,
             "is_root": is_root,
             "enabled": enabled,
-            "init": init,
+            "init": common.get("init"),
             "interval": interval,
-            "summary": _text(label, "summary", summary),
-            "behavior": _texts(label, "behavior", behavior),
-            "effects": _texts(label, "effects", effects),
-            "tags": _texts(label, "tags", tags),
-            "discoverable": _flag(label, "discoverable", discoverable),
+            **checks.metadata(label, common),
         }
         options: dict[str, Any] = {
             "interval": None if is_deferred(interval) else interval,
@@ -189,16 +159,12 @@ class Registry:
             "heartbeat": None if heartbeat is None else float(heartbeat),
             "asyncio": asyncio,
             **extra,
+            **checks.contract(label, common),
         }
         if publish != "now":  # only the kinds that take the option pass it on
             options["publish"] = publish
-        options.update(
-            state_model=_model(label, "state_model", state_model),
-            payload_model=_model(label, "payload_model", payload_model),
-            **_versions(label, state_version, migrate),
-        )
         if stream is not None:
-            options["stream"] = _check_stream(label, stream)
+            options["stream"] = checks.check_stream(label, stream)
 
         def register(function: F) -> F:
             static = name if isinstance(name, str) else None
@@ -317,18 +283,6 @@ def _left_out(function: F) -> F:
     return function
 
 
-def _label(name: object, is_root: bool) -> str:
-    """How errors name a registration before its function is known."""
-    if isinstance(name, str):
-        return name
-    return "a root entity" if name is None or is_root else f"name={name!r}"
-
-
-def _is_handler(value: object) -> bool:
-    """A function given where a name belongs: ``@app.device`` used without parentheses."""
-    return inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value)
-
-
 def _bind_init(device: str, kind: DeviceKind, init: Any, ports: Iterable[Any]) -> Bound:
     """Bind an ``init=`` factory like a handler; it must be synchronous and return a class
     of its own (not a framework type, not a built-in one)."""
@@ -357,106 +311,3 @@ def _returns(init: Any) -> Any:
     if returns in (inspect.Signature.empty, None, type(None)) or not isinstance(returns, type):
         return None
     return returns
-
-
-def _text(device: str, option: str, value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    raise RegistrationError(f"{device}: {option}={value!r} is not a str")
-
-
-def _texts(device: str, option: str, values: Iterable[str]) -> tuple[str, ...]:
-    """A list of strings as a tuple; one bare string is refused (it would become letters)."""
-    try:
-        items: tuple[Any, ...] = () if isinstance(values, str) else tuple(values)
-    except TypeError:  # not iterable
-        items = (None,)
-    if isinstance(values, str) or not all(isinstance(v, str) for v in items):
-        raise RegistrationError(f"{device}: {option}={values!r} is not a list of str")
-    return items
-
-
-def check_seconds(device: str, option: str, value: object, source: str = "") -> float:
-    """``value`` as a positive, finite number of seconds, or an error naming the device
-    (and, with ``source``, where the value came from)."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
-        return float(value)
-    raise RegistrationError(
-        f"{device}: {option} must be a positive number of seconds, got {value!r}{source}"
-    )
-
-
-def _model(device: str, option: str, model: object) -> type | None:
-    """``model`` if it is a model class (a pydantic ``BaseModel``, checked by its API so that
-    pydantic is not imported here), or ``None``."""
-    if model is None:
-        return None
-    if isinstance(model, type) and callable(getattr(model, "model_validate", None)):
-        return model
-    raise RegistrationError(
-        f"{device}: {option}={model!r} is not a model class (a pydantic BaseModel subclass)"
-    )
-
-
-def _flag(device: str, option: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise RegistrationError(f"{device}: {option}={value!r} is not True or False")
-
-
-def _versions(
-    device: str, version: object, migrate: Mapping[int, Callable[..., Any]] | None
-) -> dict[str, Any]:
-    """``state_version`` (a whole number from 0) and ``migrate`` (one migration from each
-    older version to the next: ``{0: fn, 1: fn}`` for version 2)."""
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-        raise RegistrationError(f"{device}: state_version={version!r} is not a whole number >= 0")
-    steps = dict(migrate or {})
-    wanted = set(range(version))
-    if steps and set(steps) != wanted:
-        raise RegistrationError(
-            f"{device}: migrate= needs one migration from each version before {version} "
-            f"(keys {sorted(wanted)}), got keys {sorted(steps, key=repr)}"
-        )
-    for step, function in steps.items():
-        if not callable(function):
-            raise RegistrationError(f"{device}: migrate[{step}]={function!r} is not callable")
-    return {"state_version": version, "migrations": steps}
-
-
-def _check_stream(name: str, stream: StreamOptions) -> StreamOptions:
-    check_options(name, stream.maxsize, stream.backpressure)
-    stale_after = stream.stale_after
-    if stale_after is not None:
-        stale_after = check_seconds(name, "stale_after", stale_after)
-    return attrs.evolve(stream, stale_after=stale_after, feeds=check_feeds(name, stream.feeds))
-
-
-def _check_policy(device: str, persist: PersistPolicy | None, has_store: bool) -> None:
-    if persist is None:
-        return
-    if isinstance(persist, type) or not callable(getattr(persist, "should_save", None)):
-        hint = f" (did you mean {persist.__name__}()?)" if isinstance(persist, type) else ""
-        raise RegistrationError(f"{device}: persist={persist!r} is not a save policy{hint}")
-    if not has_store:
-        raise RegistrationError(f"{device}: persist= needs a store; pass App(store=...)")
-
-
-def _check_publish(
-    device: str, publish: object, persist: PersistPolicy | None, has_store: bool
-) -> None:
-    """``publish="durable"`` saves every changed cycle itself: no other policy, a store."""
-    if publish not in PUBLISH_CHOICES:
-        raise RegistrationError(
-            f"{device}: publish={publish!r} is not one of {', '.join(map(repr, PUBLISH_CHOICES))}"
-        )
-    if publish != "durable":
-        return
-    if not has_store:
-        raise RegistrationError(f"{device}: publish='durable' needs a store; pass App(store=...)")
-    if persist is not None and type(persist) is not SaveOnChange:
-        raise RegistrationError(
-            f"{device}: publish='durable' saves every cycle that changed the store; "
-            f"persist={persist!r} would hold back or wait for the very publish: "
-            "leave persist out or pass SaveOnChange()"
-        )
