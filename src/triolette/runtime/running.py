@@ -6,8 +6,12 @@ registrations becoming this serve's devices (:func:`~triolette.runtime.expansion
 the settings), shared state, the persistence actor (which loads every device's state in one
 batch), the MQTT actor, the lifespan, then the supervisor with the devices, their metronomes
 and the statistics log. Shutdown is :meth:`RunningApp._shut_down`, then the lifespan, shared
-state and adapters close. The actors' callbacks (cycles, errors, unsaved
-state) arrive here, never on the :class:`~triolette.App`.
+state and adapters close. The actors' callbacks (cycles, errors, unsaved state) arrive
+here, never on the :class:`~triolette.App`; what they count and what a serve reports is
+:mod:`triolette.runtime.bookkeeping`.
+
+A little over 400 lines: the start and the shutdown share one deadline, one exit stack and the
+set of actors that came up; kept together, the order of both reads top to bottom.
 """
 
 from __future__ import annotations

@@ -2,6 +2,10 @@
 
 From trio tests it runs the app in the test's own trio run; from asyncio tests (a ported
 cosalette suite) in a trio guest run on the test's asyncio loop (:mod:`.guest`).
+
+A little over 400 lines: the harness is one object a test talks to (run, serve, command,
+clock, assertions); the assertions live in :mod:`.recorded` and the guest run in
+:mod:`.guest` already.
 """
 
 from __future__ import annotations
