@@ -193,6 +193,20 @@ class Registry:
             )
         if declared["name_spec"] is None and declared["enabled"] is True:
             self._refuse_taken(name, declared["is_root"])  # a literal duplicate
+        spec = self._spec(name, kind, function, declared, has_store, options)
+        self._record(Registration(name=name, func=function, spec=spec, **declared))
+
+    def _spec(
+        self,
+        name: str,
+        kind: DeviceKind,
+        function: Any,
+        declared: dict[str, Any],
+        has_store: bool,
+        options: dict[str, Any],
+    ) -> DeviceSpec:
+        """Bind the handler (and its ``init=``) and make the device's spec; a handler that
+        takes what this app cannot give is refused, naming the device."""
         if kind is DeviceKind.STREAM:
             item = stream_item(f"{name}: handler {function.__qualname__!r}", function, Stream)
             options["stream"] = attrs.evolve(options["stream"], item=item)
@@ -223,7 +237,7 @@ class Registry:
             raise RegistrationError(
                 f"{name}: publish='durable' needs a handler that takes a DeviceStore"
             )
-        spec = DeviceSpec(
+        return DeviceSpec(
             name=name,
             kind=kind,
             call=call,
@@ -236,14 +250,15 @@ class Registry:
             generator=generator,
             **options,
         )
-        registration = Registration(name=name, func=function, spec=spec, **declared)
+
+    def _record(self, registration: Registration) -> None:
         self.registrations.append(registration)
         if registration.is_static:
-            self.specs[name] = spec
+            self.specs[registration.name] = registration.spec
         if registration.is_root and self._root is None:
             self._root = registration
         if registration.name_spec is None and registration.enabled is True:
-            self._taken[name] = registration
+            self._taken[registration.name] = registration
             if registration.is_root:
                 self._taken[None] = registration
 
