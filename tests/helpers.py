@@ -1,10 +1,14 @@
-"""Helpers shared by test modules: a recording backend and a harness around it."""
+"""Helpers shared by test modules: a recording backend and a harness around it, and the
+guides' code blocks run as a user runs them."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -98,3 +102,41 @@ ERROR_ID = re.compile(r" \[error id ([0-9a-f]{12})\]$")
 def without_error_id(line: str) -> str:
     """A log line without the correlation id an error report's line ends with."""
     return ERROR_ID.sub("", line)
+
+
+# -- the guides' code, run as a user would ------------------------------------------------------
+
+DOCS = Path(__file__).parents[1] / "docs"
+_CODE_BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
+
+
+def doc_blocks(page: str, language: str = "python", *, section: str | None = None) -> list[str]:
+    """The ``language`` code blocks of ``docs/<page>``, or of its ``## <section>`` only."""
+    text = (DOCS / page).read_text()
+    if section is not None:
+        start = text.index(f"\n## {section}\n")
+        end = text.find("\n## ", start + 1)
+        text = text[start : end if end != -1 else len(text)]
+    return [body for lang, body in _CODE_BLOCK.findall(text) if lang == language]
+
+
+def pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:
+    """pytest run in ``folder`` (outside this repository's configuration), as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_blocks_as_tests(folder: Path, blocks: list[str]) -> None:
+    """Write ``blocks`` as one test module in ``folder`` (trio mode) and assert that pytest
+    passes every test in it: one per block."""
+    (folder / "test_guide.py").write_text("\n\n".join(blocks))
+    (folder / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    result = pytest_in(folder)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(blocks)} passed" in result.stdout

@@ -17,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.helpers import doc_blocks, pytest_in, run_blocks_as_tests
 from triolette import MemoryStore
 from triolette.testing import AppHarness, Observer
 from triolette.testing.mosquitto import free_port
@@ -228,35 +229,15 @@ async def test_a_calibration_command_changes_the_rate_and_is_saved_at_once(
 
 # -- the guides' code, run as a user would ------------------------------------------------------
 
-DOCS = Path(__file__).parents[1] / "docs"
-CODE_BLOCK = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
-
-
-def _blocks(page: str, language: str) -> list[str]:
-    text = (DOCS / page).read_text()
-    return [body for lang, body in CODE_BLOCK.findall(text) if lang == language]
-
-
-def _pytest_in(folder: Path) -> subprocess.CompletedProcess[str]:
-    """pytest run in ``folder`` (outside this repository's configuration), as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
 
 def test_the_getting_started_bridge_and_its_test_pass_as_written(tmp_path):
-    for body in _blocks("getting-started.md", "python"):
+    for body in doc_blocks("getting-started.md"):
         first_line = body.splitlines()[0]  # "# thermo.py"
         (tmp_path / first_line.removeprefix("# ")).write_text(body)
-    [config] = _blocks("getting-started.md", "toml")
+    [config] = doc_blocks("getting-started.md", "toml")
     (tmp_path / "pyproject.toml").write_text(config)
 
-    result = _pytest_in(tmp_path)
+    result = pytest_in(tmp_path)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
@@ -264,10 +245,6 @@ def test_the_getting_started_bridge_and_its_test_pass_as_written(tmp_path):
 
 
 def test_the_testing_guide_examples_pass_as_written(tmp_path):
-    (tmp_path / "test_guide.py").write_text("\n\n".join(_blocks("testing.md", "python")))
-    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
-
-    result = _pytest_in(tmp_path)
-
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    blocks = doc_blocks("testing.md")
+    assert len(blocks) == 4
+    run_blocks_as_tests(tmp_path, blocks)

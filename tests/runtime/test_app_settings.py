@@ -17,6 +17,7 @@ from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 import triolette
+from tests.helpers import doc_blocks
 from triolette import App, DeviceContext, Settings, SettingsError
 from triolette.runtime import launch, wiring
 from triolette.runtime.app_settings import MqttSettings
@@ -340,16 +341,9 @@ def test_a_log_file_that_cannot_be_opened_is_a_settings_error(clean_env, monkeyp
         resolve_settings(argparse.Namespace(), app=App("gas", settings_class=GasSettings))
 
 
-def _docs_block(page: str, heading: str) -> str:
-    """The first python block after ``heading`` in ``docs/page``."""
-    text = (Path(__file__).parents[2] / "docs" / page).read_text()
-    section = text[text.index(heading) :]
-    return section.split("```python\n", 1)[1].split("```", 1)[0]
-
-
 async def test_the_settings_example_of_the_runtime_page_runs(autojump_clock, tmp_path, monkeypatch):
     source = tmp_path / "docs_settings_example.py"
-    source.write_text(_docs_block("runtime.md", "## The app's settings"))
+    source.write_text(doc_blocks("runtime.md", section="The app's settings")[0])
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)  # no .env of the repository
     module = importlib.import_module("docs_settings_example")
