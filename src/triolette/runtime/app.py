@@ -117,6 +117,7 @@ class App(Declaring, Introspection):
         restart_cooldown: float = 5.0,
         sustained_health_reset: float = 300.0,
     ) -> None:
+        # Over 50 lines: one assignment per option, each checked where it is stored.
         self.name = check_name(name, "app name")
         self.version = version
         self.description = description

@@ -102,6 +102,7 @@ def bind(
     ``@app.device`` handler may be an async generator. With ``role="init"`` the function is an
     ``init=`` factory, which must be synchronous (its call returns its result).
     """
+    # Over 50 lines: one pass over the parameters, each bound or refused with its reason.
     where = f"{device}: {role} {getattr(function, '__qualname__', function)!r}"
     _check_shape(where, kind, function, role)
     hints = _annotations(function, where)

@@ -124,6 +124,7 @@ class Registry:
         checks (``schedule``, ``retry``, ``group``...). ``enabled=False`` registers nothing
         and checks nothing.
         """
+        # Over 50 lines: every option is checked here, in one place, before anything is recorded.
         common = {key: given.pop(key) for key in COMMON_OPTIONS if key in given}
         enabled = common.get("enabled", True)
         if enabled is False:
@@ -207,6 +208,8 @@ class Registry:
     ) -> DeviceSpec:
         """Bind the handler (and its ``init=``) and make the device's spec; a handler that
         takes what this app cannot give is refused, naming the device."""
+        # Over 50 lines: binding the handler and its init= and refusing what the app cannot
+        # give are one step; the spec is built from what they found.
         if kind is DeviceKind.STREAM:
             item = stream_item(f"{name}: handler {function.__qualname__!r}", function, Stream)
             options["stream"] = attrs.evolve(options["stream"], item=item)

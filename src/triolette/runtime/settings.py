@@ -273,6 +273,7 @@ class RunSettings:
         return self.sources.get(name, name)
 
     def _validate(self) -> None:
+        # Over 50 lines: one check per setting, each error naming the flag or variable it came from.
         if self.mqtt_host is not None:
             check_host(self.mqtt_host, self._source("mqtt_host"))
         if self.mqtt_port is not None and not (
