@@ -7,8 +7,9 @@ keepalive pings, and closing a connection whose broker stopped answering). The b
 ``reconnect`` (DNS, TCP, TLS handshake) runs in a worker thread; the CONNACK must follow within
 ``connect_timeout``.
 
-One paho client lives as long as the transport, so QoS 1 messages not yet acknowledged when a
-connection dies stay in paho's store and are sent again after the next CONNACK.
+PUBLISH and PUBACK, the packets a bridge sends and reads by the thousand, take a lean path
+(:mod:`.paho_client`). QoS 1 messages not yet acknowledged when a connection dies are kept
+here and sent again, flagged as duplicates, right after the next CONNACK.
 
 Over 400 lines: the public methods and the paho callbacks share the connection's state (the
 window, the pending confirmations), so they stay in one class; the module's end tells a
@@ -24,15 +25,14 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import trio
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from triolette.actors.paho_client import BufferedClient, as_duplicate, check_topic, encode_publish
 from triolette.actors.transport import Confirmed
 from triolette.core.errors import ConnectError, PublishError
 from triolette.core.messages import Message
@@ -46,8 +46,6 @@ _PERMANENT_REFUSALS = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 _READS_PER_WAKEUP = 64
 EAGER_GAP = 0.0005
 """Seconds after an eager write during which further publishes wait for the writer task."""
-_PUBACK_OK = ReasonCode(PacketTypes.PUBACK)  # shared: the callback only reads them
-_NO_PROPERTIES = Properties(PacketTypes.PUBACK)  # type: ignore[no-untyped-call]
 
 
 class PahoTransport:
@@ -86,8 +84,10 @@ class PahoTransport:
         self.broker = f"{host}:{port}"
         self._client = self._new_client(password)
         self._window = trio.Semaphore(inflight)
-        self._pending: dict[int, tuple[str, Confirmed]] = {}  # QoS 1 mid -> topic, confirmation
-        self._unwritten: deque[tuple[paho.MQTTMessageInfo, str, Confirmed]] = deque()  # QoS 0
+        # QoS 1 mid -> topic, confirmation, packet (sent again after a reconnect)
+        self._pending: dict[int, tuple[str, Confirmed, bytes]] = {}
+        # QoS 0, oldest first: the client's byte count once written, topic, confirmation
+        self._unwritten: deque[tuple[int, str, Confirmed]] = deque()
         self._subacks: dict[int, trio.Event] = {}
         self._on_message: Callable[[Message], None] = _ignore
         self._connack: ReasonCode | None = None
@@ -96,11 +96,10 @@ class PahoTransport:
         self._lost = trio.Event()
         self._lost.set()
         self._write_wanted = trio.Event()
-        self._writing_eagerly = False
         self._written_at = -math.inf  # when publish() last wrote eagerly
 
-    def _new_client(self, password: str | None) -> _BufferedClient:
-        client = _BufferedClient(
+    def _new_client(self, password: str | None) -> BufferedClient:
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id or "",
             protocol=paho.MQTTv311,
@@ -114,7 +113,7 @@ class PahoTransport:
                 self.tls.sslsocket_class = _ClosingSSLSocket
             client.tls_set_context(self.tls)
         client.connect_timeout = self.connect_timeout
-        client.max_inflight_messages_set(0)  # unlimited in paho: self._window bounds it
+        client.on_puback = self._on_puback
         client.on_connect = self._on_connect
         client.on_message = self._on_paho_message
         client.on_subscribe = self._on_subscribe
@@ -177,7 +176,9 @@ class PahoTransport:
             raise ConnectError(
                 self.broker, f"refused: {reason}", permanent=reason.value in _PERMANENT_REFUSALS
             )
-        if client.want_write():  # paho resends unacknowledged QoS 1 messages after CONNACK
+        for _, _, packet in self._pending.values():  # unacknowledged: sent again, in order
+            client.send_packet(as_duplicate(packet))
+        if client.want_write():
             self._write_wanted.set()
         return self._session_present
 
@@ -248,31 +249,25 @@ class PahoTransport:
                 self._window.release()
             raise PublishError(message.topic, "not connected")
         client = self._client
-        if qos and not self._pending:
-            client.on_publish = self._on_publish  # only then: it costs every QoS 0 packet
-        refused: str | None
-        self._writing_eagerly = True  # paho asks for the writer on every publish: not needed
         try:
-            info = client.publish(message.topic, message.payload, qos, message.retain)
-        except ValueError as error:  # a topic paho refuses (wildcards, too long)
-            self._writing_eagerly = False
-            refused = str(error)
-        else:
-            # QoS 1 while the connection just died: paho keeps it and sends it after CONNACK.
-            kept = info.rc == _SUCCESS or (qos and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN)
-            refused = None if kept else paho.error_string(info.rc)
-        if refused is not None:
+            mid = client.next_mid() if qos else 0
+            packet = encode_publish(
+                check_topic(message.topic), message.payload, qos, message.retain, mid
+            )
+        except ValueError as error:  # a topic MQTT refuses (wildcards, too long)
             if qos:
                 self._window.release()
-                if not self._pending:
-                    client.on_publish = None
-            confirmed(PublishError(message.topic, refused))
+            confirmed(PublishError(message.topic, str(error)))
             return
         if qos:
-            self._pending[info.mid] = (message.topic, confirmed)
+            # Kept even if the connection just died: it is sent again after the next CONNACK.
+            self._pending[mid] = (message.topic, confirmed, packet)
+        elif not client.has_socket:
+            confirmed(PublishError(message.topic, "not connected"))
+            return
+        client.send_packet(packet)
         if not qos:
-            self._unwritten.append((info, message.topic, confirmed))
-        self._writing_eagerly = False
+            self._unwritten.append((client.queued_bytes, message.topic, confirmed))
         # Written now when this message filled the QoS 1 window (no more can come until
         # the broker acknowledges) or none was written for EAGER_GAP; otherwise the writer
         # sends it at the end of this scheduling round, with the others published meanwhile.
@@ -283,9 +278,6 @@ class PahoTransport:
         self._written_at = now
         client.loop_write()
         if self._lost.is_set():  # the write found the connection gone (and failed what waited)
-            if not qos and self._unwritten and self._unwritten[-1][0] is info:
-                self._unwritten.pop()
-                confirmed(PublishError(message.topic, "connection lost before it was written"))
             return
         if client.want_write():
             self._write_wanted.set()
@@ -325,7 +317,7 @@ class PahoTransport:
             self._close_socket()
         await trio.lowlevel.checkpoint()
         pending, self._pending = self._pending, {}
-        for topic, confirmed in pending.values():
+        for topic, confirmed, _ in pending.values():
             self._window.release()
             confirmed(PublishError(topic, "disconnected before the broker acknowledged it"))
 
@@ -378,10 +370,8 @@ class PahoTransport:
         return True
 
     def _confirm_written(self) -> None:
-        if self._client.unsent:  # paho counts a message in the send buffer as written
-            return
-        unwritten = self._unwritten
-        while unwritten and unwritten[0][0].is_published():
+        unwritten, sent = self._unwritten, self._client.sent_bytes
+        while unwritten and unwritten[0][0] <= sent:
             unwritten.popleft()[2](None)
 
     def _close_socket(self) -> None:
@@ -395,18 +385,12 @@ class PahoTransport:
         self._connack = reason
         self._session_present = bool(flags.session_present)
 
-    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+    def _on_puback(self, mid: int) -> None:
         entry = self._pending.pop(mid, None)
         if entry is None:
-            return  # a QoS 0 message written while QoS 1 ones were outstanding
-        topic, confirmed = entry
+            return  # not ours (a duplicate acknowledgement)
         self._window.release()
-        if not self._pending:
-            client.on_publish = None
-        if reason.is_failure:
-            confirmed(PublishError(topic, f"refused by the broker: {reason}"))
-        else:
-            confirmed(None)
+        entry[1](None)  # MQTT 3.1.1 has no refusal in a PUBACK
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         refused = [reason for reason in reasons if reason.is_failure]
@@ -433,101 +417,9 @@ class PahoTransport:
                 confirmed(PublishError(topic, "connection lost before it was written"))
 
     def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
-        # In the connect thread connect() checks afterwards; in publish() it writes itself.
-        if not self._writing_eagerly and trio.lowlevel.in_trio_task():
+        # paho queued a packet of its own; in the connect thread connect() checks afterwards.
+        if trio.lowlevel.in_trio_task():
             self._write_wanted.set()
-
-
-class _BufferedClient(paho.Client):
-    """A paho client that reads and writes the socket in large chunks.
-
-    paho reads a packet a few bytes at a time (the type, each length byte, the rest): three
-    system calls for each 4-byte PUBACK. Here one ``recv`` takes whatever is waiting and
-    paho's small reads are served from that buffer. paho also sends each packet with its own
-    call; here :meth:`loop_write` gathers every queued packet and sends them with one. Both
-    buffers belong to one connection: closing its socket empties them (after one last
-    attempt to send, so a DISCONNECT still leaves).
-
-    A v3.1.1 PUBACK (two bytes, the message id) is decoded here: paho builds a reason code
-    and a properties object for each, which MQTT 3.1.1 does not have.
-    """
-
-    _CHUNK = 65536
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._received = bytearray()
-        self._unsent = bytearray()
-
-    @property
-    def buffered(self) -> bool:
-        """Whether bytes already read from the socket wait for paho."""
-        return bool(self._received)
-
-    @property
-    def unsent(self) -> int:
-        """How many bytes paho wrote that the socket has not taken yet."""
-        return len(self._unsent)
-
-    def want_write(self) -> bool:
-        return bool(self._unsent) or super().want_write()
-
-    def loop_write(self) -> MQTTErrorCode:
-        rc = super().loop_write()  # every queued packet into self._unsent
-        if rc == _SUCCESS and self._unsent and not self._flush():
-            self._sock_close()
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        return rc
-
-    def _sock_send(self, buf: bytes | bytearray) -> int:
-        if self._sock is None:
-            raise ConnectionError("self._sock is None")
-        self._unsent += buf
-        return len(buf)
-
-    def _flush(self) -> bool:
-        """Send what the socket takes now; false when the connection failed."""
-        try:
-            sent = self._sock.send(self._unsent)  # type: ignore[union-attr]
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            return True
-        except (OSError, AttributeError):
-            return False
-        del self._unsent[:sent]
-        return True
-
-    def _handle_pubackcomp(self, cmd: Literal["PUBACK", "PUBCOMP"]) -> MQTTErrorCode:
-        packet = self._in_packet["packet"]
-        if cmd != "PUBACK" or self._protocol != paho.MQTTv311 or len(packet) != 2:
-            return super()._handle_pubackcomp(cmd)
-        mid = packet[0] << 8 | packet[1]
-        with self._out_message_mutex:
-            if mid in self._out_messages:
-                return self._do_on_publish(mid, _PUBACK_OK, _NO_PROPERTIES)
-        return _SUCCESS
-
-    def _sock_recv(self, bufsize: int) -> bytes:
-        received = self._received
-        if not received:
-            data = super()._sock_recv(self._CHUNK)  # BlockingIOError: nothing waiting
-            if len(data) <= bufsize:
-                return data  # also the empty read of a closed connection
-            received += data
-        chunk = bytes(received[:bufsize])
-        del received[:bufsize]
-        return chunk
-
-    def reconnect(self) -> MQTTErrorCode:
-        self._received.clear()  # an old connection's bytes are not the new one's
-        self._unsent.clear()
-        return super().reconnect()
-
-    def _sock_close(self) -> None:
-        if self._unsent and self._sock is not None:
-            self._flush()
-        self._received.clear()
-        self._unsent.clear()
-        super()._sock_close()
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):
