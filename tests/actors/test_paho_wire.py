@@ -8,6 +8,7 @@ compared with paho's own.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -111,11 +112,17 @@ async def broker() -> AsyncIterator[Broker]:
     await listeners[0].aclose()
 
 
-def recorder() -> tuple[dict[str, PublishError | None], Callable[[str], object]]:
+Confirm = Callable[[PublishError | None], None]
+
+
+def recorder() -> tuple[dict[str, PublishError | None], Callable[[str], Confirm]]:
     results: dict[str, PublishError | None] = {}
 
-    def confirm(name: str) -> Callable[[PublishError | None], None]:
-        return lambda error: results.setdefault(name, error)  # type: ignore[func-returns-value]
+    def confirm(name: str) -> Confirm:
+        def confirmed(error: PublishError | None) -> None:
+            results.setdefault(name, error)
+
+        return confirmed
 
     return results, confirm
 
@@ -205,9 +212,10 @@ def test_publish_packets_are_byte_for_byte_what_paho_sends(
     """The sizes straddle each step of MQTT's variable-length remaining length."""
     topic, payload, mid = b"bridge/device/state", b"p" * size, 4711
     client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    client._sock = object()  # paho only checks there is one; nothing is written
-    client._send_publish(mid, topic, payload, qos, retain)
-    client._sock = None
+    with socket.socket() as unconnected:
+        client._sock = unconnected  # paho only checks there is one; nothing is sent
+        client._send_publish(mid, topic, payload, qos, retain)
+        client._sock = None
     expected = bytes(client._out_packet[0]["packet"])
     assert encode_publish(topic, payload, qos, retain, mid) == expected
 
