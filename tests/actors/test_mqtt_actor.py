@@ -154,3 +154,23 @@ async def test_a_transport_given_after_construction_is_no_dry_run(
     lines = logged(caplog)
     assert ("triolette.mqtt", "INFO", "connected to the MQTT broker") in lines
     assert ("triolette.published", "DEBUG", "publish app/meter/event tick") in lines
+
+
+async def test_the_outbox_peak_counts_the_retained_table_and_both_queues() -> None:
+    actor = MqttActor(MemoryTransport(MemoryBroker()), Topics("app"), outbox_size=8)
+
+    def retained(n: int) -> Message:
+        return Message(f"app/d{n}/state", b"{}", retain=True)
+
+    for n in range(50):
+        assert actor.publish_nowait(retained(n))
+    assert actor.statistics().outbox_peak == 50
+    for n in range(9):  # the ninth does not fit the QoS 1 queue
+        actor.publish_nowait(Message(f"app/d{n}/event", b"e"))
+    assert actor.statistics().outbox_peak == 58
+    actor.publish_nowait(retained(0))  # replaces the table's entry: no deeper
+    assert actor.statistics().outbox_peak == 58
+    for n in range(50, 53):
+        actor.publish_nowait(retained(n))
+    assert actor.statistics().outbox_depth == 61
+    assert actor.statistics().outbox_peak == 61

@@ -135,6 +135,7 @@ class MqttActor:
         self.topics = topics
         self._qos0_in, self._qos0_out = trio.open_memory_channel[_Outgoing](outbox_size)
         self._qos1_in, self._qos1_out = trio.open_memory_channel[_Outgoing](outbox_size)
+        self._queues_capacity = 2 * outbox_size
         self._retained: dict[str, Message] = {}  # latest per topic: re-published on reconnect
         self._unsent: dict[str, _Outgoing] = {}  # retained, not yet handed over; latest wins
         self._waiting: set[_Outgoing] = set()
@@ -646,6 +647,10 @@ class MqttActor:
         )
 
     def _note_depth(self) -> None:
+        # The queues' capacity bounds their depth: the exact count (two statistics objects)
+        # is taken only when the depth could be a new peak.
+        if len(self._unsent) + self._queues_capacity <= self._counters.outbox_peak:
+            return
         depth = self._depth()
         if depth > self._counters.outbox_peak:
             self._counters.outbox_peak = depth

@@ -102,8 +102,13 @@ class BufferedClient(paho.Client):
         return self._sock is not None
 
     def next_mid(self) -> int:
-        """A message id no other packet in flight has (paho's counter, shared with SUBSCRIBE)."""
-        return self._mid_generate()
+        """A message id no other packet in flight has (paho's counter, shared with SUBSCRIBE).
+
+        Without paho's lock: every call comes from the trio thread.
+        """
+        mid = self._last_mid + 1 if self._last_mid < 65535 else 1
+        self._last_mid = mid
+        return mid
 
     def send_packet(self, packet: bytes) -> None:
         """Queue ``packet`` behind everything queued before; :meth:`loop_write` sends it."""
