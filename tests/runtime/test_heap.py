@@ -6,8 +6,10 @@ import gc
 import weakref
 
 import trio
+import trio.testing
 
-from triolette.runtime.heap import FIRST_FREEZE, REFREEZE_MAX, keep_heap_frozen
+from triolette import App, MemoryStore
+from triolette.runtime.heap import FIRST_FREEZE, REFREEZE_MAX, ServeHeap, keep_heap_frozen
 
 
 class _Node:
@@ -15,8 +17,11 @@ class _Node:
         self.other: _Node | None = None
 
 
-async def test_the_heap_is_frozen_after_the_first_delay_and_thawed_at_exit(autojump_clock):
+async def test_the_heap_is_frozen_after_the_first_delay_and_stays_so_until_released(
+    autojump_clock,
+):
     gc.unfreeze()
+    heap = ServeHeap()
     async with trio.open_nursery() as nursery:
         await nursery.start(keep_heap_frozen)
         await trio.sleep(FIRST_FREEZE * 0.99)
@@ -24,6 +29,8 @@ async def test_the_heap_is_frozen_after_the_first_delay_and_thawed_at_exit(autoj
         await trio.sleep(FIRST_FREEZE * 0.02)
         assert gc.get_freeze_count() > 0
         nursery.cancel_scope.cancel()
+    assert gc.get_freeze_count() > 0
+    heap.release()
     assert gc.get_freeze_count() == 0
 
 
@@ -40,6 +47,7 @@ async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_round(
         await trio.sleep(FIRST_FREEZE * 2)  # the second round thaws and collects first
         assert alive() is None
         nursery.cancel_scope.cancel()
+    gc.unfreeze()
 
 
 async def test_rounds_double_up_to_the_longest_period(autojump_clock, monkeypatch):
@@ -56,3 +64,83 @@ async def test_rounds_double_up_to_the_longest_period(autojump_clock, monkeypatc
     assert gaps[:4] == [FIRST_FREEZE, FIRST_FREEZE * 2, FIRST_FREEZE * 4, FIRST_FREEZE * 8]
     assert max(gaps) == REFREEZE_MAX
     assert gaps[-3:] == [REFREEZE_MAX] * 3
+
+
+def _app_recording_the_stop(seen: dict[str, object]) -> App:
+    app = App("heap", store=MemoryStore(), log_statistics_every=None, heartbeat_every=None)
+
+    @app.device("watcher")
+    async def watcher() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:  # runs when the stop cancels the device
+            seen["collector enabled"] = gc.isenabled()
+            seen["frozen"] = gc.get_freeze_count()
+
+    return app
+
+
+async def test_a_stop_runs_with_the_heap_frozen_and_the_collector_paused(autojump_clock):
+    seen: dict[str, object] = {}
+    app = _app_recording_the_stop(seen)
+    assert gc.isenabled()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await trio.sleep(FIRST_FREEZE * 1.5)
+        app.shutdown()
+    assert seen["collector enabled"] is False
+    assert isinstance(seen["frozen"], int)
+    assert seen["frozen"] > 0
+    assert gc.isenabled()  # resumed once the serve is over
+    assert gc.get_freeze_count() == 0  # and thawed
+
+
+async def test_a_collector_the_program_disabled_stays_disabled_after_a_stop(autojump_clock):
+    seen: dict[str, object] = {}
+    app = _app_recording_the_stop(seen)
+    gc.disable()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(app.serve)
+            await trio.testing.wait_all_tasks_blocked()  # the device waits in its try
+            app.shutdown()
+        assert seen["collector enabled"] is False
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_serve_heap_resumes_only_the_collector_it_paused() -> None:
+    first, second = ServeHeap(), ServeHeap()
+    first.stopping()
+    second.stopping()  # already disabled: not this one's to resume
+    second.release()
+    assert not gc.isenabled()
+    first.release()
+    first.release()
+    assert gc.isenabled()
+
+
+async def test_no_refreeze_round_runs_during_a_stop(autojump_clock, monkeypatch):
+    """A round (a full collection) falling in a stop would hold the final flush."""
+    rounds: list[float] = []
+    monkeypatch.setattr(
+        "triolette.runtime.heap.refreeze", lambda: rounds.append(trio.current_time())
+    )
+    app = App("heap", store=MemoryStore(), log_statistics_every=None, heartbeat_every=None)
+
+    @app.device("slow_to_stop")
+    async def slow_to_stop() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(FIRST_FREEZE * 10)  # many rounds' worth of stopping
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await trio.sleep(FIRST_FREEZE * 1.5)
+        stop_requested = trio.current_time()
+        app.shutdown()
+    assert rounds
+    assert max(rounds) < stop_requested

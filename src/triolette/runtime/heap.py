@@ -10,7 +10,14 @@ skips, so a full collection then walks only what is younger.
 :func:`keep_heap_frozen` collects and freezes soon after the devices start, then again at
 doubling intervals up to :data:`REFREEZE_MAX`, each time thawing first: cyclic garbage among
 frozen objects (what a restarted device leaves behind) is reclaimed at the next round, and
-that round is the one full walk of the period. When the app stops, everything is thawed.
+that round is the one full walk of the period.
+
+A stop cancels every device at once, and each cancelled task leaves cyclic garbage (its
+``Cancelled`` and traceback). Collected while the final snapshots wait, that garbage, and a
+round of the keeper falling in the stop, took about a third of a 10,000-device stop. So a
+serve's :class:`ServeHeap` ends the rounds and pauses the collector when the stop is
+requested, and thaws and resumes it once the stop is over; the next collection after that
+reclaims the lot.
 """
 
 from __future__ import annotations
@@ -28,19 +35,17 @@ REFREEZE_MAX = 600.0
 async def keep_heap_frozen(
     *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Freeze the heap at :data:`FIRST_FREEZE` and again at doubling intervals; thaw on exit.
+    """Freeze the heap at :data:`FIRST_FREEZE` and again at doubling intervals.
 
-    Runs until cancelled; each round holds the loop for one full collection.
+    Runs until cancelled, and leaves the heap frozen: its owner thaws it (see
+    :class:`ServeHeap`). Each round holds the loop for one full collection.
     """
     task_status.started()
     delay = FIRST_FREEZE
-    try:
-        while True:
-            await trio.sleep(delay)
-            refreeze()
-            delay = min(delay * 2, REFREEZE_MAX)
-    finally:
-        gc.unfreeze()
+    while True:
+        await trio.sleep(delay)
+        refreeze()
+        delay = min(delay * 2, REFREEZE_MAX)
 
 
 def refreeze() -> None:
@@ -48,3 +53,27 @@ def refreeze() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+class ServeHeap:
+    """The heap through one serve: frozen while it runs, left alone while it stops.
+
+    :meth:`stopping` pauses the cyclic collector (if it was enabled: one the program disabled
+    stays so); :meth:`release` thaws the heap and resumes what was paused. Both idempotent.
+    The memory the pause can hold is bounded by the garbage the stop makes (a few kilobytes
+    per device).
+    """
+
+    def __init__(self) -> None:
+        self._paused = False
+
+    def stopping(self) -> None:
+        if not self._paused and gc.isenabled():
+            gc.disable()
+            self._paused = True
+
+    def release(self) -> None:
+        gc.unfreeze()
+        if self._paused:
+            self._paused = False
+            gc.enable()

@@ -50,7 +50,7 @@ from triolette.runtime.health import (
     DeviceHealth,
 )
 from triolette.runtime.health_checks import HealthChecks
-from triolette.runtime.heap import keep_heap_frozen
+from triolette.runtime.heap import ServeHeap, keep_heap_frozen
 from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
@@ -96,6 +96,7 @@ class RunningApp(Bookkeeping):
         self.topics = _with_root(app.topics, static)
         self.started_at = trio.current_time()
         self.stop_deadline: float | None = None
+        self._heap = ServeHeap()
         self.skipped: dict[str, int] = {}
         self._cycle_limit = cycles
         self._cycle_event: trio.Event | None = None
@@ -197,6 +198,7 @@ class RunningApp(Bookkeeping):
         if self.state < Lifecycle.STOPPING:
             self.stop_deadline = trio.current_time() + self.app.shutdown_timeout
             self._move(Lifecycle.STOPPING)
+            self._heap.stopping()  # until serve() releases it, once the stop is over
         self.supervisor.scope.cancel()
         if self.lease is not None:
             self.lease.stop_waiting()  # a standby stops waiting for its turn
@@ -244,6 +246,7 @@ class RunningApp(Bookkeeping):
                     await close(self._parts, self._teardown_deadline)
                     root.cancel_scope.cancel()  # the deadline and the embedded broker
         finally:
+            self._heap.release()
             self._move(Lifecycle.STOPPED)
         if failure is not None:
             raise failure
