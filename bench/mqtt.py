@@ -56,6 +56,8 @@ Cases, for both sides (``--messages`` N messages, or ``--round-trips`` for case 
    (actor: ``trio.sleep_until`` then ``await actor.enqueue``; baseline: ``time.sleep`` then
    ``client.publish``); CPU time over the window divided by the window: the share of one core.
    At full speed, wake-ups are shared by many messages; at 1,000 msg/s each message pays them.
+   Next to each actor run, the same schedule with nothing published (``trio.sleep_until``
+   alone, no actor) measures the floor: what trio's wake-ups cost before any MQTT work.
 
 7. **publish only what is durable** (``--durable-seconds``, 0: skipped): the cost of a
    telemetry device's ``publish="durable"`` next to the default ``publish="now"``, for a
@@ -483,6 +485,17 @@ async def actor_round_trips(broker: Broker, bodies: list[bytes], trips: int) -> 
     return await with_actor(broker, measure, {DEVICE: deliver})
 
 
+async def trio_timer_floor(seconds: float) -> Sample:
+    """The paced schedule with nothing published: the cost of the wake-ups alone."""
+    count = int(PACED_RATE * seconds)
+    gc.collect()
+    cpu, began, start = time.process_time(), time.perf_counter(), trio.current_time()
+    for i in range(count):
+        await trio.sleep_until(start + i / PACED_RATE)
+    await trio.sleep_until(start + seconds)
+    return Sample(count, time.perf_counter() - began, time.process_time() - cpu)
+
+
 async def actor_paced(broker: Broker, bodies: list[bytes], seconds: float) -> Sample:
     async def measure(actor: MqttActor, topics: Topics) -> Sample:
         topic = topics.state(DEVICE)
@@ -683,9 +696,14 @@ def report(results: Results, repeat: int, messages: int, plan: Plan) -> list[str
     if ran("paced"):
         share = median(values("paced", "actor", core_share))
         baseline = median(values("paced", "threaded", core_share))
+        wake_ups = median(values("paced", "floor", core_share))
         context.append(
             f"actor at 1,000 msg/s QoS 0: {share:.1f}% of one core < {NOTES_CORE_SHARE:g}%"
             f" (threaded: {baseline:.1f}%): " + verdict(share < NOTES_CORE_SHARE)
+        )
+        context.append(
+            f"  of which trio's 1,000 wake-ups a second with nothing published: {wake_ups:.1f}%;"
+            f" the MQTT work on top: {share - wake_ups:.1f}%"
         )
     print("\ncontext, from the notes' section 8.3 (not this benchmark's targets):")
     for line in context:
@@ -753,6 +771,9 @@ def main(argv: list[str] | None = None) -> int:
             for case in cases:
                 for side in order:
                     results[case][side].append(run_one(case, side, broker, plan))
+                if case == "paced":
+                    timer_only = trio.run(trio_timer_floor, plan.paced_seconds)
+                    results[case].setdefault("floor", []).append(timer_only)
                 progress.append(
                     progress_of(case, results[case]["actor"][-1], results[case]["threaded"][-1])
                 )
