@@ -2,8 +2,8 @@
 
 :class:`StallingTransport` is a memory transport whose broker can hang like a SIGSTOPped
 mosquitto: QoS 1 messages are taken and not acknowledged until the stall ends, and a new
-connection gets no CONNACK. What was taken is acknowledged after the next connection, as paho
-resends it.
+connection gets no CONNACK. What was taken is acknowledged after the next connection, as
+``PahoTransport`` resends it.
 """
 
 from __future__ import annotations

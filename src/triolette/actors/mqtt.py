@@ -301,7 +301,7 @@ class MqttActor:
         A hung broker (or a dead network path) keeps the socket open and says nothing; the
         keepalive would notice only after 1.5 keepalive periods. Ending the connection sends
         the actor down the reconnect path: publishes return at once, retained state waits in
-        the table and is published again after the reconnect, paho resends the rest.
+        the table and is published again after the reconnect, the transport resends the rest.
         """
         unconfirmed = self._unconfirmed
         while True:
