@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import weakref
 
 import trio
@@ -34,7 +35,9 @@ async def test_the_heap_is_frozen_after_the_first_delay_and_stays_so_until_relea
     assert gc.get_freeze_count() == 0
 
 
-async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_round(autojump_clock):
+async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_full_round(
+    autojump_clock,
+):
     a, b = _Node(), _Node()
     a.other, b.other = b, a
     alive = weakref.ref(a)
@@ -42,28 +45,59 @@ async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_round(
         await nursery.start(keep_heap_frozen)
         await trio.sleep(FIRST_FREEZE * 1.01)  # frozen while still referenced
         del a, b
+        await trio.sleep(REFREEZE_MAX * 0.9)  # the younger-only rounds leave it alone
         gc.collect()
         assert alive() is not None  # frozen: the collector does not look at it
-        await trio.sleep(FIRST_FREEZE * 2)  # the second round thaws and collects first
+        await trio.sleep(REFREEZE_MAX * 1.1)  # a full round thaws and collects first
         assert alive() is None
         nursery.cancel_scope.cancel()
     gc.unfreeze()
 
 
-async def test_rounds_double_up_to_the_longest_period(autojump_clock, monkeypatch):
-    rounds: list[float] = []
-    monkeypatch.setattr(
-        "triolette.runtime.heap.refreeze", lambda: rounds.append(trio.current_time())
-    )
+async def test_garbage_younger_than_the_frozen_heap_is_collected_by_a_cheap_round(
+    autojump_clock,
+):
+    async with trio.open_nursery() as nursery:
+        await nursery.start(keep_heap_frozen)
+        await trio.sleep(FIRST_FREEZE * 1.01)
+        frozen = gc.get_freeze_count()
+        a, b = _Node(), _Node()  # made after the first freeze, cyclic, soon garbage
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        survivor = [_Node()]
+        del a, b
+        await trio.sleep(FIRST_FREEZE * 2)  # the next round: younger objects only
+        assert alive() is None
+        assert gc.get_freeze_count() > frozen  # the survivors joined the frozen heap
+        assert survivor[0] is not None
+        nursery.cancel_scope.cancel()
+    gc.unfreeze()
+
+
+async def test_rounds_double_up_to_the_longest_period_and_full_ones_come_at_it(
+    autojump_clock, monkeypatch
+):
+    rounds: list[tuple[float, str]] = []
+    for kind in ("refreeze", "freeze_younger"):
+        monkeypatch.setattr(
+            f"triolette.runtime.heap.{kind}",
+            lambda kind=kind: rounds.append((trio.current_time(), kind)),
+        )
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
         await nursery.start(keep_heap_frozen)
         await trio.sleep(REFREEZE_MAX * 6)
         nursery.cancel_scope.cancel()
-    gaps = [later - earlier for earlier, later in zip([start, *rounds], rounds, strict=False)]
+    times = [at for at, _ in rounds]
+    gaps = [later - earlier for earlier, later in zip([start, *times], times, strict=False)]
     assert gaps[:4] == [FIRST_FREEZE, FIRST_FREEZE * 2, FIRST_FREEZE * 4, FIRST_FREEZE * 8]
     assert max(gaps) == REFREEZE_MAX
     assert gaps[-3:] == [REFREEZE_MAX] * 3
+    full = [at for at, kind in rounds if kind == "refreeze"]
+    assert full[0] == start + FIRST_FREEZE
+    assert rounds[1][1] == "freeze_younger"
+    between = [later - earlier for earlier, later in itertools.pairwise(full)]
+    assert all(REFREEZE_MAX <= gap < 2 * REFREEZE_MAX for gap in between)
 
 
 def _app_recording_the_stop(seen: dict[str, object]) -> App:

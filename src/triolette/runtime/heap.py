@@ -7,10 +7,11 @@ holds the event loop for as long as the walk of the whole heap takes (about 15 m
 worst command latency. ``gc.freeze()`` moves what exists into a generation the collector
 skips, so a full collection then walks only what is younger.
 
-:func:`keep_heap_frozen` collects and freezes soon after the devices start, then again at
-doubling intervals up to :data:`REFREEZE_MAX`, each time thawing first: cyclic garbage among
-frozen objects (what a restarted device leaves behind) is reclaimed at the next round, and
-that round is the one full walk of the period.
+:func:`keep_heap_frozen` collects and freezes soon after the devices start. Later rounds, at
+doubling intervals, collect and freeze only what is younger than the frozen heap (a walk of
+the young objects alone); every :data:`REFREEZE_MAX` a full round thaws first, so cyclic
+garbage among frozen objects (what a restarted device leaves behind) is reclaimed then, and
+that round is the one walk of the whole heap in the period.
 
 A stop cancels every device at once, and each cancelled task leaves cyclic garbage (its
 ``Cancelled`` and traceback). Collected while the final snapshots wait, that garbage, and a
@@ -29,28 +30,43 @@ import trio
 FIRST_FREEZE = 1.0
 """Seconds after the start of the devices until the first freeze."""
 REFREEZE_MAX = 600.0
-"""The longest time between two rounds of thaw, collect and freeze."""
+"""The longest time between two rounds, and the time between two full rounds."""
 
 
 async def keep_heap_frozen(
     *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """Freeze the heap at :data:`FIRST_FREEZE` and again at doubling intervals.
+    """Freeze the heap at :data:`FIRST_FREEZE`, then what is younger at doubling intervals,
+    and all of it again every :data:`REFREEZE_MAX`.
 
     Runs until cancelled, and leaves the heap frozen: its owner thaws it (see
-    :class:`ServeHeap`). Each round holds the loop for one full collection.
+    :class:`ServeHeap`). A full round holds the loop for one walk of the whole heap; the
+    others walk the objects made since the last round.
     """
     task_status.started()
-    delay = FIRST_FREEZE
+    await trio.sleep(FIRST_FREEZE)
+    refreeze()
+    delay, since_full = FIRST_FREEZE, 0.0
     while True:
-        await trio.sleep(delay)
-        refreeze()
         delay = min(delay * 2, REFREEZE_MAX)
+        await trio.sleep(delay)
+        since_full += delay
+        if since_full >= REFREEZE_MAX:
+            refreeze()
+            since_full = 0.0
+        else:
+            freeze_younger()
 
 
 def refreeze() -> None:
     """Thaw, collect everything, and freeze what survived."""
     gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+def freeze_younger() -> None:
+    """Collect what is not frozen (the collector skips the frozen heap), freeze the rest."""
     gc.collect()
     gc.freeze()
 
