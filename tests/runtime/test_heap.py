@@ -10,7 +10,13 @@ import trio
 import trio.testing
 
 from triolette import App, MemoryStore
-from triolette.runtime.heap import FIRST_FREEZE, REFREEZE_MAX, ServeHeap, keep_heap_frozen
+from triolette.runtime.heap import (
+    FIRST_FREEZE,
+    REFREEZE_MAX,
+    YOUNG_THRESHOLD,
+    ServeHeap,
+    keep_heap_frozen,
+)
 
 
 class _Node:
@@ -178,3 +184,37 @@ async def test_no_refreeze_round_runs_during_a_stop(autojump_clock, monkeypatch)
         app.shutdown()
     assert rounds
     assert max(rounds) < stop_requested
+
+
+async def test_devices_run_with_a_larger_young_threshold_and_the_old_one_comes_back(
+    autojump_clock,
+):
+    seen: dict[str, object] = {}
+    app = App("heap", store=MemoryStore(), log_statistics_every=None, heartbeat_every=None)
+
+    @app.device("watcher")
+    async def watcher() -> None:
+        seen["running"] = gc.get_threshold()
+        await trio.sleep_forever()
+
+    before = gc.get_threshold()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(app.serve)
+        await trio.testing.wait_all_tasks_blocked()
+        app.shutdown()
+    assert seen["running"] == (YOUNG_THRESHOLD, *before[1:])
+    assert gc.get_threshold() == before
+
+
+def test_a_program_s_own_larger_or_disabling_threshold_is_kept() -> None:
+    before = gc.get_threshold()
+    try:
+        for threshold in ((YOUNG_THRESHOLD * 3, 5, 5), (0, 10, 10)):
+            gc.set_threshold(*threshold)
+            heap = ServeHeap()
+            heap.running()
+            assert gc.get_threshold() == threshold
+            heap.release()
+            assert gc.get_threshold() == threshold
+    finally:
+        gc.set_threshold(*before)

@@ -117,7 +117,7 @@ class Unconfirmed:
             logger.info("the broker confirms messages again (after %.1f s without)", waited)
 
     def forget(self) -> None:
-        """The connection is gone: what it had not confirmed is the transport's to resend, not ours."""
+        """The connection is gone: what it had not confirmed is the transport's to resend."""
         self._since.clear()
 
     def overdue(self) -> float | None:

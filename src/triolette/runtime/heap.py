@@ -13,6 +13,12 @@ the young objects alone); every :data:`REFREEZE_MAX` a full round thaws first, s
 garbage among frozen objects (what a restarted device leaves behind) is reclaimed then, and
 that round is the one walk of the whole heap in the period.
 
+While the devices run, the youngest generation is collected after :data:`YOUNG_THRESHOLD`
+allocations instead of CPython's 700: each QoS 1 cycle allocates a few dozen tracked objects,
+most freed by their reference count within the cycle, so at 20,000 cycles a second the default
+ran two thousand young collections a second over objects still in flight (measured at 1,000
+devices: 11 % more cycles a second and a lower loop lag with the larger threshold).
+
 A stop cancels every device at once, and each cancelled task leaves cyclic garbage (its
 ``Cancelled`` and traceback). Collected while the final snapshots wait, that garbage, and a
 round of the keeper falling in the stop, took about a third of a 10,000-device stop. So a
@@ -31,6 +37,8 @@ FIRST_FREEZE = 1.0
 """Seconds after the start of the devices until the first freeze."""
 REFREEZE_MAX = 600.0
 """The longest time between two rounds, and the time between two full rounds."""
+YOUNG_THRESHOLD = 7000
+"""Allocations between two collections of the youngest generation while devices run."""
 
 
 async def keep_heap_frozen(
@@ -74,14 +82,22 @@ def freeze_younger() -> None:
 class ServeHeap:
     """The heap through one serve: frozen while it runs, left alone while it stops.
 
-    :meth:`stopping` pauses the cyclic collector (if it was enabled: one the program disabled
-    stays so); :meth:`release` thaws the heap and resumes what was paused. Both idempotent.
-    The memory the pause can hold is bounded by the garbage the stop makes (a few kilobytes
-    per device).
+    :meth:`running` raises the youngest generation's threshold to :data:`YOUNG_THRESHOLD`
+    (a program's own higher one, or 0, is kept); :meth:`stopping` pauses the cyclic collector
+    (if it was enabled: one the program disabled stays so); :meth:`release` thaws the heap and
+    puts the collector back as it found it. Each idempotent. The memory the pause can hold is
+    bounded by the garbage the stop makes (a few kilobytes per device).
     """
 
     def __init__(self) -> None:
         self._paused = False
+        self._thresholds: tuple[int, int, int] | None = None
+
+    def running(self) -> None:
+        if self._thresholds is None:
+            self._thresholds = young, middle, old = gc.get_threshold()
+            if 0 < young < YOUNG_THRESHOLD:
+                gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
     def stopping(self) -> None:
         if not self._paused and gc.isenabled():
@@ -90,6 +106,9 @@ class ServeHeap:
 
     def release(self) -> None:
         gc.unfreeze()
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
         if self._paused:
             self._paused = False
             gc.enable()

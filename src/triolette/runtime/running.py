@@ -301,6 +301,7 @@ class RunningApp(Bookkeeping):
     async def _run_devices(self) -> None:
         companions: list[Companion] = [m.run for m in self._metronomes.values()]
         companions.append(keep_heap_frozen)  # the collector's full walks held the loop
+        self._heap.running()
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)
