@@ -8,6 +8,7 @@ compared with paho's own.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -127,6 +128,25 @@ def recorder() -> tuple[dict[str, PublishError | None], Callable[[str], Confirm]
     return results, confirm
 
 
+async def connect(transport: PahoTransport, broker: Broker, nursery: trio.Nursery) -> Wire:
+    """Connect ``transport`` to the scripted broker and serve it; the broker's side."""
+    await transport.connect(Message("wire/will", b""), lambda message: None)
+    wire = await broker.next_connection()
+    nursery.start_soon(transport.serve)
+    return wire
+
+
+@contextlib.asynccontextmanager
+async def served(broker: Broker) -> AsyncIterator[tuple[PahoTransport, Wire, trio.Nursery]]:
+    """A connected transport, its first connection's broker side, and the nursery serving it."""
+    transport = PahoTransport("127.0.0.1", broker.port)
+    async with trio.open_nursery() as nursery:
+        wire = await connect(transport, broker, nursery)
+        yield transport, wire, nursery
+        await transport.disconnect()
+        nursery.cancel_scope.cancel()
+
+
 async def wait_for(condition: Callable[[], bool]) -> None:
     with trio.fail_after(5):
         while not condition():  # noqa: ASYNC110 (a socket's bytes wake nothing we could wait on)
@@ -136,12 +156,8 @@ async def wait_for(condition: Callable[[], bool]) -> None:
 async def test_batched_and_split_acknowledgements_each_confirm_their_message(
     broker: Broker,
 ) -> None:
-    transport = PahoTransport("127.0.0.1", broker.port)
     results, confirm = recorder()
-    async with trio.open_nursery() as nursery:
-        await transport.connect(Message("wire/will", b""), lambda message: None)
-        wire = await broker.next_connection()
-        nursery.start_soon(transport.serve)
+    async with served(broker) as (transport, wire, _):
         for n in range(4):
             await transport.publish(Message(f"wire/m{n}", f"v{n}", qos=1), confirm(f"m{n}"))
         mids = [_publish_fields(await wire.packet())[2] for _ in range(4)]
@@ -151,19 +167,13 @@ async def test_batched_and_split_acknowledgements_each_confirm_their_message(
         await wire.send(puback(mids[2])[3:] + puback(mids[3]))
         await wait_for(lambda: len(results) == 4)
         assert results == {f"m{n}": None for n in range(4)}
-        await transport.disconnect()
-        nursery.cancel_scope.cancel()
 
 
 async def test_an_unacknowledged_message_is_sent_again_as_a_duplicate_after_a_reconnect(
     broker: Broker,
 ) -> None:
-    transport = PahoTransport("127.0.0.1", broker.port)
     results, confirm = recorder()
-    async with trio.open_nursery() as nursery:
-        await transport.connect(Message("wire/will", b""), lambda message: None)
-        first = await broker.next_connection()
-        nursery.start_soon(transport.serve)
+    async with served(broker) as (transport, first, nursery):
         await transport.publish(Message("wire/a", "one", qos=1, retain=True), confirm("a"))
         await transport.publish(Message("wire/b", "two", qos=1), confirm("b"))
         sent = [await first.packet() for _ in range(2)]
@@ -173,9 +183,7 @@ async def test_an_unacknowledged_message_is_sent_again_as_a_duplicate_after_a_re
         await wait_for(lambda: not transport.connected)
         assert "b" not in results  # a lost connection does not fail a QoS 1 message
 
-        await transport.connect(Message("wire/will", b""), lambda message: None)
-        second = await broker.next_connection()
-        nursery.start_soon(transport.serve)
+        second = await connect(transport, broker, nursery)
         again = await second.packet()
         assert again == as_duplicate(sent[1])
         assert again[0] == 0x3A  # PUBLISH, DUP, QoS 1, not retained
@@ -183,25 +191,17 @@ async def test_an_unacknowledged_message_is_sent_again_as_a_duplicate_after_a_re
         await second.send(puback(_publish_fields(again)[2]))
         await wait_for(lambda: "b" in results)
         assert results == {"a": None, "b": None}
-        await transport.disconnect()
-        nursery.cancel_scope.cancel()
 
 
 async def test_a_qos0_message_counts_as_published_once_the_socket_took_it(
     broker: Broker,
 ) -> None:
-    transport = PahoTransport("127.0.0.1", broker.port)
     results, confirm = recorder()
-    async with trio.open_nursery() as nursery:
-        await transport.connect(Message("wire/will", b""), lambda message: None)
-        wire = await broker.next_connection()
-        nursery.start_soon(transport.serve)
+    async with served(broker) as (transport, wire, _):
         await transport.publish(Message("wire/q0", "x", qos=0), confirm("q0"))
         await wait_for(lambda: "q0" in results)
         assert results == {"q0": None}
         assert await wire.packet() == encode_publish(b"wire/q0", b"x", 0, False, 0)
-        await transport.disconnect()
-        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("size", [0, 1, 120, 121, 16_375, 16_376, 2_097_143, 2_097_144])
