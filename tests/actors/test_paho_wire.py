@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import trio
+import trio.testing
 from paho.mqtt import client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -113,94 +114,109 @@ async def broker() -> AsyncIterator[Broker]:
     await listeners[0].aclose()
 
 
-Confirm = Callable[[PublishError | None], None]
+class Recorder:
+    """Each confirmation by message name; :meth:`until` waits for a condition on them."""
 
+    def __init__(self) -> None:
+        self.results: dict[str, PublishError | None] = {}
+        self._changed = trio.Event()
 
-def recorder() -> tuple[dict[str, PublishError | None], Callable[[str], Confirm]]:
-    results: dict[str, PublishError | None] = {}
-
-    def confirm(name: str) -> Confirm:
+    def confirm(self, name: str) -> Callable[[PublishError | None], None]:
         def confirmed(error: PublishError | None) -> None:
-            results.setdefault(name, error)
+            self.results.setdefault(name, error)
+            self._changed.set()
 
         return confirmed
 
-    return results, confirm
+    async def until(self, condition: Callable[[dict[str, PublishError | None]], bool]) -> None:
+        with trio.fail_after(5):
+            while not condition(self.results):
+                self._changed = trio.Event()
+                await self._changed.wait()
 
 
-async def connect(transport: PahoTransport, broker: Broker, nursery: trio.Nursery) -> Wire:
-    """Connect ``transport`` to the scripted broker and serve it; the broker's side."""
+async def connect(
+    transport: PahoTransport, broker: Broker, nursery: trio.Nursery
+) -> tuple[Wire, trio.Event]:
+    """Connect ``transport`` to the scripted broker and serve it: the broker's side, and an
+    event set when the connection is lost (``serve`` returned)."""
     await transport.connect(Message("wire/will", b""), lambda message: None)
     wire = await broker.next_connection()
-    nursery.start_soon(transport.serve)
-    return wire
+    lost = trio.Event()
+
+    async def serve() -> None:
+        await transport.serve()
+        lost.set()
+
+    nursery.start_soon(serve)
+    return wire, lost
 
 
 @contextlib.asynccontextmanager
-async def served(broker: Broker) -> AsyncIterator[tuple[PahoTransport, Wire, trio.Nursery]]:
-    """A connected transport, its first connection's broker side, and the nursery serving it."""
+async def served(
+    broker: Broker,
+) -> AsyncIterator[tuple[PahoTransport, Wire, trio.Event, trio.Nursery]]:
+    """A connected transport, its first connection's broker side, the event of its loss, and
+    the nursery serving it."""
     transport = PahoTransport("127.0.0.1", broker.port)
     async with trio.open_nursery() as nursery:
-        wire = await connect(transport, broker, nursery)
-        yield transport, wire, nursery
+        wire, lost = await connect(transport, broker, nursery)
+        yield transport, wire, lost, nursery
         await transport.disconnect()
         nursery.cancel_scope.cancel()
-
-
-async def wait_for(condition: Callable[[], bool]) -> None:
-    with trio.fail_after(5):
-        while not condition():  # noqa: ASYNC110 (a socket's bytes wake nothing we could wait on)
-            await trio.sleep(0.001)
 
 
 async def test_batched_and_split_acknowledgements_each_confirm_their_message(
     broker: Broker,
 ) -> None:
-    results, confirm = recorder()
-    async with served(broker) as (transport, wire, _):
+    recorder = Recorder()
+    async with served(broker) as (transport, wire, _, _):
         for n in range(4):
-            await transport.publish(Message(f"wire/m{n}", f"v{n}", qos=1), confirm(f"m{n}"))
+            message = Message(f"wire/m{n}", f"v{n}", qos=1)
+            await transport.publish(message, recorder.confirm(f"m{n}"))
         mids = [_publish_fields(await wire.packet())[2] for _ in range(4)]
         await wire.send(puback(mids[0]) + puback(mids[1]) + puback(mids[2])[:3])
-        await wait_for(lambda: len(results) == 2)
-        assert results == {"m0": None, "m1": None}  # m2's acknowledgement is not whole yet
+        await recorder.until(lambda results: len(results) >= 2)
+        await trio.testing.wait_all_tasks_blocked()  # the reader took all it was sent
+        assert recorder.results == {"m0": None, "m1": None}  # m2's is not whole yet
         await wire.send(puback(mids[2])[3:] + puback(mids[3]))
-        await wait_for(lambda: len(results) == 4)
-        assert results == {f"m{n}": None for n in range(4)}
+        await recorder.until(lambda results: len(results) == 4)
+        assert recorder.results == {f"m{n}": None for n in range(4)}
 
 
 async def test_an_unacknowledged_message_is_sent_again_as_a_duplicate_after_a_reconnect(
     broker: Broker,
 ) -> None:
-    results, confirm = recorder()
-    async with served(broker) as (transport, first, nursery):
-        await transport.publish(Message("wire/a", "one", qos=1, retain=True), confirm("a"))
-        await transport.publish(Message("wire/b", "two", qos=1), confirm("b"))
+    recorder = Recorder()
+    async with served(broker) as (transport, first, lost, nursery):
+        await transport.publish(Message("wire/a", "one", qos=1, retain=True), recorder.confirm("a"))
+        await transport.publish(Message("wire/b", "two", qos=1), recorder.confirm("b"))
         sent = [await first.packet() for _ in range(2)]
         await first.send(puback(_publish_fields(sent[0])[2]))  # b is never acknowledged
-        await wait_for(lambda: "a" in results)
+        await recorder.until(lambda results: "a" in results)
         await first.stream.aclose()
-        await wait_for(lambda: not transport.connected)
-        assert "b" not in results  # a lost connection does not fail a QoS 1 message
+        with trio.fail_after(5):
+            await lost.wait()
+        assert "b" not in recorder.results  # a lost connection does not fail a QoS 1 message
 
-        second = await connect(transport, broker, nursery)
+        second, _ = await connect(transport, broker, nursery)
         again = await second.packet()
         assert again == as_duplicate(sent[1])
         assert again[0] == 0x3A  # PUBLISH, DUP, QoS 1, not retained
         assert _publish_fields(again)[1:] == _publish_fields(sent[1])[1:]
         await second.send(puback(_publish_fields(again)[2]))
-        await wait_for(lambda: "b" in results)
-        assert results == {"a": None, "b": None}
+        await recorder.until(lambda results: "b" in results)
+        assert recorder.results == {"a": None, "b": None}
 
 
 async def test_a_qos0_message_counts_as_published_once_the_socket_took_it(
     broker: Broker,
 ) -> None:
-    results, confirm = recorder()
-    async with served(broker) as (transport, wire, _):
-        await transport.publish(Message("wire/q0", "x", qos=0), confirm("q0"))
-        await wait_for(lambda: "q0" in results)
-        assert results == {"q0": None}
+    recorder = Recorder()
+    async with served(broker) as (transport, wire, _, _):
+        await transport.publish(Message("wire/q0", "x", qos=0), recorder.confirm("q0"))
+        await recorder.until(lambda results: "q0" in results)
+        assert recorder.results == {"q0": None}
         assert await wire.packet() == encode_publish(b"wire/q0", b"x", 0, False, 0)
 
 
