@@ -229,3 +229,60 @@ async def test_plain_to_a_tls_port_is_a_permanent_error_at_start(
     client = PahoTransport(broker.host, tls_port, tls=trusting_tls(), connect_timeout=2.0)
     await client.connect(Message("x/status", "offline", retain=True), lambda message: None)
     await client.disconnect()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_bursts_both_ways_are_confirmed_and_arrive_whole(
+    tls_broker: tuple[Mosquitto, int], tls: bool
+) -> None:
+    """The transport's own PUBLISH/PUBACK path, in plain TCP and in TLS records: payloads
+    that take many reads; acknowledgements many to a read; 200 small QoS 0 messages coming
+    back at once (more packets in one read than a wake-up handles); then, with nothing more
+    to send, 100 QoS 1 messages from another client, each of which the transport must
+    acknowledge for the broker to go on (it keeps at most 20 unacknowledged)."""
+    broker, tls_port = tls_broker
+    context = None
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False  # the records are the point here, not the certificate
+        context.verify_mode = ssl.CERT_NONE
+    port = tls_port if tls else broker.port
+    transport = PahoTransport(broker.host, port, tls=context)
+    other = PahoTransport(broker.host, port, tls=context)
+    sizes = [1, 100, 70_000, 5, 300_000, 0, 20, *([64] * 200)]
+    echoed = {f"burst/echo/{n}": bytes([n % 251]) * size for n, size in enumerate(sizes)}
+    inbound = {f"burst/in/{n}": f"command {n}".encode() for n in range(100)}
+    received: dict[str, bytes] = {}
+    confirmed: list[object] = []
+    echoes_back, inbound_in = trio.Event(), trio.Event()
+
+    def on_message(message: Message) -> None:
+        received[message.topic] = message.payload
+        if echoed.keys() <= received.keys():
+            echoes_back.set()
+        if inbound.keys() <= received.keys():
+            inbound_in.set()
+
+    async with trio.open_nursery() as nursery:
+        for client, deliver in ((transport, on_message), (other, _ignore)):
+            await client.connect(Message("burst/will", b""), deliver)
+            nursery.start_soon(client.serve)
+        await transport.subscribe(["burst/#"])
+        for n, (topic, payload) in enumerate(echoed.items()):
+            qos = 1 if n < 7 else 0
+            await transport.publish(Message(topic, payload, qos=qos), confirmed.append)
+        with trio.fail_after(10):
+            await echoes_back.wait()
+        assert confirmed == [None] * len(echoed)
+        for topic, payload in inbound.items():
+            await other.publish(Message(topic, payload, qos=1), confirmed.append)
+        with trio.fail_after(10):
+            await inbound_in.wait()
+        assert received == echoed | inbound
+        for client in (transport, other):
+            await client.disconnect()
+        nursery.cancel_scope.cancel()
+
+
+def _ignore(message: Message) -> None:
+    pass

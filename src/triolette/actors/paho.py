@@ -326,10 +326,13 @@ class PahoTransport:
     async def _read(self, sock: Any) -> None:
         client = self._client
         while not self._gone(sock):
-            try:
-                await trio.lowlevel.wait_readable(sock)
-            except trio.ClosedResourceError:
-                return
+            if _read_ahead(client, sock):  # bytes already read: the socket may have no more
+                await trio.lowlevel.checkpoint()  # a turn for the others after a long burst
+            else:
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                except trio.ClosedResourceError:
+                    return
             # paho reads about one packet per call: keep reading while data is waiting.
             for _ in range(_READS_PER_WAKEUP):
                 if client.loop_read() != _SUCCESS or client.socket() is not sock:
@@ -470,6 +473,12 @@ async def _writable(sock: Any) -> bool:
     except trio.ClosedResourceError:
         return False
     return True
+
+
+def _read_ahead(client: BufferedClient, sock: Any) -> bool:
+    """Whether bytes were read from ``sock`` that no packet has used yet (in the client's
+    buffer, or decrypted and held by TLS): waiting for the socket would not wake for them."""
+    return client.buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
 
 
 def _has_data(sock: Any) -> bool:

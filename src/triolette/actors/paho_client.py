@@ -119,7 +119,13 @@ class BufferedClient(paho.Client):
         return bool(self._unsent) or super().want_write()
 
     def loop_write(self) -> MQTTErrorCode:
-        """Send paho's queued packets and ours: what the socket takes now, in one call."""
+        """Send paho's queued packets and ours: what the socket takes now, in one call.
+
+        Once all is sent, paho's "write registered" flag is cleared, so the next packet paho
+        queues (a PUBACK for an inbound message, a ping) calls ``on_socket_register_write``
+        again: paho clears it only when its own ``loop_write`` finds nothing left, which our
+        send buffer hides from it.
+        """
         rc = super().loop_write() if self._out_packet else _SUCCESS
         if rc == _SUCCESS and self._unsent:
             if self._sock is None:
@@ -127,6 +133,8 @@ class BufferedClient(paho.Client):
             if not self._flush():
                 self._sock_close()
                 return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not self._unsent and not self._out_packet:
+            self._call_socket_unregister_write()
         return rc
 
     def _sock_send(self, buf: bytes | bytearray) -> int:
