@@ -25,6 +25,9 @@ round of the keeper falling in the stop, took about a third of a 10,000-device s
 serve's :class:`ServeHeap` ends the rounds and pauses the collector when the stop is
 requested, and thaws and resumes it once the stop is over; the next collection after that
 reclaims the lot.
+
+The collector, its thresholds and the frozen heap belong to the process: two apps served in
+one process share them, and each serve puts back what it found when it ends.
 """
 
 from __future__ import annotations
