@@ -15,7 +15,6 @@ from triolette.runtime.heap import (
     REFREEZE_MAX,
     YOUNG_THRESHOLD,
     ServeHeap,
-    keep_heap_frozen,
 )
 
 
@@ -30,7 +29,7 @@ async def test_the_heap_is_frozen_after_the_first_delay_and_stays_so_until_relea
     gc.unfreeze()
     heap = ServeHeap()
     async with trio.open_nursery() as nursery:
-        await nursery.start(keep_heap_frozen)
+        await nursery.start(heap.keep_frozen)
         await trio.sleep(FIRST_FREEZE * 0.99)
         assert gc.get_freeze_count() == 0
         await trio.sleep(FIRST_FREEZE * 0.02)
@@ -47,8 +46,9 @@ async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_full_r
     a, b = _Node(), _Node()
     a.other, b.other = b, a
     alive = weakref.ref(a)
+    heap = ServeHeap()
     async with trio.open_nursery() as nursery:
-        await nursery.start(keep_heap_frozen)
+        await nursery.start(heap.keep_frozen)
         await trio.sleep(FIRST_FREEZE * 1.01)  # frozen while still referenced
         del a, b
         await trio.sleep(REFREEZE_MAX * 0.9)  # the younger-only rounds leave it alone
@@ -57,14 +57,15 @@ async def test_cyclic_garbage_frozen_while_alive_is_reclaimed_at_the_next_full_r
         await trio.sleep(REFREEZE_MAX * 1.1)  # a full round thaws and collects first
         assert alive() is None
         nursery.cancel_scope.cancel()
-    gc.unfreeze()
+    heap.release()
 
 
 async def test_garbage_younger_than_the_frozen_heap_is_collected_by_a_cheap_round(
     autojump_clock,
 ):
+    heap = ServeHeap()
     async with trio.open_nursery() as nursery:
-        await nursery.start(keep_heap_frozen)
+        await nursery.start(heap.keep_frozen)
         await trio.sleep(FIRST_FREEZE * 1.01)
         frozen = gc.get_freeze_count()
         a, b = _Node(), _Node()  # made after the first freeze, cyclic, soon garbage
@@ -77,13 +78,14 @@ async def test_garbage_younger_than_the_frozen_heap_is_collected_by_a_cheap_roun
         assert gc.get_freeze_count() > frozen  # the survivors joined the frozen heap
         assert survivor[0] is not None
         nursery.cancel_scope.cancel()
-    gc.unfreeze()
+    heap.release()
 
 
 async def test_rounds_double_up_to_the_longest_period_and_full_ones_come_at_it(
     autojump_clock, monkeypatch
 ):
     rounds: list[tuple[float, str]] = []
+    heap = ServeHeap()
     for kind in ("refreeze", "freeze_younger"):
         monkeypatch.setattr(
             f"triolette.runtime.heap.{kind}",
@@ -91,9 +93,10 @@ async def test_rounds_double_up_to_the_longest_period_and_full_ones_come_at_it(
         )
     async with trio.open_nursery() as nursery:
         start = trio.current_time()
-        await nursery.start(keep_heap_frozen)
+        await nursery.start(heap.keep_frozen)
         await trio.sleep(REFREEZE_MAX * 6)
         nursery.cancel_scope.cancel()
+    heap.release()
     times = [at for at, _ in rounds]
     gaps = [later - earlier for earlier, later in zip([start, *times], times, strict=False)]
     assert gaps[:4] == [FIRST_FREEZE, FIRST_FREEZE * 2, FIRST_FREEZE * 4, FIRST_FREEZE * 8]
@@ -206,14 +209,16 @@ async def test_devices_run_with_a_larger_young_threshold_and_the_old_one_comes_b
     assert gc.get_threshold() == before
 
 
-def test_a_program_s_own_larger_or_disabling_threshold_is_kept() -> None:
+async def test_a_program_s_own_larger_or_disabling_threshold_is_kept(autojump_clock) -> None:
     before = gc.get_threshold()
     try:
         for threshold in ((YOUNG_THRESHOLD * 3, 5, 5), (0, 10, 10)):
             gc.set_threshold(*threshold)
             heap = ServeHeap()
-            heap.running()
-            assert gc.get_threshold() == threshold
+            async with trio.open_nursery() as nursery:
+                await nursery.start(heap.keep_frozen)
+                assert gc.get_threshold() == threshold
+                nursery.cancel_scope.cancel()
             heap.release()
             assert gc.get_threshold() == threshold
     finally:

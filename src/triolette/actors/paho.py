@@ -142,8 +142,26 @@ class PahoTransport:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._on_message = on_message
         self._connack = None
+        await self._open_socket()
+        self._sock = client.socket()
+        self._set_socket_options()
+        self._lost = trio.Event()
+        self._write_wanted = trio.Event()
+        mismatch: str | None = None
+        with trio.move_on_after(self.connect_timeout):
+            mismatch = await self._await_connack()
+        self._check_connack(mismatch)
+        for _, _, packet in self._pending.values():  # unacknowledged: sent again, in order
+            client.send_packet(as_duplicate(packet))
+        if client.want_write():
+            self._write_wanted.set()
+        return self._session_present
+
+    async def _open_socket(self) -> None:
+        """paho's blocking ``reconnect`` (DNS, TCP, TLS, CONNECT queued) in a worker thread;
+        its errors as :class:`~triolette.ConnectError`."""
         try:
-            await trio.to_thread.run_sync(client.reconnect)
+            await trio.to_thread.run_sync(self._client.reconnect)
         except socket.gaierror as error:
             # EAI_AGAIN: no answer from the resolver (say, at boot): an outage, not a verdict.
             raise ConnectError(
@@ -159,28 +177,21 @@ class PahoTransport:
             if self.tls is not None and _refused_tls(error):
                 raise ConnectError(self.broker, _NO_TLS, permanent=True) from error
             raise ConnectError(self.broker, str(error) or type(error).__name__) from error
-        self._sock = client.socket()
-        self._set_socket_options()
-        self._lost = trio.Event()
-        self._write_wanted = trio.Event()
-        mismatch: str | None = None
-        with trio.move_on_after(self.connect_timeout):
-            mismatch = await self._await_connack()
-        reason = self._connack_reason()
-        if reason is None or reason.is_failure:
-            self._close_socket()
-            if reason is None and mismatch is not None:
-                raise ConnectError(self.broker, mismatch, permanent=True)
-            if reason is None:
-                raise ConnectError(self.broker, f"no CONNACK within {self.connect_timeout:g} s")
-            raise ConnectError(
-                self.broker, f"refused: {reason}", permanent=reason.value in _PERMANENT_REFUSALS
-            )
-        for _, _, packet in self._pending.values():  # unacknowledged: sent again, in order
-            client.send_packet(as_duplicate(packet))
-        if client.want_write():
-            self._write_wanted.set()
-        return self._session_present
+
+    def _check_connack(self, mismatch: str | None) -> None:
+        """Raise :class:`~triolette.ConnectError` (closing the socket) unless a CONNACK
+        accepted the connection; ``mismatch`` says why a plain connection reached TLS."""
+        reason = self._connack  # set by the on_connect callback
+        if reason is not None and not reason.is_failure:
+            return
+        self._close_socket()
+        if reason is None and mismatch is not None:
+            raise ConnectError(self.broker, mismatch, permanent=True)
+        if reason is None:
+            raise ConnectError(self.broker, f"no CONNACK within {self.connect_timeout:g} s")
+        raise ConnectError(
+            self.broker, f"refused: {reason}", permanent=reason.value in _PERMANENT_REFUSALS
+        )
 
     def _set_socket_options(self) -> None:
         for option in self.socket_options:
@@ -190,9 +201,6 @@ class PahoTransport:
                 self._close_socket()
                 refused = f"socket option {option} refused: {error}"
                 raise ConnectError(self.broker, refused, permanent=True) from error
-
-    def _connack_reason(self) -> ReasonCode | None:
-        return self._connack  # set by the on_connect callback
 
     async def _await_connack(self) -> str | None:
         """Read until the CONNACK; return why a plain connection evidently reached TLS."""
@@ -338,7 +346,7 @@ class PahoTransport:
                 if client.loop_read() != _SUCCESS or client.socket() is not sock:
                     self._close_socket()
                     return
-                if not client.buffered and not _has_data(sock):
+                if not _read_ahead(client, sock) and not _readable(sock):
                     break
 
     async def _write(self, sock: Any) -> None:
@@ -481,9 +489,8 @@ def _read_ahead(client: BufferedClient, sock: Any) -> bool:
     return client.buffered or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
 
 
-def _has_data(sock: Any) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
+def _readable(sock: Any) -> bool:
+    """Whether the socket itself has bytes waiting now."""
     readable, _, _ = select.select([sock], [], [], 0)
     return bool(readable)
 

@@ -110,7 +110,7 @@ class BufferedClient(paho.Client):
         self._last_mid = mid
         return mid
 
-    def send_packet(self, packet: bytes) -> None:
+    def send_packet(self, packet: bytes | bytearray) -> None:
         """Queue ``packet`` behind everything queued before; :meth:`loop_write` sends it."""
         self._unsent += packet
         self.queued_bytes += len(packet)
@@ -140,8 +140,7 @@ class BufferedClient(paho.Client):
     def _sock_send(self, buf: bytes | bytearray) -> int:
         if self._sock is None:
             raise ConnectionError("self._sock is None")
-        self._unsent += buf
-        self.queued_bytes += len(buf)
+        self.send_packet(buf)  # paho's own packets join ours, in order
         return len(buf)
 
     def _flush(self) -> bool:

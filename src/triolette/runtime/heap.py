@@ -7,7 +7,7 @@ holds the event loop for as long as the walk of the whole heap takes (about 15 m
 worst command latency. ``gc.freeze()`` moves what exists into a generation the collector
 skips, so a full collection then walks only what is younger.
 
-:func:`keep_heap_frozen` collects and freezes soon after the devices start. Later rounds, at
+:meth:`ServeHeap.keep_frozen` collects and freezes soon after the devices start. Later rounds, at
 doubling intervals, collect and freeze only what is younger than the frozen heap (a walk of
 the young objects alone); every :data:`REFREEZE_MAX` a full round thaws first, so cyclic
 garbage among frozen objects (what a restarted device leaves behind) is reclaimed then, and
@@ -44,31 +44,6 @@ YOUNG_THRESHOLD = 7000
 """Allocations between two collections of the youngest generation while devices run."""
 
 
-async def keep_heap_frozen(
-    *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    """Freeze the heap at :data:`FIRST_FREEZE`, then what is younger at doubling intervals,
-    and all of it again every :data:`REFREEZE_MAX`.
-
-    Runs until cancelled, and leaves the heap frozen: its owner thaws it (see
-    :class:`ServeHeap`). A full round holds the loop for one walk of the whole heap; the
-    others walk the objects made since the last round.
-    """
-    task_status.started()
-    await trio.sleep(FIRST_FREEZE)
-    refreeze()
-    delay, since_full = FIRST_FREEZE, 0.0
-    while True:
-        delay = min(delay * 2, REFREEZE_MAX)
-        await trio.sleep(delay)
-        since_full += delay
-        if since_full >= REFREEZE_MAX:
-            refreeze()
-            since_full = 0.0
-        else:
-            freeze_younger()
-
-
 def refreeze() -> None:
     """Thaw, collect everything, and freeze what survived."""
     gc.unfreeze()
@@ -83,24 +58,47 @@ def freeze_younger() -> None:
 
 
 class ServeHeap:
-    """The heap through one serve: frozen while it runs, left alone while it stops.
+    """The heap through one serve: frozen while its devices run, left alone while it stops.
 
-    :meth:`running` raises the youngest generation's threshold to :data:`YOUNG_THRESHOLD`
-    (a program's own higher one, or 0, is kept); :meth:`stopping` pauses the cyclic collector
-    (if it was enabled: one the program disabled stays so); :meth:`release` thaws the heap and
-    puts the collector back as it found it. Each idempotent. The memory the pause can hold is
-    bounded by the garbage the stop makes (a few kilobytes per device).
+    :meth:`keep_frozen` (a companion of the devices) raises the youngest generation's
+    threshold to :data:`YOUNG_THRESHOLD` (a program's own higher one, or 0, is kept) and runs
+    the freezing rounds; :meth:`stopping` pauses the cyclic collector (if it was enabled: one
+    the program disabled stays so); :meth:`release` thaws the heap and puts the collector
+    back as it found it. Each idempotent. The memory the pause can hold is bounded by the
+    garbage the stop makes (a few kilobytes per device).
     """
 
     def __init__(self) -> None:
         self._paused = False
         self._thresholds: tuple[int, int, int] | None = None
 
-    def running(self) -> None:
+    async def keep_frozen(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Freeze the heap at :data:`FIRST_FREEZE`, then what is younger at doubling
+        intervals, and all of it again every :data:`REFREEZE_MAX`.
+
+        Runs until cancelled, and leaves the heap frozen and the threshold raised until
+        :meth:`release`. A full round holds the loop for one walk of the whole heap; the
+        others walk the objects made since the last round.
+        """
         if self._thresholds is None:
             self._thresholds = young, middle, old = gc.get_threshold()
             if 0 < young < YOUNG_THRESHOLD:
                 gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+        task_status.started()
+        await trio.sleep(FIRST_FREEZE)
+        refreeze()
+        delay, since_full = FIRST_FREEZE, 0.0
+        while True:
+            delay = min(delay * 2, REFREEZE_MAX)
+            await trio.sleep(delay)
+            since_full += delay
+            if since_full >= REFREEZE_MAX:
+                refreeze()
+                since_full = 0.0
+            else:
+                freeze_younger()
 
     def stopping(self) -> None:
         if not self._paused and gc.isenabled():

@@ -50,7 +50,7 @@ from triolette.runtime.health import (
     DeviceHealth,
 )
 from triolette.runtime.health_checks import HealthChecks
-from triolette.runtime.heap import ServeHeap, keep_heap_frozen
+from triolette.runtime.heap import ServeHeap
 from triolette.runtime.lease_keeper import keeper_for
 from triolette.runtime.lifecycle import enter_lifespan, open_parts
 from triolette.runtime.reports import Reports
@@ -300,8 +300,7 @@ class RunningApp(Bookkeeping):
 
     async def _run_devices(self) -> None:
         companions: list[Companion] = [m.run for m in self._metronomes.values()]
-        companions.append(keep_heap_frozen)  # the collector's full walks held the loop
-        self._heap.running()
+        companions.append(self._heap.keep_frozen)  # the collector's full walks held the loop
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)
