@@ -57,6 +57,7 @@ from triolette.runtime.reports import Reports
 from triolette.runtime.scheduling import Scheduling
 from triolette.runtime.store_factory import store_at_start
 from triolette.runtime.supervisor import Companion, Supervisor
+from triolette.runtime.switching import keep_switches_short
 from triolette.runtime.teardown import close
 
 if TYPE_CHECKING:
@@ -301,6 +302,7 @@ class RunningApp(Bookkeeping):
     async def _run_devices(self) -> None:
         companions: list[Companion] = [m.run for m in self._metronomes.values()]
         companions.append(self._heap.keep_frozen)  # the collector's full walks held the loop
+        companions.append(keep_switches_short)  # the loop gets the GIL back sooner
         if self.app.log_statistics_every is not None:
             companions.append(self._log_statistics)
         check_device_needs(self.specs, self.scope)
