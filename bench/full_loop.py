@@ -13,6 +13,8 @@ Printed per run, over the window:
 
 * **cycles/s**: handler calls; the offered load is devices / 10 ms.
 * **confirmed/s**: publishes the broker acknowledged (``MqttStatistics.published``).
+* **batches/s**: the persistence actor's backend writes (``PersistenceStatistics.batches``);
+  near 0 would mean the store no longer keeps up and changes wait to become durable.
 * **loop lag p99 / max**: a task that sleeps 5 ms and records how late it woke (what a
   command or a sensor deadline waits for the loop).
 * **CPU s per 1,000 cycles**: ``getrusage`` user + system of this process, all threads.
@@ -87,15 +89,19 @@ async def run(broker: Mosquitto, devices: int, backend: str, folder: Path, args:
     async with trio.open_nursery() as nursery:
         await nursery.start(app.serve)
         await trio.sleep(args.warmup)
-        mqtt = app.statistics().mqtt
+        mqtt, stored = app.statistics().mqtt, app.statistics().persistence
         assert mqtt is not None
+        assert stored is not None
+        b0 = stored.batches
         c0, p0, cpu0, t0 = cycles, mqtt.published, cpu_seconds(), time.perf_counter()
         async with trio.open_nursery() as window:
             window.start_soon(lag_monitor, lag)
             await trio.sleep(args.seconds)
             window.cancel_scope.cancel()
-        mqtt = app.statistics().mqtt
+        mqtt, stored = app.statistics().mqtt, app.statistics().persistence
         assert mqtt is not None
+        assert stored is not None
+        b1 = stored.batches
         c1, p1, cpu1, t1 = cycles, mqtt.published, cpu_seconds(), time.perf_counter()
         app.shutdown()
     stopped = time.perf_counter()
@@ -106,6 +112,7 @@ async def run(broker: Mosquitto, devices: int, backend: str, folder: Path, args:
         backend,
         f"{done / span:,.0f}",
         f"{(p1 - p0) / span:,.0f}",
+        f"{(b1 - b0) / span:,.0f}",
         f"{percentile(lag, 99) * 1e3:.1f} / {max(lag) * 1e3:.1f}",
         f"{(cpu1 - cpu0) / done * 1000:.3f}",
         f"{stopped - t1:.2f}",
@@ -137,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend",
         "cycles/s",
         "confirmed/s",
+        "batches/s",
         "loop lag p99 / max ms",
         "CPU s per 1,000 cycles",
         "shutdown s",
