@@ -90,6 +90,6 @@ class WorkerThread:
             with trio.move_on_after(HAND_OVER_EVERY) as turn:
                 await wait_all_tasks_blocked(cushion)
                 cushion = min(_LAST_CUSHION, cushion * 2)
-            if turn.cancelled_caught:  # the loop stayed busy: block it, so the thread runs
+            if turn.cancelled_caught:  # block the loop a moment: the thread can take the GIL
                 self.idle.wait(HAND_OVER_FOR)
         await trio.sleep_forever()
