@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import trio
+import trio.testing
 
 from triolette import App, MemoryStore
 from triolette.runtime.switching import SWITCH_INTERVAL
@@ -30,7 +31,7 @@ async def _interval_while_serving() -> float:
 
     async with trio.open_nursery() as nursery:
         await nursery.start(app.serve)
-        await trio.sleep(1)
+        await trio.testing.wait_all_tasks_blocked()  # the watcher has started
         app.shutdown()
     return seen[0]
 

@@ -5,9 +5,9 @@ A task that waits for a thread is *blocked* to trio. A virtual-time clock (trio'
 leap over real disk I/O: a retry timer or a shutdown deadline would fire "during" a write that
 takes a millisecond. While a call runs, the waiting task therefore sits in trio's idle-wait
 (``wait_all_tasks_blocked``), which no clock leaps over, and the thread's completion wakes it at
-once. Whatever the clock, this costs a wake-up only when the whole run has been idle for a
-growing cushion (10 ms, doubling up to 1 s), and none at all for a call that returns before.
-Nothing here asks which clock runs.
+once. Under a virtual clock it wakes otherwise only when the whole run has been idle for a
+growing cushion (10 ms, doubling up to 1 s); under the real clock, for the hand-overs below.
+A call that returns within 5 ms costs no extra wake-up. Nothing here asks which clock runs.
 
 A busy event loop starves the thread of the GIL. The worker needs the GIL each time one of its
 blocking steps returns (every SQLite statement, the write and the fsync of a file), but a
